@@ -1,0 +1,254 @@
+"""The ``testio-mirror`` command line (also ``python -m testio_mirror``).
+
+Commands stay thin: parse, call the piece that does the work, show the outcome. Heavy imports
+happen inside the command that needs them, so ``--help`` and start-up stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from testio_mirror import __version__
+from testio_mirror.settings import SettingsError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Named sandbox sizes: the demo's default, and the benchmark datasets S and M.
+DATASET_PRESETS: dict[str, dict[str, int]] = {
+    "demo": {"products": 3, "tests_per_product": 60, "bugs_per_test": 4},
+    "S": {"products": 5, "tests_per_product": 400, "bugs_per_test": 5},
+    "M": {"products": 20, "tests_per_product": 1500, "bugs_per_test": 10},
+}
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="testio-mirror",
+        description="A local mirror of a TestIO account for LLM agents (MCP server).",
+    )
+    parser.add_argument("--version", action="version", version=f"testio-mirror {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run the main job against the built-in sandbox (no TestIO account needed)"
+    )
+    demo.set_defaults(handler=_run_demo)
+
+    config = commands.add_parser(
+        "config", help="show the effective settings (the token is never shown)"
+    )
+    config.set_defaults(handler=_run_config)
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve a simulated TestIO Customer API v2 on loopback",
+        description="Serve a simulated TestIO Customer API v2 on loopback until Ctrl-C.",
+    )
+    _add_sandbox_arguments(sandbox)
+    sandbox.set_defaults(handler=_run_sandbox)
+    return parser
+
+
+def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    serve = parser.add_argument_group("serving")
+    serve.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_non_negative_int, default=8765, help="port; 0 picks a free one (8765)"
+    )
+    serve.add_argument("--token", help="API token clients must send (default: a random one)")
+    serve.add_argument(
+        "--log-requests", action="store_true", help="print one line per API request to stderr"
+    )
+    data = parser.add_argument_group("data (deterministic from the seed)")
+    data.add_argument(
+        "--dataset",
+        choices=sorted(DATASET_PRESETS),
+        default="demo",
+        help="named size: demo (3x60x4), S (5x400x5), M (20x1500x10); flags below override",
+    )
+    data.add_argument("--seed", type=_non_negative_int, default=1, help="random seed (1)")
+    data.add_argument("--products", type=_non_negative_int, help="number of products")
+    data.add_argument(
+        "--section-products", type=_non_negative_int, default=1, help="products with sections (1)"
+    )
+    data.add_argument(
+        "--sections", type=_positive_int, default=2, help="sections per section product (2)"
+    )
+    data.add_argument(
+        "--features-per-product", type=_non_negative_int, default=6, help="features (6)"
+    )
+    data.add_argument("--tests-per-product", type=_non_negative_int, help="tests per product")
+    data.add_argument("--bugs-per-test", type=_non_negative_int, help="bugs per test")
+    knobs = parser.add_argument_group("behaviour (tests can change these while it runs)")
+    knobs.add_argument(
+        "--latency-ms", type=_non_negative_float, default=0.0, help="delay per request (0)"
+    )
+    knobs.add_argument(
+        "--max-per-page",
+        type=_positive_int,
+        default=100,
+        help="largest per_page honoured; bigger asks are silently capped (100)",
+    )
+    knobs.add_argument(
+        "--unpaged-limit",
+        type=_positive_int,
+        default=150,
+        help="tests answered when a listing has no page parameter (150)",
+    )
+    knobs.add_argument(
+        "--ignore-paging", action="store_true", help="answer every test at once, as some staging"
+    )
+    knobs.add_argument(
+        "--evolve-interval",
+        type=_non_negative_float,
+        default=0.0,
+        help="seconds between evolve steps; 0 = off (0)",
+    )
+    knobs.add_argument(
+        "--evolve-every-requests",
+        type=_non_negative_int,
+        default=0,
+        help="evolve once every N API requests; 0 = off (0)",
+    )
+
+
+def _run_sandbox(args: argparse.Namespace) -> int:
+    from testio_mirror.console import stderr_console, stdout_console
+    from testio_mirror.logs import configure_logging
+    from testio_mirror.sandbox import (
+        DatasetSpec,
+        SandboxConfig,
+        SandboxError,
+        SandboxKnobs,
+        SandboxServer,
+        new_token,
+    )
+
+    configure_logging("INFO" if args.log_requests else "WARNING")
+    preset = DATASET_PRESETS[args.dataset]
+    try:
+        spec = DatasetSpec(
+            seed=args.seed,
+            products=_pick(args.products, preset["products"]),
+            section_products=min(args.section_products, _pick(args.products, preset["products"])),
+            sections_per_product=args.sections,
+            features_per_product=args.features_per_product,
+            tests_per_product=_pick(args.tests_per_product, preset["tests_per_product"]),
+            bugs_per_test=_pick(args.bugs_per_test, preset["bugs_per_test"]),
+        )
+        config = SandboxConfig(
+            dataset=spec,
+            host=args.host,
+            port=args.port,
+            knobs=SandboxKnobs(
+                latency_ms=args.latency_ms,
+                max_per_page=args.max_per_page,
+                unpaged_limit=args.unpaged_limit,
+                ignore_paging=args.ignore_paging,
+                evolve_every_requests=args.evolve_every_requests,
+            ),
+            evolve_interval_seconds=args.evolve_interval,
+            token=args.token or new_token(),
+        )
+        server = SandboxServer(config)
+        server.bind()
+    except (SandboxError, ValueError) as exc:
+        stderr_console().print(f"[red]testio-mirror sandbox: {exc}[/red]")
+        return EXIT_USAGE
+    counts = server.world.counts()
+    out = stdout_console()
+    out.print(
+        f"[bold]TestIO sandbox[/bold] serving {counts['products']} products, "
+        f"{counts['tests']} tests, {counts['bugs']} bugs (seed {spec.seed})"
+    )
+    out.print(f"  base URL  {server.base_url}")
+    out.print(f"  token     {server.token}")
+    admin = server.base_url.removesuffix("/customer/v2") + "/_sandbox/health"
+    out.print(f"  admin     {admin}")
+    out.print("Point testio-mirror at it with:")
+    out.print(f"  export TESTIO_CUSTOMER_API_BASE_URL={server.base_url}", highlight=False)
+    out.print(f"  export TESTIO_CUSTOMER_API_TOKEN={server.token}", highlight=False)
+    out.print("Press Ctrl-C to stop.")
+    out.file.flush()
+    server.serve_forever()
+    return EXIT_OK
+
+
+def _pick(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from testio_mirror.console import stdout_console
+    from testio_mirror.demo import run_demo
+
+    return run_demo(stdout_console())
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from testio_mirror.console import stdout_console
+    from testio_mirror.settings import Settings, env_name, load_settings
+
+    settings = load_settings()
+    table = Table(title="testio-mirror settings", title_justify="left")
+    table.add_column("variable")
+    table.add_column("value")
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if name == "customer_api_token":
+            shown = "set (hidden)" if value is not None else "not set"
+        else:
+            shown = str(value)
+        table.add_row(env_name(name), shown)
+    stdout_console().print(table)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except SettingsError as exc:
+        print(f"testio-mirror: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

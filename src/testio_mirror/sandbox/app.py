@@ -1,0 +1,465 @@
+"""The sandbox's HTTP face: the Customer API v2 routes, the gate in front of them, the admin API.
+
+Every request below ``/customer/v2/`` passes the gate, in this order: it is timed and logged, waits
+the configured latency, meets an injected fault if a rule matches, is checked for
+``Authorization: Token <token>`` (401 otherwise), and only then reaches the route.
+
+The admin API below ``/_sandbox/`` (same token, never logged, never faulted) lets a test in another
+process steer a running sandbox:
+
+=========================  =========================================================
+``GET /_sandbox/health``   liveness and the account's counts
+``GET|DELETE requests``    the request log / clear it
+``GET|POST|DELETE faults`` list / add (a ``FaultRule`` as JSON) / clear fault rules
+``GET|PUT config``         read / change the runtime knobs (``SandboxKnobs`` fields)
+``POST evolve?steps=N``    move the account forward N steps
+``GET snapshot``           everything the account holds now
+=========================  =========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, cast
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from testio_mirror.sandbox.faults import FaultPlan, FaultRule, RequestLog, RequestRecord
+from testio_mirror.sandbox.world import (
+    TRIAGE_ACTIONS,
+    NotFoundError,
+    SandboxWorld,
+    UnprocessableError,
+)
+
+API_PREFIX = "/customer/v2"
+ADMIN_PREFIX = "/_sandbox"
+
+logger = logging.getLogger("testio_mirror.sandbox")
+
+
+@dataclass
+class SandboxKnobs:
+    """Behaviour that tests may change while the sandbox runs."""
+
+    latency_ms: float = 0.0
+    # The largest per_page honoured; bigger asks are silently capped, as an unknown server may.
+    max_per_page: int = 100
+    # How many tests a listing without ``page`` returns (some deployments answer the last 150).
+    unpaged_limit: int = 150
+    # Some staging deployments ignore paging and answer every test at once.
+    ignore_paging: bool = False
+    # Evolve the account once every N API requests (0 = never): changes land mid-listing.
+    evolve_every_requests: int = 0
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply a partial update, checking names and types.
+
+        Raises:
+            ValueError: unknown knob or unusable value.
+        """
+        known = {f.name: f for f in fields(self)}
+        for name, value in changes.items():
+            if name not in known:
+                raise ValueError(f"unknown knob {name!r}; knobs: {', '.join(known)}")
+            current = getattr(self, name)
+            if isinstance(current, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{name} must be true or false")
+            elif not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0")
+            if name == "max_per_page" and value < 1:
+                raise ValueError("max_per_page must be >= 1")
+            setattr(self, name, type(current)(value))
+
+
+class DeliberateDisconnectError(Exception):
+    """Raised inside the app to make uvicorn drop a connection on purpose (a fault)."""
+
+
+class _QuietDeliberateDisconnects(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DeliberateDisconnectError))
+
+
+def quiet_deliberate_disconnects() -> None:
+    """Keep uvicorn from logging a traceback for every injected disconnect."""
+    target = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDeliberateDisconnects) for f in target.filters):
+        target.addFilter(_QuietDeliberateDisconnects())
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _int_list(raw: str, name: str) -> list[int]:
+    try:
+        return [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise UnprocessableError(f"{name} must be a comma-separated list of integers") from None
+
+
+def _positive_int(request: Request, name: str, default: int | None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UnprocessableError(f"{name} must be an integer") from None
+    if value < 1:
+        raise UnprocessableError(f"{name} must be >= 1")
+    return value
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class SandboxApp:
+    """The ASGI application: API gate + API routes + admin routes."""
+
+    def __init__(
+        self,
+        world: SandboxWorld,
+        token: str,
+        knobs: SandboxKnobs | None = None,
+        faults: FaultPlan | None = None,
+        requests: RequestLog | None = None,
+        evolve_interval_seconds: float = 0.0,
+    ) -> None:
+        self.world = world
+        self.knobs = knobs if knobs is not None else SandboxKnobs()
+        self.faults = faults if faults is not None else FaultPlan()
+        self.requests = requests if requests is not None else RequestLog()
+        self._token = token
+        self._evolve_interval = evolve_interval_seconds
+        self._api_calls = 0
+        self._routes = Starlette(
+            routes=self._api_routes() + self._admin_routes(),
+            exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
+            lifespan=self._lifespan,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(API_PREFIX + "/"):
+            await self._gate(scope, receive, send)
+        else:
+            await self._routes(scope, receive, send)
+
+    # -- the gate ----------------------------------------------------------------------------
+
+    async def _gate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        arrived = time.time()
+        method = scope["method"]
+        path = scope["path"][len(API_PREFIX) + 1 :].rstrip("/")
+        status = 0
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        fault = self.faults.take(method, path)
+        try:
+            if self.knobs.latency_ms > 0:
+                await asyncio.sleep(self.knobs.latency_ms / 1000)
+            if fault is not None and fault.kind == "hang":
+                await asyncio.sleep(fault.hang_seconds)
+            if fault is not None and fault.kind not in ("hang", "truncated"):
+                await self._inject(fault, recording_send)
+            elif not self._authorized(scope):
+                await _error(401, "missing or wrong token: send Authorization: Token <token>")(
+                    scope, receive, recording_send
+                )
+            elif fault is not None and fault.kind == "truncated":
+                await self._truncated(scope, receive, recording_send)
+            else:
+                await self._routes(scope, receive, recording_send)
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            query = scope.get("query_string", b"").decode("latin-1")
+            record = RequestRecord(
+                method, path, query, status, round(ms, 3), fault.kind if fault else None, arrived
+            )
+            self.requests.append(record)
+            logger.info("%s /%s?%s -> %s in %.1f ms", method, path, query, status, ms)
+            self._count_api_call()
+
+    def _authorized(self, scope: Scope) -> bool:
+        headers = dict(scope["headers"])
+        presented = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, value = presented.partition(" ")
+        return scheme == "Token" and secrets.compare_digest(value.strip(), self._token)
+
+    def _count_api_call(self) -> None:
+        self._api_calls += 1
+        every = self.knobs.evolve_every_requests
+        if every and self._api_calls % every == 0:
+            self.world.evolve()
+
+    async def _inject(self, fault: FaultRule, send: Send) -> None:
+        if fault.kind == "rate_limit":
+            headers = [(b"content-type", b"application/json")]
+            if fault.retry_after is not None:
+                headers.append((b"retry-after", fault.retry_after.encode("latin-1")))
+            await _send_raw(send, 429, headers, b'{"error": "rate limit exceeded"}')
+        elif fault.kind == "error":
+            if fault.status == 524:
+                # What a proxy in front of the API answers: HTML, not JSON.
+                body = b"<html><body><h1>524: A timeout occurred</h1></body></html>"
+                await _send_raw(send, 524, [(b"content-type", b"text/html")], body)
+            else:
+                body = json.dumps({"error": f"injected {fault.status}"}).encode()
+                await _send_raw(send, fault.status, [(b"content-type", b"application/json")], body)
+        elif fault.kind == "malformed":
+            body = b'{"error": "this is not valid JSON'
+            await _send_raw(send, 200, [(b"content-type", b"application/json")], body)
+        else:  # disconnect: a status line promising a body that never comes
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+                }
+            )
+            raise DeliberateDisconnectError
+
+    async def _truncated(self, scope: Scope, receive: Receive, send: Send) -> None:
+        messages: list[Message] = []
+
+        async def buffer(message: Message) -> None:
+            messages.append(message)
+
+        await self._routes(scope, receive, buffer)
+        start = messages[0]
+        body = b"".join(m.get("body", b"") for m in messages[1:])
+        await send(start)
+        await send(
+            {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
+        )
+        raise DeliberateDisconnectError
+
+    @staticmethod
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        return _error(exc.status_code, exc.detail)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        task = None
+        if self._evolve_interval > 0:
+            task = asyncio.create_task(self._evolve_forever())
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _evolve_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._evolve_interval)
+            report = self.world.evolve()
+            logger.info("evolved: %s", report.as_json())
+
+    # -- API routes --------------------------------------------------------------------------
+
+    def _api_routes(self) -> list[Route]:
+        p = API_PREFIX
+        return [
+            Route(f"{p}/products", self._wrap(self._products)),
+            Route(f"{p}/products/{{pid:int}}", self._wrap(self._product)),
+            Route(f"{p}/products/{{pid:int}}/features", self._wrap(self._features)),
+            Route(
+                f"{p}/products/{{pid:int}}/sections/{{sid:int}}/features",
+                self._wrap(self._section_features),
+            ),
+            Route(f"{p}/products/{{pid:int}}/user_stories", self._wrap(self._user_stories)),
+            Route(f"{p}/products/{{pid:int}}/exploratory_tests", self._wrap(self._tests)),
+            Route(f"{p}/products/{{pid:int}}/test_environments", self._wrap(self._environments)),
+            Route(f"{p}/exploratory_tests/{{tid:int}}", self._wrap(self._test)),
+            Route(f"{p}/bugs", self._wrap(self._bugs)),
+            Route(f"{p}/bugs/reject_reasons", self._wrap(self._reject_reasons)),
+            Route(f"{p}/bugs/{{bid:int}}", self._wrap(self._bug)),
+            Route(f"{p}/bugs/{{bid:int}}/{{action}}", self._wrap(self._triage), methods=["PUT"]),
+        ]
+
+    @staticmethod
+    def _wrap(handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except NotFoundError as exc:
+                return _error(404, str(exc))
+            except UnprocessableError as exc:
+                return _error(422, str(exc))
+
+        return endpoint
+
+    async def _products(self, request: Request) -> Response:
+        return JSONResponse({"products": self.world.products()})
+
+    async def _product(self, request: Request) -> Response:
+        return JSONResponse({"product": self.world.product(request.path_params["pid"])})
+
+    async def _features(self, request: Request) -> Response:
+        return JSONResponse({"features": self.world.features(request.path_params["pid"])})
+
+    async def _section_features(self, request: Request) -> Response:
+        pid, sid = request.path_params["pid"], request.path_params["sid"]
+        return JSONResponse({"features": self.world.section_features(pid, sid)})
+
+    async def _user_stories(self, request: Request) -> Response:
+        section_id = _positive_int(request, "section_id", None)
+        stories = self.world.user_stories(request.path_params["pid"], section_id)
+        return JSONResponse({"user_stories": stories})
+
+    async def _environments(self, request: Request) -> Response:
+        environments = self.world.test_environments(request.path_params["pid"])
+        return JSONResponse({"test_environments": environments})
+
+    async def _tests(self, request: Request) -> Response:
+        pid = request.path_params["pid"]
+        knobs = self.knobs
+        page = _positive_int(request, "page", None)
+        per_page = _positive_int(request, "per_page", 25)
+        assert per_page is not None
+        if knobs.ignore_paging:
+            tests = self.world.tests_page(pid, 1, max(self.world.test_count(pid), 1))
+        elif page is None:
+            tests = self.world.tests_page(pid, 1, knobs.unpaged_limit)
+        else:
+            tests = self.world.tests_page(pid, page, min(per_page, knobs.max_per_page))
+        return JSONResponse({"exploratory_tests": tests})
+
+    async def _test(self, request: Request) -> Response:
+        return JSONResponse({"exploratory_test": self.world.test(request.path_params["tid"])})
+
+    async def _bugs(self, request: Request) -> Response:
+        query = request.query_params
+        filters: dict[str, list[int] | None] = {}
+        for param, key in (
+            ("filter_test_cycle_ids", "test_ids"),
+            ("filter_product_ids", "product_ids"),
+            ("filter_section_ids", "section_ids"),
+        ):
+            raw = query.get(param)
+            filters[key] = _int_list(raw, param) if raw is not None else None
+        bugs = self.world.bugs(**filters, export_status=query.get("export_status"))
+        return JSONResponse({"bugs": bugs})
+
+    async def _bug(self, request: Request) -> Response:
+        return JSONResponse({"bug": self.world.bug(request.path_params["bid"])})
+
+    async def _reject_reasons(self, request: Request) -> Response:
+        return JSONResponse({"reject_reasons": self.world.reject_reasons()})
+
+    async def _triage(self, request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in TRIAGE_ACTIONS:
+            raise NotFoundError(f"unknown bug action {action!r}")
+        body = await _read_body(request)
+        bug = self.world.triage(
+            request.path_params["bid"],
+            action,
+            reason=_optional_str(body.get("reason")),
+            comment=_optional_str(body.get("comment")),
+        )
+        return JSONResponse({"bug": bug})
+
+    # -- admin routes ------------------------------------------------------------------------
+
+    def _admin_routes(self) -> list[Route]:
+        a = ADMIN_PREFIX
+        return [
+            Route(f"{a}/health", self._admin(self._health)),
+            Route(f"{a}/requests", self._admin(self._requests), methods=["GET", "DELETE"]),
+            Route(f"{a}/faults", self._admin(self._faults), methods=["GET", "POST", "DELETE"]),
+            Route(f"{a}/config", self._admin(self._config), methods=["GET", "PUT"]),
+            Route(f"{a}/evolve", self._admin(self._evolve), methods=["POST"]),
+            Route(f"{a}/snapshot", self._admin(self._snapshot)),
+        ]
+
+    def _admin(self, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            if not self._authorized(request.scope):
+                return _error(401, "missing or wrong token: send Authorization: Token <token>")
+            try:
+                return await handler(request)
+            except (ValueError, TypeError) as exc:
+                return _error(422, str(exc))
+
+        return endpoint
+
+    async def _health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "counts": self.world.counts()})
+
+    async def _requests(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.requests.clear()
+        return JSONResponse({"requests": [r.as_json() for r in self.requests.records()]})
+
+    async def _faults(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.faults.clear()
+        elif request.method == "POST":
+            body = await _read_body(request)
+            self.faults.add(FaultRule(**body))
+        return JSONResponse({"faults": [r.as_json() for r in self.faults.rules()]})
+
+    async def _config(self, request: Request) -> Response:
+        if request.method == "PUT":
+            self.knobs.update(await _read_body(request))
+        return JSONResponse({"config": asdict(self.knobs)})
+
+    async def _evolve(self, request: Request) -> Response:
+        steps = _positive_int(request, "steps", 1)
+        assert steps is not None
+        return JSONResponse({"evolved": self.world.evolve(steps).as_json()})
+
+    async def _snapshot(self, request: Request) -> Response:
+        return JSONResponse({"snapshot": self.world.snapshot()})
+
+
+async def _send_raw(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(request: Request) -> dict[str, Any]:
+    """A JSON object or a form body; an empty body is an empty object."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            raise UnprocessableError("the body is not valid JSON") from None
+        if not isinstance(parsed, dict):
+            raise UnprocessableError("the body must be a JSON object")
+        return cast(dict[str, Any], parsed)
+    return {key: values[-1] for key, values in parse_qs(raw.decode()).items()}
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)

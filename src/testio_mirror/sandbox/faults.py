@@ -1,0 +1,143 @@
+"""Fault injection and the request log: the sandbox's knobs for testing a client under stress.
+
+A ``FaultRule`` matches requests by path pattern (``fnmatch`` against the path below
+``/customer/v2/``, e.g. ``"bugs"`` or ``"products/*/exploratory_tests"``) and optional method, and
+fires a given number of times (``times=None``: until cleared). Rules are checked in the order they
+were added; the first one with shots left fires.
+
+Example::
+
+    plan = FaultPlan()
+    plan.add(FaultRule(kind="rate_limit", path="products/*", times=2, retry_after="1"))
+    plan.add(FaultRule(kind="error", path="bugs", status=524, times=1))
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+FaultKind = Literal["rate_limit", "error", "hang", "malformed", "truncated", "disconnect"]
+FAULT_KINDS: tuple[FaultKind, ...] = (
+    "rate_limit",  # 429, with Retry-After when retry_after is set
+    "error",  # any status, 500 by default (502, 503, 524 ...)
+    "hang",  # wait hang_seconds before answering normally: longer than a client's timeout
+    "malformed",  # 200 with a body that is not JSON
+    "truncated",  # 200 whose body stops halfway, then the connection closes
+    "disconnect",  # the status line and headers, then the connection closes: no body
+)
+
+
+@dataclass
+class FaultRule:
+    """One fault to inject: what, where, how many times."""
+
+    kind: FaultKind
+    path: str = "*"
+    method: str | None = None
+    times: int | None = 1
+    status: int = 500
+    retry_after: str | None = None
+    hang_seconds: float = 60.0
+    fired: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {FAULT_KINDS}")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be >= 1, or None for a fault that never runs out")
+        if not 100 <= self.status <= 599:
+            raise ValueError("status must be an HTTP status code")
+        if self.hang_seconds < 0:
+            raise ValueError("hang_seconds must be >= 0")
+        self.path = self.path.strip("/")
+        self.method = self.method.upper() if self.method else None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        return fnmatch.fnmatchcase(path, self.path)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.times is not None and self.fired >= self.times
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FaultPlan:
+    """The active fault rules, safe to change from any thread while the server runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+
+    def add(self, rule: FaultRule) -> FaultRule:
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def rules(self) -> list[FaultRule]:
+        with self._lock:
+            return list(self._rules)
+
+    def take(self, method: str, path: str) -> FaultRule | None:
+        """The rule that fires for this request, with its shot counted, or None."""
+        with self._lock:
+            for rule in self._rules:
+                if not rule.exhausted and rule.matches(method, path):
+                    rule.fired += 1
+                    return rule
+            return None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One API request the sandbox answered; ``path`` is below ``/customer/v2/``, ``status`` is 0
+    when the connection closed before a status line, ``at`` is the Unix time it arrived."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+    ms: float
+    fault: str | None
+    at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RequestLog:
+    """Every API request, in arrival order (admin requests are not logged)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+
+    def append(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def records(self, path: str | None = None) -> list[RequestRecord]:
+        """All records, or those whose path matches the ``fnmatch`` pattern ``path``."""
+        with self._lock:
+            records = list(self._records)
+        if path is None:
+            return records
+        return [r for r in records if fnmatch.fnmatchcase(r.path, path)]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)

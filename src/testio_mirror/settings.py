@@ -1,0 +1,160 @@
+"""Every knob of testio-mirror, in one place.
+
+Settings come from the environment (variables prefixed ``TESTIO_``) and from an optional ``.env``
+file in the working directory; the environment wins. Each field's description is the text the
+README's configuration table shows, and ``tests/test_settings.py`` fails when the table misses one.
+
+Example::
+
+    settings = load_settings()          # raises SettingsError with one readable line
+    settings.page_size                  # 25
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TESTIO_"
+DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value testio-mirror cannot use; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """testio-mirror's configuration. Field descriptions double as user documentation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+        frozen=True,
+    )
+
+    customer_api_token: SecretStr | None = Field(
+        default=None,
+        description="API token of the TestIO account (secret; never logged or stored).",
+    )
+    customer_api_base_url: HttpUrl = Field(
+        default=HttpUrl(DEFAULT_BASE_URL),
+        description="Base URL of the TestIO Customer API v2.",
+    )
+    mirror_home: Path = Field(
+        default=Path("~/.testio-mirror"),
+        description="Data directory: the SQLite mirror, the sync lock and logs.",
+    )
+    refresh_interval_seconds: int = Field(
+        default=900,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="Seconds between the server's periodic refreshes; 0 turns them off.",
+    )
+    full_reconcile_interval_seconds: int = Field(
+        default=24 * 3600,
+        ge=0,
+        description="Seconds between full listings of all products (finds deletions); 0 = never.",
+    )
+    http_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Timeout of one HTTP request to TestIO.",
+    )
+    max_concurrent_requests: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Most requests to TestIO in flight at once, for the whole process.",
+    )
+    page_size: int = Field(
+        default=25,
+        ge=1,
+        le=1000,
+        description="Tests per page when listing a product's tests (the API documents 25).",
+    )
+    bug_batch_size: int = Field(
+        default=15,
+        ge=1,
+        le=200,
+        description="Test ids per bugs request; halved automatically on 524 or timeout.",
+    )
+    retry_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Attempts per request (first try included) on 5xx, 429, timeouts.",
+    )
+    retry_max_delay_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Longest backoff between two attempts, Retry-After included.",
+    )
+    open_test_ttl_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="Age after which an open test and its bugs are re-fetched on read.",
+    )
+    product_ttl_seconds: int = Field(
+        default=6 * 3600,
+        ge=0,
+        description="Age after which products and features are re-fetched on read.",
+    )
+    sync_lock_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="How long a sync waits for another process's sync lock before giving up.",
+    )
+    log_level: LogLevel = Field(
+        default="INFO",
+        description="Log level (DEBUG, INFO, WARNING, ERROR); logs go to stderr, never stdout.",
+    )
+
+    @field_validator("mirror_home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def database_path(self) -> Path:
+        """Where the mirror's SQLite file lives."""
+        return self.mirror_home / "mirror.db"
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets ``field_name``."""
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's report into one line that names the variable.
+
+    Raises:
+        SettingsError: a variable holds a value that cannot be used.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    # Never echo the offending value: for the token it would print the secret.
+    return f"invalid setting {env_name(field)}: {first['msg']}"
