@@ -21,6 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "TESTIO_"
 DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
 
+_SECRET_FIELDS = frozenset({"customer_api_token"})
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -120,6 +122,12 @@ class Settings(BaseSettings):
         description="Log level (DEBUG, INFO, WARNING, ERROR); logs go to stderr, never stdout.",
     )
 
+    @field_validator("customer_api_token", mode="before")
+    @classmethod
+    def _blank_token_is_unset(cls, value: object) -> object:
+        # An exported-but-empty variable is a common slip; treat it as "no token", not a token.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("mirror_home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -154,7 +162,12 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def _describe(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False, include_input=False)[0]
-    field = str(first["loc"][0]) if first["loc"] else ""
-    # Never echo the offending value: for the token it would print the secret.
-    return f"invalid setting {env_name(field)}: {first['msg']}"
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        problem = f"{env_name(field)}: {error['msg']}"
+        # Echo what was given, except for the token: that would print the secret.
+        if field not in _SECRET_FIELDS and isinstance(error.get("input"), str | int | float):
+            problem += f" (got {error['input']!r})"
+        problems.append(problem)
+    return "invalid setting " + "; ".join(problems) + " (see Configuration in README.md)"

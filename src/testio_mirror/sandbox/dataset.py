@@ -218,7 +218,8 @@ def build_account(spec: DatasetSpec) -> Account:
             {
                 "id": product_id,
                 "name": name,
-                "description": None if rng.random() < 0.3 else f"The {name} product.",
+                # Every third product has no description: the API allows null here.
+                "description": None if index % 3 == 1 else f"The {name} product.",
                 "type": PRODUCT_TYPES[index % len(PRODUCT_TYPES)],
                 "default_section_id": default_section,
                 "sections": sections,

@@ -1,0 +1,155 @@
+"""The command line, run as a user runs it: in a child process."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+COMMANDS = ("demo", "config", "sandbox")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    env.update(extra)
+    return env
+
+
+def _run(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "testio_mirror", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(**env),
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "program",
+    [[sys.executable, "-m", "testio_mirror"], [str(Path(sys.executable).parent / "testio-mirror")]],
+    ids=["python -m", "console script"],
+)
+def test_help_lists_every_command(program: list[str]) -> None:
+    result = subprocess.run(
+        [*program, "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    for command in COMMANDS:
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+
+
+def test_version() -> None:
+    result = _run("--version")
+    assert result.returncode == 0
+    assert re.fullmatch(r"testio-mirror \d+\.\d+\.\d+\S*\n", result.stdout)
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    result = _run()
+    assert result.returncode == 2
+    assert "COMMAND" in result.stdout
+
+
+def test_config_shows_settings_but_never_the_token(tmp_path: Path) -> None:
+    result = _run("config", cwd=tmp_path, TESTIO_CUSTOMER_API_TOKEN="s3cr3t-token-value")
+    assert result.returncode == 0, result.stderr
+    assert "TESTIO_PAGE_SIZE" in result.stdout
+    assert "set (hidden)" in result.stdout
+    assert "s3cr3t-token-value" not in result.stdout + result.stderr
+
+
+def test_invalid_setting_stops_with_one_line_naming_it(tmp_path: Path) -> None:
+    result = _run("config", cwd=tmp_path, TESTIO_PAGE_SIZE="lots")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "TESTIO_PAGE_SIZE" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
+    result = _run("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Products" in result.stdout
+    assert "newest first" in result.stdout
+    assert "Without a token the API answers 401" in result.stdout
+
+
+def test_sandbox_rejects_a_non_loopback_host() -> None:
+    result = _run("sandbox", "--host", "0.0.0.0", "--port", "0")
+    assert result.returncode == 2
+    assert "loopback" in result.stderr
+
+
+def test_sandbox_rejects_negative_sizes() -> None:
+    result = _run("sandbox", "--products", "-3")
+    assert result.returncode == 2
+    assert "--products" in result.stderr
+
+
+@pytest.fixture
+def sandbox_process() -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "testio_mirror",
+            "sandbox",
+            "--port",
+            "0",
+            "--products",
+            "2",
+            "--tests-per-product",
+            "12",
+            "--token",
+            "cli-token",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def test_sandbox_command_serves_and_prints_how_to_use_it(
+    sandbox_process: subprocess.Popen[str],
+) -> None:
+    assert sandbox_process.stdout is not None
+    printed: list[str] = []
+    for line in sandbox_process.stdout:
+        printed.append(line)
+        if "Ctrl-C" in line:
+            break
+    text = "".join(printed)
+    match = re.search(r"base URL\s+(http://127\.0\.0\.1:\d+/customer/v2)", text)
+    assert match, text
+    base_url = match.group(1)
+    assert "token     cli-token" in text
+    assert f"export TESTIO_CUSTOMER_API_BASE_URL={base_url}" in text
+    answer = httpx.get(
+        f"{base_url}/products", headers={"Authorization": "Token cli-token"}, timeout=10
+    )
+    assert answer.status_code == 200
+    assert len(answer.json()["products"]) == 2
+    assert httpx.get(f"{base_url}/products", timeout=10).status_code == 401
+
+    sandbox_process.terminate()
+    assert sandbox_process.wait(timeout=15) in (0, -15)
