@@ -167,15 +167,34 @@ class SandboxApp:
         arrived = time.time()
         method = scope["method"]
         path = scope["path"][len(API_PREFIX) + 1 :].rstrip("/")
+        fault = self.faults.take(method, path)
         status = 0
+        logged = False
+
+        def log() -> None:
+            # Runs before the last body byte leaves, so a client that has its answer can already
+            # see the request in the log; answers that never complete are logged in `finally`.
+            nonlocal logged
+            if logged:
+                return
+            logged = True
+            ms = (time.perf_counter() - started) * 1000
+            query = scope.get("query_string", b"").decode("latin-1")
+            kind = fault.kind if fault else None
+            self.requests.append(
+                RequestRecord(method, path, query, status, round(ms, 3), kind, arrived)
+            )
+            logger.info("%s /%s?%s -> %s in %.1f ms", method, path, query, status, ms)
+            self._count_api_call()
 
         async def recording_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                log()
             await send(message)
 
-        fault = self.faults.take(method, path)
         try:
             if self.knobs.latency_ms > 0:
                 await asyncio.sleep(self.knobs.latency_ms / 1000)
@@ -192,14 +211,7 @@ class SandboxApp:
             else:
                 await self._routes(scope, receive, recording_send)
         finally:
-            ms = (time.perf_counter() - started) * 1000
-            query = scope.get("query_string", b"").decode("latin-1")
-            record = RequestRecord(
-                method, path, query, status, round(ms, 3), fault.kind if fault else None, arrived
-            )
-            self.requests.append(record)
-            logger.info("%s /%s?%s -> %s in %.1f ms", method, path, query, status, ms)
-            self._count_api_call()
+            log()
 
     def _authorized(self, scope: Scope) -> bool:
         headers = dict(scope["headers"])
@@ -257,7 +269,8 @@ class SandboxApp:
 
     @staticmethod
     async def _http_error(request: Request, exc: HTTPException) -> Response:
-        return _error(exc.status_code, exc.detail)
+        # Keep Starlette's headers: a 405 must say what is Allowed.
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:

@@ -58,12 +58,23 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if not self.token:
             raise SandboxError("the sandbox token must not be empty")
+        if self.host == "localhost":
+            self.host = "127.0.0.1"
         try:
             loopback = ipaddress.ip_address(self.host).is_loopback
         except ValueError:
-            loopback = self.host == "localhost"
+            loopback = False
         if not loopback:
             raise SandboxError(f"the sandbox only serves loopback addresses, not {self.host!r}")
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    @property
+    def url_host(self) -> str:
+        """The host as written in a URL (IPv6 addresses in brackets)."""
+        return f"[{self.host}]" if ":" in self.host else self.host
 
 
 class SandboxServer:
@@ -103,7 +114,7 @@ class SandboxServer:
     @property
     def base_url(self) -> str:
         """The value for TESTIO_CUSTOMER_API_BASE_URL."""
-        return f"http://{self.config.host}:{self.port}{API_PREFIX}"
+        return f"http://{self.config.url_host}:{self.port}{API_PREFIX}"
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -117,7 +128,9 @@ class SandboxServer:
         """
         if self._socket is not None:
             return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off only for sockets that say they
+        # are TCP, and without that every small answer waits ~40 ms for a delayed ACK.
+        sock = socket.socket(self.config.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.config.host, self.config.port))
