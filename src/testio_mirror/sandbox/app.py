@@ -72,6 +72,7 @@ class SandboxKnobs:
             ValueError: unknown knob or unusable value.
         """
         known = {f.name: f for f in fields(self)}
+        checked: dict[str, Any] = {}
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown knob {name!r}; knobs: {', '.join(known)}")
@@ -83,7 +84,10 @@ class SandboxKnobs:
                 raise ValueError(f"{name} must be a number >= 0")
             if name == "max_per_page" and value < 1:
                 raise ValueError("max_per_page must be >= 1")
-            setattr(self, name, type(current)(value))
+            checked[name] = type(current)(value)
+        # All or nothing: a rejected update must not leave half its changes behind.
+        for name, value in checked.items():
+            setattr(self, name, value)
 
 
 class DeliberateDisconnectError(Exception):
@@ -199,19 +203,26 @@ class SandboxApp:
             if self.knobs.latency_ms > 0:
                 await asyncio.sleep(self.knobs.latency_ms / 1000)
             if fault is not None and fault.kind == "hang":
-                await asyncio.sleep(fault.hang_seconds)
-            if fault is not None and fault.kind not in ("hang", "truncated"):
-                await self._inject(fault, recording_send)
-            elif not self._authorized(scope):
-                await _error(401, "missing or wrong token: send Authorization: Token <token>")(
-                    scope, receive, recording_send
-                )
-            elif fault is not None and fault.kind == "truncated":
+                replay = await _hang(fault.hang_seconds, receive)
+                if replay is None:
+                    return  # the client gave up: nothing was sent, the record keeps status 0
+                receive = replay
+            if fault is None or fault.kind == "hang":
+                await self._respond(scope, receive, recording_send)
+            elif fault.kind == "truncated":
                 await self._truncated(scope, receive, recording_send)
             else:
-                await self._routes(scope, receive, recording_send)
+                await self._inject(fault, recording_send)
         finally:
             log()
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._authorized(scope):
+            await self._routes(scope, receive, send)
+        else:
+            await _error(401, "missing or wrong token: send Authorization: Token <token>")(
+                scope, receive, send
+            )
 
     def _authorized(self, scope: Scope) -> bool:
         headers = dict(scope["headers"])
@@ -258,7 +269,7 @@ class SandboxApp:
         async def buffer(message: Message) -> None:
             messages.append(message)
 
-        await self._routes(scope, receive, buffer)
+        await self._respond(scope, receive, buffer)
         start = messages[0]
         body = b"".join(m.get("body", b"") for m in messages[1:])
         await send(start)
@@ -448,6 +459,29 @@ class SandboxApp:
 
     async def _snapshot(self, request: Request) -> Response:
         return JSONResponse({"snapshot": self.world.snapshot()})
+
+
+async def _hang(seconds: float, receive: Receive) -> Receive | None:
+    """Wait ``seconds`` unless the client hangs up first (then None); the receive returned
+    replays the request body read while waiting."""
+    body: list[Message] = []
+
+    async def until_disconnect() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body.append(message)
+
+    try:
+        await asyncio.wait_for(until_disconnect(), seconds)
+    except TimeoutError:
+
+        async def replay() -> Message:
+            return body.pop(0) if body else await receive()
+
+        return replay
+    return None
 
 
 async def _send_raw(

@@ -52,6 +52,11 @@ class FaultRule:
             raise ValueError("status must be an HTTP status code")
         if self.hang_seconds < 0:
             raise ValueError("hang_seconds must be >= 0")
+        if self.retry_after is not None and not isinstance(self.retry_after, str):
+            # JSON callers send numbers; a header value is text.
+            if isinstance(self.retry_after, bool) or not isinstance(self.retry_after, int):
+                raise ValueError("retry_after must be seconds or an HTTP date")
+            self.retry_after = str(self.retry_after)
         self.path = self.path.strip("/")
         self.method = self.method.upper() if self.method else None
 
