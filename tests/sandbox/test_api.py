@@ -14,6 +14,7 @@ import pytest
 from testio_mirror.sandbox import DatasetSpec, SandboxConfig, SandboxKnobs, SandboxServer
 from testio_mirror.sandbox.faults import RequestRecord
 from tests.conftest import SMALL, SandboxFactory
+from tests.polling import wait_for
 
 JSON = dict[str, Any]
 SECTION_PRODUCT = 101  # the one product with sections in the small set
@@ -88,10 +89,8 @@ def first_bug(api: httpx.Client, **unlike: Any) -> JSON:
 
 
 def logged(sandbox: SandboxServer, count: int) -> list[RequestRecord]:
-    """The request log once it holds ``count`` records: it is written just after the answer."""
-    deadline = time.monotonic() + 2.0
-    while len(sandbox.requests) < count and time.monotonic() < deadline:
-        time.sleep(0.001)
+    """The request log once it holds ``count`` records (or what it holds after 2 s)."""
+    wait_for(lambda: len(sandbox.requests) >= count, seconds=2.0)
     return sandbox.requests.records()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,6 +17,7 @@ from testio_mirror.sandbox import (
     SandboxWorld,
 )
 from tests.conftest import SMALL, SandboxFactory
+from tests.polling import wait_for
 
 SECTIONED, PLAIN = 101, 102
 
@@ -41,15 +40,6 @@ def _listing(api: httpx.Client, product_id: int, page: int = 1, per_page: int = 
         api.get(f"products/{product_id}/exploratory_tests", params=params), "exploratory_tests"
     )
     return [t["id"] for t in tests]
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_evolve_changes_are_served(sandbox: SandboxServer, api: httpx.Client) -> None:
@@ -179,8 +169,8 @@ def test_evolve_every_requests(make_sandbox: SandboxFactory) -> None:
     with _client(server) as api:
         for _ in range(10):
             api.get("products/999")  # every API request counts, a 404 too
-    assert _wait_for(lambda: len(server.requests) == 10)
-    assert _wait_for(lambda: server.world.counts()["evolve_steps"] == 5)
+    assert wait_for(lambda: len(server.requests) == 10)
+    assert wait_for(lambda: server.world.counts()["evolve_steps"] == 5)
     assert server.world.counts()["evolve_steps"] == 5
 
 
@@ -214,7 +204,7 @@ def test_changes_land_in_the_middle_of_a_listing(make_sandbox: SandboxFactory) -
 
 def test_evolve_on_a_timer(make_sandbox: SandboxFactory) -> None:
     server = make_sandbox(evolve_interval_seconds=0.05)
-    assert _wait_for(lambda: server.world.counts()["evolve_steps"] > 0)
+    assert wait_for(lambda: server.world.counts()["evolve_steps"] > 0)
 
 
 def test_admin_evolve(sandbox: SandboxServer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
@@ -16,6 +16,7 @@ import pytest
 
 from testio_mirror.sandbox import API_PREFIX, FaultRule, RequestRecord, SandboxKnobs, SandboxServer
 from testio_mirror.sandbox.faults import FaultKind
+from tests.polling import wait_for
 
 
 @pytest.fixture
@@ -28,17 +29,8 @@ def admin(sandbox: SandboxServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = 3.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def _last_record(sandbox: SandboxServer) -> RequestRecord:
-    assert _wait_for(lambda: len(sandbox.requests) > 0)
+    assert wait_for(lambda: len(sandbox.requests) > 0)
     return sandbox.requests.records()[-1]
 
 
@@ -122,7 +114,7 @@ def test_hang_the_client_gave_up_on_is_logged_without_a_status(
     sandbox.faults.add(FaultRule(kind="hang", path="products", hang_seconds=1))
     with pytest.raises(httpx.ReadTimeout):
         api.get("products", timeout=0.3)
-    assert _wait_for(lambda: len(sandbox.requests.records("products")) == 1)
+    assert wait_for(lambda: len(sandbox.requests.records("products")) == 1)
     record = sandbox.requests.records("products")[0]
     assert record.fault == "hang"
     assert record.status == 0
@@ -172,7 +164,7 @@ def test_the_request_log_marks_faults_with_kind_and_status(
     assert (record.method, record.path, record.query) == ("GET", "products", "x=1")
     assert (record.fault, record.status) == (kind, sent)
     _assert_still_serving(api)
-    assert _wait_for(lambda: len(sandbox.requests) == 2)
+    assert wait_for(lambda: len(sandbox.requests) == 2)
     assert sandbox.requests.records()[-1].fault is None
 
 
@@ -250,7 +242,7 @@ def test_faults_apply_before_auth(sandbox: SandboxServer) -> None:
     assert first.status_code == 429
     assert first.headers["retry-after"] == "1"
     assert second.status_code == 401
-    assert _wait_for(lambda: len(sandbox.requests) == 2)
+    assert wait_for(lambda: len(sandbox.requests) == 2)
     assert [(r.status, r.fault) for r in sandbox.requests.records()] == [
         (429, "rate_limit"),
         (401, None),
@@ -264,7 +256,7 @@ def test_truncated_cuts_even_a_refusal(sandbox: SandboxServer) -> None:
         pytest.raises(httpx.RemoteProtocolError),
     ):
         anonymous.get("products")
-    assert _wait_for(lambda: len(sandbox.requests) == 1)
+    assert wait_for(lambda: len(sandbox.requests) == 1)
     assert sandbox.requests.records()[0].status == 401
 
 
@@ -367,7 +359,7 @@ def test_admin_health_and_request_log(
     api.get("products")
     api.get("products/101", params={"a": "b"})
     admin.get("faults")
-    assert _wait_for(lambda: len(sandbox.requests) == 2)
+    assert wait_for(lambda: len(sandbox.requests) == 2)
     logged = admin.get("requests").json()["requests"]
     assert [(r["method"], r["path"], r["query"], r["status"]) for r in logged] == [
         ("GET", "products", "", 200),
