@@ -1,0 +1,75 @@
+"""Every error a call to the TestIO Customer API can end in, and what the user should do.
+
+::
+
+    UpstreamError                   base: any failed call to TestIO
+    ├── AuthError                   401/403: the token is missing, wrong or lacks rights;
+    │                               set TESTIO_CUSTOMER_API_TOKEN to a valid customer API token
+    ├── NotFoundError               404: the id does not exist (or is not visible to this token)
+    ├── RequestRejectedError        other 4xx (400, 409, 422 ...): the API refused the request
+    │                               as asked; the message carries the API's reason
+    ├── RateLimitedError            429 still answered after every retry; wait and try again,
+    │                               or lower TESTIO_MAX_CONCURRENT_REQUESTS
+    ├── UpstreamUnavailableError    5xx, timeouts or connection failures after every retry;
+    │                               TestIO is down or unreachable: try later, check the network
+    │                               and TESTIO_CUSTOMER_API_BASE_URL
+    └── BadResponseError            an answer that is not JSON or not the documented shape;
+                                    a TestIO change or a proxy in the way: report it
+
+Messages name the request (method and path) but never the token; the client redacts the
+``Authorization`` header from everything it logs.
+"""
+
+from __future__ import annotations
+
+
+class UpstreamError(Exception):
+    """A call to the TestIO Customer API failed."""
+
+    def __init__(
+        self, message: str, *, method: str = "", path: str = "", status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.status = status
+
+    @property
+    def request(self) -> str:
+        """``"GET products/1"``, or ``""`` when the error is not about one request."""
+        return f"{self.method} {self.path}".strip()
+
+
+class AuthError(UpstreamError):
+    """TestIO refused the token (401/403): set TESTIO_CUSTOMER_API_TOKEN to a valid token."""
+
+
+class NotFoundError(UpstreamError):
+    """The requested object does not exist in the account (404)."""
+
+
+class RequestRejectedError(UpstreamError):
+    """TestIO refused the request as asked (a 4xx other than 401, 403, 404 and 429)."""
+
+
+class RateLimitedError(UpstreamError):
+    """TestIO kept answering 429 after every retry."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path, status=429)
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """5xx, timeouts or connection failures outlasted every retry."""
+
+
+class BadResponseError(UpstreamError):
+    """The answer was not JSON, or not the shape the API documents."""

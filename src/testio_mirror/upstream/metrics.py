@@ -1,0 +1,44 @@
+"""What the client did: requests, retries, bytes and time spent waiting for rate limits.
+
+One ``RequestMetrics`` lives on each client; sync and status read it, and subtract two snapshots
+to see what one run cost.
+
+Example::
+
+    before = client.metrics.snapshot()
+    ...
+    spent = client.metrics.snapshot() - before
+    spent.requests, spent.retries
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
+
+
+@dataclass
+class RequestMetrics:
+    """Counters since the client was made."""
+
+    requests: int = 0  # attempts sent, retries included
+    retries: int = 0  # attempts that were repeats of an earlier one
+    batch_splits: int = 0  # bug batches halved after a 524 or a timeout
+    rate_limited: int = 0  # 429 answers
+    failures: int = 0  # attempts that ended in a 5xx, a timeout or a broken connection
+    bytes_received: int = 0
+    rate_limit_wait_seconds: float = 0.0  # summed over requests that waited
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    def snapshot(self) -> RequestMetrics:
+        """A copy that later requests do not change."""
+        return replace(self, statuses=Counter(self.statuses))
+
+    def __sub__(self, earlier: RequestMetrics) -> RequestMetrics:
+        delta = RequestMetrics()
+        for item in fields(self):
+            if item.name == "statuses":
+                continue
+            setattr(delta, item.name, getattr(self, item.name) - getattr(earlier, item.name))
+        delta.statuses = self.statuses - earlier.statuses
+        return delta

@@ -1,0 +1,259 @@
+"""Typed wire models of the Customer API v2 objects: tolerant on purpose.
+
+What the API notes promise is typed; everything else passes through. Unknown fields stay on the
+model (``model_extra``), optional fields may be missing or null, dates in any ISO 8601 form become
+aware UTC datetimes (an unreadable date becomes ``None`` rather than losing the object), ``steps``
+arrive as a list or as one string and leave as a list, and every object keeps the exact JSON it came
+from in ``raw``, which is what the mirror stores.
+
+Example::
+
+    test = ExploratoryTest.from_wire({"id": 7, "test_title": "Login", "end_at": "2026-01-02T03Z"})
+    test.title, test.end_at     # "Login", datetime(2026, 1, 2, 3, 0, tzinfo=UTC)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationError
+
+from testio_mirror.upstream.errors import BadResponseError
+
+FINAL_TEST_STATUSES = frozenset({"archived", "cancelled"})
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    # A date without an offset is read as UTC: the API documents offsets, so this is a guess
+    # at worst, and the raw JSON keeps what was sent.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _steps(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [line.strip() for line in value.splitlines() if line.strip()]
+    if isinstance(value, list):
+        return [str(step) for step in value if step is not None]
+    return [str(value)]
+
+
+def _list_or_empty(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _text(value: Any) -> Any:
+    # Names and titles sometimes come as objects ({"name": ...}); keep the readable part.
+    if isinstance(value, dict):
+        return value.get("name") or value.get("title")
+    return value
+
+
+UtcDatetime = Annotated[datetime | None, BeforeValidator(_utc)]
+Steps = Annotated[list[str], BeforeValidator(_steps)]
+Text = Annotated[str | None, BeforeValidator(_text)]
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: unknown fields kept, raw JSON kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Self:
+        """Build from one decoded JSON object.
+
+        Raises:
+            BadResponseError: not an object, or a required field (such as ``id``) is unusable.
+        """
+        if not isinstance(data, dict):
+            raise BadResponseError(f"expected a {cls.__name__} object, got {type(data).__name__}")
+        try:
+            model = cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise BadResponseError(f"unusable {cls.__name__}: {where}: {first['msg']}") from None
+        model._raw = data
+        return model
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The JSON object exactly as TestIO sent it."""
+        return self._raw
+
+
+class Ref(WireModel):
+    """A reference to another object: ``{"id": ..., "name"/"title": ...}``."""
+
+    id: int | None = None
+    name: str | None = None
+    title: str | None = None
+
+
+class Section(WireModel):
+    id: int
+    name: Text = None
+
+
+class Product(WireModel):
+    id: int
+    name: Text = None
+    description: str | None = None
+    type: str | None = None
+    default_section_id: int | None = None
+    sections: Annotated[list[Section], BeforeValidator(_list_or_empty)] = []
+    sections_with_default: Annotated[list[Section], BeforeValidator(_list_or_empty)] = []
+
+    @property
+    def has_sections(self) -> bool:
+        """The API's rule: sections, or more than the default in ``sections_with_default``."""
+        return bool(self.sections) or len(self.sections_with_default) > 1
+
+    @property
+    def section_ids(self) -> list[int]:
+        """Sections to ask for features, without the default when real sections exist."""
+        if self.sections:
+            return [s.id for s in self.sections]
+        return [s.id for s in self.sections_with_default]
+
+
+class Feature(WireModel):
+    id: int
+    title: Text = None
+    description: str | None = None
+    howtofind: str | None = None
+    user_stories: Annotated[list[str], BeforeValidator(_list_or_empty)] = []
+
+
+class UserStory(WireModel):
+    id: int
+    title: Text = None
+    feature_id: int | None = None
+    section_id: int | None = None
+
+
+class TestFeature(WireModel):
+    """A feature as it appears inside a test: ``id`` is the test-feature id."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    id: int | None = None
+    feature_id: int | None = None
+    title: Text = None
+    user_stories: Annotated[list[str], BeforeValidator(_list_or_empty)] = []
+
+
+class ExploratoryTest(WireModel):
+    """An exploratory test (a "test cycle"); list items lack ``product``, detail has it."""
+
+    id: int
+    title: Text = None
+    status: str | None = None
+    testing_type: str | None = None
+    goal: str | None = None
+    instructions: str | None = None
+    out_of_scope: str | None = None
+    start_at: UtcDatetime = None
+    end_at: UtcDatetime = None
+    review_status: str | None = None
+    enable_low: bool | None = None
+    enable_high: bool | None = None
+    enable_critical: bool | None = None
+    created_by: Text = None
+    submitted_by: Text = None
+    product: Ref | None = None
+    section: Ref | None = None
+    test_environment: Ref | None = None
+    features: Annotated[list[TestFeature], BeforeValidator(_list_or_empty)] = []
+    requirements: Annotated[list[dict[str, Any]], BeforeValidator(_list_or_empty)] = []
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        if isinstance(obj, dict):
+            # The API sends some fields twice under two names; take whichever is present.
+            obj = dict(obj)
+            for field, alias in (
+                ("title", "test_title"),
+                ("goal", "goal_text"),
+                ("instructions", "instructions_text"),
+                ("out_of_scope", "out_of_scope_text"),
+            ):
+                if obj.get(field) is None and obj.get(alias) is not None:
+                    obj[field] = obj[alias]
+        return super().model_validate(obj, **kwargs)
+
+    @property
+    def product_id(self) -> int | None:
+        return self.product.id if self.product else None
+
+    @property
+    def is_final(self) -> bool:
+        """Archived and cancelled tests never change again."""
+        return self.status in FINAL_TEST_STATUSES
+
+
+class BugComment(WireModel):
+    id: int | None = None
+    body: str | None = None
+    author: Ref | None = None
+
+
+class Bug(WireModel):
+    id: int
+    title: Text = None
+    severity: str | None = None
+    status: str | None = None
+    auto_accepted: bool | None = None
+    known: bool | None = None
+    actual_result: str | None = None
+    expected_result: str | None = None
+    steps: Steps = []
+    reported_at: UtcDatetime = None
+    exported_at: UtcDatetime = None
+    author: Ref | None = None
+    test: Ref | None = None
+    test_feature: Ref | None = None
+    feature: Ref | None = None
+    product: Ref | None = None
+    comments: Annotated[list[BugComment], BeforeValidator(_list_or_empty)] = []
+    devices: Annotated[list[Any], BeforeValidator(_list_or_empty)] = []
+    attachments: Annotated[list[Any], BeforeValidator(_list_or_empty)] = []
+    location: str | None = None
+    language: str | None = None
+
+    @property
+    def test_id(self) -> int | None:
+        return self.test.id if self.test else None
+
+    def reject_reason(self, reasons: list[RejectReason]) -> RejectReason | None:
+        """The reject reason whose default comment opens one of this bug's comments."""
+        if self.status != "rejected":
+            return None
+        for comment in self.comments:
+            body = (comment.body or "").strip()
+            for reason in reasons:
+                if reason.default_comment and body.startswith(reason.default_comment.strip()):
+                    return reason
+        return None
+
+
+class RejectReason(WireModel):
+    key: str
+    name: str | None = None
+    default_comment: str | None = None

@@ -1,0 +1,101 @@
+"""Paging a product's exploratory tests: newest first, to the real end, each test once.
+
+The listing has no total, no next link and an unknown largest ``per_page``; its end is a short or
+empty page. Two traps shape this class:
+
+- A server may cap ``per_page`` silently, so a "short" page can be a full one. A short page whose
+  length is a round number (a multiple of ``ROUND_PAGE``) is therefore not trusted as the end: the
+  next page is asked for, and if it holds tests the cap becomes the page size from then on.
+- The list moves while it is paged (tests appear at the head), so the same test can come twice:
+  tests are de-duplicated by id, and each page yields only the ones not seen before.
+
+A server that ignores paging answers more than was asked for on the first page: that page is the
+whole list. A full page made only of tests already seen means paging is not working at all; the
+pager stops with ``BadResponseError`` rather than loop forever.
+
+Example::
+
+    pager = TestPager(fetch_page, page_size=25)
+    async for page in pager:
+        save(page.tests)        # new tests, newest first
+    pager.complete              # True once the end was reached
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from testio_mirror.upstream.errors import BadResponseError
+from testio_mirror.upstream.models import ExploratoryTest
+
+ROUND_PAGE = 10
+
+FetchPage = Callable[[int, int], Awaitable[list[Any]]]
+
+
+@dataclass(frozen=True)
+class TestListingPage:
+    """One page of a product's tests, as far as the pager got."""
+
+    __test__ = False  # not a pytest test class
+
+    number: int  # 1-based page number asked for
+    tests: list[ExploratoryTest]  # tests not seen on an earlier page, in the server's order
+    received: int  # how many items the server sent
+    last: bool  # True when this page ends the listing
+
+
+class TestPager:
+    """Async iterator over the pages of one product's test listing."""
+
+    __test__ = False
+
+    def __init__(self, fetch: FetchPage, page_size: int, start_page: int = 1) -> None:
+        """``fetch(page, per_page)`` answers the decoded ``exploratory_tests`` list of one page."""
+        if page_size < 1 or start_page < 1:
+            raise ValueError("page_size and start_page must be >= 1")
+        self._fetch = fetch
+        self._asked = page_size
+        self._start = start_page
+        self.complete = False
+        self.pages_fetched = 0
+
+    def __aiter__(self) -> AsyncIterator[TestListingPage]:
+        return self._pages()
+
+    async def _pages(self) -> AsyncIterator[TestListingPage]:
+        seen: set[int] = set()
+        expected = self._asked  # the size a full page has; shrinks if the server caps
+        number = self._start
+        while True:
+            items = await self._fetch(number, self._asked)
+            self.pages_fetched += 1
+            received = len(items)
+            tests = [ExploratoryTest.from_wire(item) for item in items]
+            fresh = [t for t in tests if t.id not in seen]
+            seen.update(t.id for t in fresh)
+            if received > self._asked:
+                last = True  # paging ignored: this one answer is the whole list
+            elif received == 0:
+                last = True
+            elif received < expected:
+                if received % ROUND_PAGE == 0:
+                    # Maybe a silent cap, maybe the end: the next page tells.
+                    expected = received
+                    last = False
+                else:
+                    last = True
+            else:
+                last = False
+                if not fresh:
+                    raise BadResponseError(
+                        f"page {number} repeated tests already listed: the server seems to "
+                        "ignore the page parameter, so the listing cannot be completed"
+                    )
+            yield TestListingPage(number, fresh, received, last)
+            if last:
+                self.complete = True
+                return
+            number += 1
