@@ -80,8 +80,12 @@ def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     result = _run("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Products" in result.stdout
-    assert "newest first" in result.stdout
-    assert "Without a token the API answers 401" in result.stdout
+    assert "newest first, complete=True" in result.stdout
+    assert "With a wrong token" in result.stdout
+    assert "TESTIO_CUSTOMER_API_TOKEN" in result.stdout
+    # The injected 503 and 429 were ridden out, and said so on stderr.
+    assert "retry 1 of" in result.stderr
+    assert "rate limited (429" in result.stderr
 
 
 def test_sandbox_rejects_a_non_loopback_host() -> None:

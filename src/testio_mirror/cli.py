@@ -212,7 +212,9 @@ def _pick(value: int | None, default: int) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from testio_mirror.console import stdout_console
     from testio_mirror.demo import run_demo
+    from testio_mirror.logs import configure_logging
 
+    configure_logging("WARNING")  # the client's retries show on stderr as they happen
     return run_demo(stdout_console())
 
 
