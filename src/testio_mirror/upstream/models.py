@@ -242,10 +242,10 @@ class Bug(WireModel):
         return self.test.id if self.test else None
 
     def reject_reason(self, reasons: list[RejectReason]) -> RejectReason | None:
-        """The reject reason whose default comment opens one of this bug's comments."""
+        """The reject reason whose default comment opens this bug's latest such comment."""
         if self.status != "rejected":
             return None
-        for comment in self.comments:
+        for comment in reversed(self.comments):
             body = (comment.body or "").strip()
             for reason in reasons:
                 if reason.default_comment and body.startswith(reason.default_comment.strip()):

@@ -10,8 +10,9 @@ empty page. Two traps shape this class:
   tests are de-duplicated by id, and each page yields only the ones not seen before.
 
 A server that ignores paging answers more than was asked for on the first page: that page is the
-whole list. A full page made only of tests already seen means paging is not working at all; the
-pager stops with ``BadResponseError`` rather than loop forever.
+whole list. When the whole list happens to fit one page, the second page repeats the first; one
+probe with a smaller ``per_page`` tells a server that ignores paging (it still answers everything:
+the listing is complete) from one that is broken (``BadResponseError`` rather than loop forever).
 
 Example::
 
@@ -90,6 +91,11 @@ class TestPager:
             else:
                 last = False
                 if not fresh:
+                    if await self._answers_everything(len(seen)):
+                        # Paging is ignored altogether: every answer is the whole list, all seen.
+                        yield TestListingPage(number, [], received, True)
+                        self.complete = True
+                        return
                     raise BadResponseError(
                         f"page {number} repeated tests already listed: the server seems to "
                         "ignore the page parameter, so the listing cannot be completed"
@@ -99,3 +105,12 @@ class TestPager:
                 self.complete = True
                 return
             number += 1
+
+    async def _answers_everything(self, known: int) -> bool:
+        """True when the server ignores ``per_page`` as well as ``page``: asked for fewer tests
+        than it has shown, it still answers more, so what was seen is the whole list."""
+        if known < 2:
+            return False
+        probe = await self._fetch(self._start, known - 1)
+        self.pages_fetched += 1
+        return len(probe) > known - 1
