@@ -162,7 +162,8 @@ class CustomerApiClient:
             except RequestRejectedError as exc:
                 if exc.status != 422:
                     raise
-                # The product gained sections since it was read: fall through to sections.
+                # The product gained sections since it was read: read it again to learn them.
+                product = await self.product(product.id)
         section_ids = product.section_ids
         if not section_ids:
             return []
@@ -388,7 +389,7 @@ class CustomerApiClient:
             kind = response.headers.get("content-type", "no content type")
             raise BadResponseError(
                 f"{method} {path}: the answer is not JSON ({kind}, "
-                f"starting {self._scrub(response.text[:80])!r}); is "
+                f"starting {self._scrub(response.text)[:80]!r}); is "
                 "TESTIO_CUSTOMER_API_BASE_URL right?",
                 method=method,
                 path=path,
@@ -411,6 +412,7 @@ class CustomerApiClient:
         attempt = 0
         while True:
             attempt += 1
+            last_status: int | None = None
             await self._wait_out_rate_limit()
             started = time.perf_counter()
             try:
@@ -454,6 +456,7 @@ class CustomerApiClient:
                 if split_on_timeout and status == 524:
                     raise _BatchTooBigError
                 problem = f"HTTP {status}"
+                last_status = status
                 if retry == "unsent-only":
                     raise UpstreamUnavailableError(
                         f"{method} {path}: {problem}; not retried because it may have been "
@@ -469,6 +472,7 @@ class CustomerApiClient:
                     "TESTIO_CUSTOMER_API_BASE_URL",
                     method=method,
                     path=path,
+                    status=last_status,
                 )
             delay = self._policy.backoff(attempt, self._rng)
             self.metrics.retries += 1
@@ -523,7 +527,7 @@ class CustomerApiClient:
 
     def _client_error(self, response: httpx.Response, method: str, path: str) -> UpstreamError:
         status = response.status_code
-        reason = self._scrub(_error_text(response))
+        reason = _error_text(response, self._scrub)
         where = f"{method} {path}"
         if status in (401, 403):
             logger.debug("%s refused with headers %s", where, redacted(response.request.headers))
@@ -567,16 +571,17 @@ def _shape(body: Any) -> str:
     return type(body).__name__
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: httpx.Response, scrub: Callable[[str], str]) -> str:
+    # Scrub before cutting: a token cut in half by the limit would no longer be found.
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text[:200] or "no reason given"
+        return scrub(response.text)[:200] or "no reason given"
     if isinstance(body, dict):
         for key in ("error", "message", "errors"):
             if key in body:
-                return str(body[key])[:200]
-    return str(body)[:200]
+                return scrub(str(body[key]))[:200]
+    return scrub(str(body))[:200]
 
 
 def _describe(exc: httpx.TransportError) -> str:

@@ -93,16 +93,17 @@ class TestPager:
                 if not fresh:
                     if await self._answers_everything(len(seen)):
                         # Paging is ignored altogether: every answer is the whole list, all seen.
-                        yield TestListingPage(number, [], received, True)
                         self.complete = True
+                        yield TestListingPage(number, [], received, True)
                         return
                     raise BadResponseError(
                         f"page {number} repeated tests already listed: the server seems to "
                         "ignore the page parameter, so the listing cannot be completed"
                     )
+            # Set before the last page is handed out: a caller may stop on ``page.last``.
+            self.complete = last
             yield TestListingPage(number, fresh, received, last)
             if last:
-                self.complete = True
                 return
             number += 1
 

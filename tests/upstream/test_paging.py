@@ -1,0 +1,197 @@
+"""TestPager against fake listings: where it stops, caps, moving lists, and the client's wiring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import respx
+
+from testio_mirror.upstream import BadResponseError, TestListingPage, TestPager
+from tests.upstream.fakes import BASE, make_client
+
+
+class Listing:
+    """A fake ``fetch(page, per_page)`` over ids newest first: honest, capped or ignoring paging."""
+
+    def __init__(
+        self,
+        count: int,
+        cap: int | None = None,
+        ignore_paging: bool = False,
+        ignore_page: bool = False,
+    ) -> None:
+        self.ids = list(range(count, 0, -1))
+        self.cap = cap
+        self.ignore_paging = ignore_paging  # every answer is the whole list
+        self.ignore_page = ignore_page  # per_page is honoured, page is not
+        self.calls: list[tuple[int, int]] = []
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        self.calls.append((page, per_page))
+        size = len(self.ids) if self.ignore_paging else min(per_page, self.cap or per_page)
+        start = 0 if self.ignore_paging or self.ignore_page else (page - 1) * size
+        return [{"id": i} for i in self.ids[start : start + size]]
+
+
+class Scripted:
+    """A fake ``fetch`` that answers fixed id lists page by page."""
+
+    def __init__(self, pages: dict[int, list[int]]) -> None:
+        self.pages = pages
+        self.calls: list[int] = []
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        self.calls.append(page)
+        return [{"id": i, "title": f"t{i}"} for i in self.pages.get(page, [])]
+
+
+async def pages_of(pager: TestPager) -> list[TestListingPage]:
+    return [page async for page in pager]
+
+
+def ids_of(pages: list[TestListingPage]) -> list[int]:
+    return [test.id for page in pages for test in page.tests]
+
+
+async def test_stops_on_an_empty_page_after_full_ones() -> None:
+    listing = Listing(50)
+    pages = await pages_of(TestPager(listing, 25))
+    assert listing.calls == [(1, 25), (2, 25), (3, 25)]
+    assert [(p.number, p.received, p.last) for p in pages] == [
+        (1, 25, False),
+        (2, 25, False),
+        (3, 0, True),
+    ]
+    assert ids_of(pages) == list(range(50, 0, -1))
+
+
+@pytest.mark.parametrize(("count", "fetches"), [(30, 2), (7, 1), (49, 2), (51, 3)])
+async def test_stops_on_a_short_page_that_is_not_round(count: int, fetches: int) -> None:
+    listing = Listing(count)
+    pages = await pages_of(TestPager(listing, 25))
+    assert len(listing.calls) == fetches
+    assert pages[-1].last
+    assert ids_of(pages) == list(range(count, 0, -1))
+
+
+@pytest.mark.parametrize(("count", "size"), [(20, 25), (40, 50), (70, 80)])
+async def test_a_short_round_page_is_not_trusted(count: int, size: int) -> None:
+    listing = Listing(count)
+    pager = TestPager(listing, size)
+    pages = await pages_of(pager)
+    assert len(listing.calls) == 2  # the round short page, then an empty one
+    assert [p.last for p in pages] == [False, True]
+    assert ids_of(pages) == list(range(count, 0, -1))
+    assert pager.complete
+
+
+@pytest.mark.parametrize(("count", "fetches"), [(95, 5), (100, 6), (20, 2)])
+async def test_a_silent_cap_becomes_the_page_size(count: int, fetches: int) -> None:
+    listing = Listing(count, cap=20)
+    pages = await pages_of(TestPager(listing, 25))
+    ids = ids_of(pages)
+    assert sorted(ids) == list(range(1, count + 1))  # every test exactly once
+    assert len(ids) == len(set(ids))
+    assert listing.calls == [(n, 25) for n in range(1, fetches + 1)]
+
+
+async def test_a_server_ignoring_paging_ends_after_one_fetch() -> None:
+    listing = Listing(40, ignore_paging=True)
+    pager = TestPager(listing, 25)
+    pages = await pages_of(pager)
+    assert listing.calls == [(1, 25)]
+    assert [(p.received, p.last) for p in pages] == [(40, True)]
+    assert len(ids_of(pages)) == 40
+    assert pager.complete
+
+
+async def test_tests_repeated_by_a_moving_list_come_once() -> None:
+    fetch = Scripted({1: [20, 19, 18, 17, 16], 2: [16, 15, 14, 13, 12], 3: [12, 11]})
+    pages = await pages_of(TestPager(fetch, 5))
+    assert [[t.id for t in p.tests] for p in pages] == [
+        [20, 19, 18, 17, 16],
+        [15, 14, 13, 12],
+        [11],
+    ]
+    assert [p.received for p in pages] == [5, 5, 2]
+    assert pages[1].tests[0].title == "t15"
+
+
+@pytest.mark.parametrize("count", [25, 20])
+async def test_a_server_ignoring_paging_whose_list_fits_one_page_completes(count: int) -> None:
+    listing = Listing(count, ignore_paging=True)
+    pager = TestPager(listing, 25)
+    pages = await pages_of(pager)
+    assert ids_of(pages) == list(range(count, 0, -1))
+    assert [(p.number, p.last) for p in pages] == [(1, False), (2, True)]
+    assert pages[-1].tests == []
+    assert listing.calls == [(1, 25), (2, 25), (1, count - 1)]  # the probe asks for fewer
+    assert pager.complete
+
+
+async def test_a_full_page_of_seen_tests_is_a_bad_response() -> None:
+    listing = Listing(12, ignore_page=True)
+    pager = TestPager(listing, 5)
+    pages = aiter(pager)
+    assert [t.id for t in (await anext(pages)).tests] == [12, 11, 10, 9, 8]
+    with pytest.raises(BadResponseError, match="page 2"):
+        await anext(pages)
+    assert listing.calls == [(1, 5), (2, 5), (1, 4)]
+    assert not pager.complete
+
+
+async def test_complete_only_at_the_end() -> None:
+    pager = TestPager(Listing(12), 5)
+    pages = aiter(pager)
+    lasts: list[bool] = []
+    for _ in range(3):
+        assert not pager.complete
+        lasts.append((await anext(pages)).last)
+    assert lasts == [False, False, True]
+    assert pager.pages_fetched == 3
+    with pytest.raises(StopAsyncIteration):
+        await anext(pages)
+    assert pager.complete
+    assert pager.pages_fetched == 3  # nothing fetched past the end
+
+
+async def test_start_page_is_honoured() -> None:
+    listing = Listing(60)
+    pages = await pages_of(TestPager(listing, 10, start_page=3))
+    assert listing.calls[0] == (3, 10)
+    assert [p.number for p in pages] == [3, 4, 5, 6, 7]
+    assert ids_of(pages) == list(range(40, 0, -1))
+
+
+@pytest.mark.parametrize(("size", "start"), [(0, 1), (-5, 1), (10, 0)])
+async def test_bad_sizes_are_refused(size: int, start: int) -> None:
+    with pytest.raises(ValueError, match=">= 1"):
+        TestPager(Listing(1), size, start)
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE, assert_all_called=False) as router:
+        yield router
+
+
+async def test_client_pages_ask_the_listing_endpoint(api: respx.MockRouter) -> None:
+    route = api.get("products/5/exploratory_tests")
+    route.side_effect = [
+        respx.MockResponse(200, json={"exploratory_tests": [{"id": 3}, {"id": 2}]}),
+        respx.MockResponse(200, json={"exploratory_tests": [{"id": 1}]}),
+    ]
+    async with make_client() as client:
+        pages = await pages_of(client.test_pages(5, page_size=2))
+        assert ids_of(pages) == [3, 2, 1]
+        route.side_effect = [respx.MockResponse(200, json={"tests": []})]
+        with pytest.raises(BadResponseError, match="exploratory_tests"):
+            await pages_of(client.test_pages(5))
+    asked = [dict(call.request.url.params) for call in route.calls]
+    assert asked == [
+        {"page": "1", "per_page": "2"},
+        {"page": "2", "per_page": "2"},
+        {"page": "1", "per_page": "25"},
+    ]
