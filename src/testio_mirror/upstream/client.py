@@ -428,12 +428,7 @@ class CustomerApiClient:
                 unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 problem = _describe(exc)
                 if retry == "unsent-only" and not unsent:
-                    raise UpstreamUnavailableError(
-                        f"{method} {path}: {problem}; not retried because it may have been "
-                        "applied: check the bug before trying again",
-                        method=method,
-                        path=path,
-                    ) from None
+                    raise _maybe_applied(method, path, problem, None) from None
             else:
                 elapsed = (time.perf_counter() - started) * 1000
                 status = response.status_code
@@ -458,13 +453,7 @@ class CustomerApiClient:
                 problem = f"HTTP {status}"
                 last_status = status
                 if retry == "unsent-only":
-                    raise UpstreamUnavailableError(
-                        f"{method} {path}: {problem}; not retried because it may have been "
-                        "applied: check the bug before trying again",
-                        method=method,
-                        path=path,
-                        status=status,
-                    )
+                    raise _maybe_applied(method, path, problem, status)
             if attempt >= self._policy.max_attempts:
                 raise UpstreamUnavailableError(
                     f"{method} {path}: {problem} after {attempt} attempts; TestIO is unavailable "
@@ -552,6 +541,18 @@ class CustomerApiClient:
     def _scrub(self, text: str) -> str:
         """``text`` with the token cut out, in case a server echoes it back."""
         return text.replace(self._token, "[redacted]") if self._token else text
+
+
+def _maybe_applied(
+    method: str, path: str, problem: str, status: int | None
+) -> UpstreamUnavailableError:
+    return UpstreamUnavailableError(
+        f"{method} {path}: {problem}; not retried because it may have been applied: check the "
+        "bug before trying again",
+        method=method,
+        path=path,
+        status=status,
+    )
 
 
 def _member(body: Any, key: str, kind: type, method: str, path: str) -> Any:
