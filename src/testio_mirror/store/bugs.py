@@ -1,0 +1,482 @@
+"""Bugs: complete bug lists per test from sync, read-through by test, filters and statistics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import aiosqlite
+
+from testio_mirror.store.cursor import decode_cursor, encode_cursor
+from testio_mirror.store.db import Database
+from testio_mirror.store.freshness import FreshnessPolicy
+from testio_mirror.store.readthrough import Local, read_through
+from testio_mirror.store.records import Answer, BugRecord, Freshness, Page, StatsGroup
+from testio_mirror.store.search import fts_query
+from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.store.timefmt import from_db, to_db
+from testio_mirror.store.upsert import (
+    WriteStats,
+    canonical_json,
+    chunks,
+    content_hash,
+    record_users,
+    tombstone_missing,
+    upsert,
+)
+from testio_mirror.upstream.client import CustomerApiClient
+from testio_mirror.upstream.errors import UpstreamError
+from testio_mirror.upstream.models import FINAL_TEST_STATUSES, Bug, RejectReason
+
+BUG_COLUMNS = (
+    "id",
+    "test_id",
+    "product_id",
+    "feature_id",
+    "title",
+    "severity",
+    "status",
+    "auto_accepted",
+    "known",
+    "actual_result",
+    "expected_result",
+    "steps",
+    "reported_at",
+    "exported_at",
+    "author",
+    "reject_reason",
+    "raw",
+    "content_hash",
+)
+MAX_LIMIT = 200
+GroupBy = Literal["severity", "status", "feature", "test", "tester", "month"]
+GROUPS: dict[str, tuple[str, str]] = {
+    # group key expression, label expression
+    "severity": ("b.severity", "b.severity"),
+    "status": ("b.status", "b.status"),
+    "feature": ("b.feature_id", "f.title"),
+    "test": ("b.test_id", "t.title"),
+    "tester": ("b.author", "b.author"),
+    "month": ("substr(b.reported_at, 1, 7)", "substr(b.reported_at, 1, 7)"),
+}
+_FINAL = tuple(sorted(FINAL_TEST_STATUSES))
+
+
+def _bool(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _row(bug: Bug, test_products: dict[int, int], reasons: list[RejectReason]) -> tuple[Any, ...]:
+    product_id = bug.product.id if bug.product and bug.product.id else None
+    if product_id is None and bug.test_id is not None:
+        product_id = test_products.get(bug.test_id)
+    reason = bug.reject_reason(reasons)
+    return (
+        bug.id,
+        bug.test_id,
+        product_id,
+        bug.feature.id if bug.feature else None,
+        bug.title,
+        bug.severity,
+        bug.status,
+        _bool(bug.auto_accepted),
+        _bool(bug.known),
+        bug.actual_result,
+        bug.expected_result,
+        json.dumps(bug.steps, ensure_ascii=False),
+        to_db(bug.reported_at),
+        to_db(bug.exported_at),
+        bug.author.name if bug.author else None,
+        reason.key if reason else None,
+        canonical_json(bug.raw),
+        content_hash(bug.raw, product_id),
+    )
+
+
+async def load_reject_reasons(conn: aiosqlite.Connection) -> list[RejectReason]:
+    rows = await conn.execute_fetchall("SELECT raw FROM reject_reasons ORDER BY key")
+    return [RejectReason.from_wire(json.loads(row[0])) for row in rows]
+
+
+async def write_reject_reasons(
+    conn: aiosqlite.Connection, reasons: Sequence[RejectReason], fetched_at: str
+) -> None:
+    await conn.executemany(
+        "INSERT INTO reject_reasons (key, name, default_comment, raw, fetched_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET name = excluded.name, "
+        "default_comment = excluded.default_comment, raw = excluded.raw, "
+        "fetched_at = excluded.fetched_at",
+        [(r.key, r.name, r.default_comment, canonical_json(r.raw), fetched_at) for r in reasons],
+    )
+
+
+async def write_bugs(
+    conn: aiosqlite.Connection,
+    bugs: Sequence[Bug],
+    fetched_at: str,
+    complete_for_tests: Sequence[int] | None = None,
+) -> WriteStats:
+    """Store bugs. ``complete_for_tests``: these are *all* the bugs of those tests, so their
+    bugs missing here are tombstoned and the tests' bug lists are marked fetched."""
+    test_ids = sorted(
+        {b.test_id for b in bugs if b.test_id is not None} | set(complete_for_tests or [])
+    )
+    test_products: dict[int, int] = {}
+    for part in chunks(test_ids):
+        marks = ",".join("?" * len(part))
+        found = await conn.execute_fetchall(
+            f"SELECT id, product_id FROM tests WHERE id IN ({marks})", tuple(part)
+        )
+        test_products.update({row[0]: row[1] for row in found})
+    reasons = await load_reject_reasons(conn)
+    stats, _ = await upsert(
+        conn, "bugs", BUG_COLUMNS, [_row(b, test_products, reasons) for b in bugs], fetched_at
+    )
+    if complete_for_tests:
+        stats.deleted = await tombstone_missing(
+            conn,
+            "bugs",
+            [b.id for b in bugs],
+            fetched_at,
+            scope=("test_id", list(complete_for_tests)),
+        )
+        for part in chunks(list(complete_for_tests)):
+            marks = ",".join("?" * len(part))
+            await conn.execute(
+                f"UPDATE tests SET bugs_fetched_at = ? WHERE id IN ({marks})",
+                (fetched_at, *part),
+            )
+    people: list[tuple[str, str]] = []
+    for bug in bugs:
+        if bug.author and bug.author.name:
+            people.append((bug.author.name, "tester"))
+        people.extend(
+            (c.author.name, "customer") for c in bug.comments if c.author and c.author.name
+        )
+    await record_users(conn, people, fetched_at)
+    return stats
+
+
+def _record(row: aiosqlite.Row, include_raw: bool) -> BugRecord:
+    fetched = from_db(row["fetched_at"])
+    assert fetched is not None
+    return BugRecord(
+        id=row["id"],
+        test_id=row["test_id"],
+        product_id=row["product_id"],
+        feature_id=row["feature_id"],
+        title=row["title"],
+        severity=row["severity"],
+        status=row["status"],
+        auto_accepted=None if row["auto_accepted"] is None else bool(row["auto_accepted"]),
+        known=None if row["known"] is None else bool(row["known"]),
+        actual_result=row["actual_result"],
+        expected_result=row["expected_result"],
+        steps=json.loads(row["steps"]),
+        reported_at=from_db(row["reported_at"]),
+        exported_at=from_db(row["exported_at"]),
+        author=row["author"],
+        reject_reason=row["reject_reason"],
+        deleted=row["deleted_at"] is not None,
+        fetched_at=fetched,
+        raw=json.loads(row["raw"]) if include_raw else None,
+    )
+
+
+class BugRepository:
+    """Bugs, read through by test: a test's bug list is re-fetched when stale."""
+
+    def __init__(
+        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._policy = policy
+        self._flights: SingleFlight[Hashable, None] = SingleFlight()
+
+    async def get_bug(self, bug_id: int, include_raw: bool = False) -> Answer[BugRecord]:
+        """One bug; re-fetched when its test is open and the copy is older than the TTL.
+
+        Raises:
+            NotFoundError: TestIO does not know the bug (a mirrored copy is tombstoned).
+        """
+        return await read_through(
+            ("bug", bug_id),
+            self._policy,
+            self._flights,
+            lambda: self._load(bug_id, include_raw),
+            (lambda: self._refresh(bug_id)) if self._client else None,
+            on_gone=lambda: self._gone(bug_id),
+        )
+
+    async def ensure_fresh(self, test_ids: Sequence[int]) -> Freshness:
+        """Make the bug lists of these tests fresh (fetching the stale ones in batches) and say
+        how fresh they are now. A failed fetch leaves the old copies, marked stale."""
+        stale, oldest = await self._stale_tests(test_ids)
+        if not stale:
+            return self._policy.mirror(oldest, None) if oldest else self._policy.api(None)
+        if self._client is None:
+            return self._policy.mirror(
+                oldest, 0, "bugs of some tests are stale, and no TestIO token is configured"
+            )
+        try:
+            await self._flights.run(("bugs", tuple(stale)), lambda: self._refresh_tests(stale))
+        except UpstreamError as exc:
+            return self._policy.mirror(
+                oldest, 0, f"TestIO could not be reached to refresh bugs: {exc}"
+            )
+        return self._policy.api(self._policy.clock())
+
+    async def list_bugs(
+        self,
+        *,
+        product_id: int | None = None,
+        test_ids: Sequence[int] | None = None,
+        feature_id: int | None = None,
+        severities: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = None,
+        known: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        include_raw: bool = False,
+        include_deleted: bool = False,
+    ) -> Page[BugRecord]:
+        """Bugs newest first (by ``reported_at``). With ``test_ids`` their bug lists are read
+        through first; otherwise the answer is the mirror as the last sync left it.
+
+        Raises:
+            CursorError: ``cursor`` is not one this mirror handed out.
+        """
+        limit = max(1, min(limit, MAX_LIMIT))
+        if test_ids:
+            freshness = await self.ensure_fresh(test_ids)
+        else:
+            freshness = await self._collection_freshness(product_id)
+        where, params = _filters(
+            product_id, test_ids, feature_id, severities, statuses, known, since, until, text
+        )
+        if not include_deleted:
+            where.append("b.deleted_at IS NULL")
+        if cursor is not None:
+            reported, last_id = decode_cursor(cursor)
+            where.append(
+                "(coalesce(b.reported_at, '') < ? "
+                "OR (coalesce(b.reported_at, '') = ? AND b.id < ?))"
+            )
+            params.extend([reported, reported, last_id])
+        sql = (
+            "SELECT b.* FROM bugs b"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY coalesce(b.reported_at, '') DESC, b.id DESC LIMIT ?"
+        )
+        async with self._db.reader() as conn:
+            rows = list(await conn.execute_fetchall(sql, (*params, limit + 1)))
+        items = [_record(r, include_raw) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last["reported_at"] or "", last["id"])
+        return Page(items=items, next_cursor=next_cursor, freshness=freshness)
+
+    async def counts_for_test(self, test_id: int) -> dict[str, dict[str, int]]:
+        """``{"severity": {...}, "status": {...}}`` counts of a test's bugs in the mirror."""
+        counts: dict[str, dict[str, int]] = {"severity": {}, "status": {}}
+        async with self._db.reader() as conn:
+            for column in ("severity", "status"):
+                rows = await conn.execute_fetchall(
+                    f"SELECT coalesce({column}, 'unknown'), count(*) FROM bugs "
+                    f"WHERE test_id = ? AND deleted_at IS NULL GROUP BY 1 ORDER BY 1",
+                    (test_id,),
+                )
+                counts[column] = {row[0]: row[1] for row in rows}
+        return counts
+
+    async def stats(
+        self,
+        group_by: GroupBy,
+        *,
+        product_id: int | None = None,
+        test_ids: Sequence[int] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Answer[list[StatsGroup]]:
+        """Counts by status and the acceptance rate, grouped; largest groups first."""
+        if group_by not in GROUPS:
+            raise ValueError(f"group_by must be one of: {', '.join(GROUPS)}")
+        if test_ids:
+            freshness = await self.ensure_fresh(test_ids)
+        else:
+            freshness = await self._collection_freshness(product_id)
+        key, label = GROUPS[group_by]
+        where, params = _filters(product_id, test_ids, None, None, None, None, since, until, None)
+        where.append("b.deleted_at IS NULL")
+        sql = (
+            f"SELECT {key} AS key, {label} AS label, count(*) AS total, "
+            "sum(b.status = 'accepted') AS accepted, sum(b.status = 'rejected') AS rejected, "
+            "sum(b.status = 'forwarded') AS forwarded FROM bugs b "
+            "LEFT JOIN features f ON f.id = b.feature_id LEFT JOIN tests t ON t.id = b.test_id "
+            f"WHERE {' AND '.join(where)} GROUP BY {key} ORDER BY total DESC, key"
+        )
+        async with self._db.reader() as conn:
+            rows = await conn.execute_fetchall(sql, params)
+        groups = []
+        for row in rows:
+            decided = row["accepted"] + row["rejected"]
+            groups.append(
+                StatsGroup(
+                    key=None if row["key"] is None else str(row["key"]),
+                    label=row["label"],
+                    total=row["total"],
+                    accepted=row["accepted"],
+                    rejected=row["rejected"],
+                    forwarded=row["forwarded"],
+                    acceptance_rate=round(row["accepted"] / decided, 4) if decided else None,
+                )
+            )
+        return Answer(value=groups, freshness=freshness)
+
+    async def _stale_tests(self, test_ids: Sequence[int]) -> tuple[list[int], Any]:
+        stale: list[int] = []
+        oldest = None
+        wanted = list(dict.fromkeys(test_ids))
+        async with self._db.reader() as conn:
+            known: dict[int, aiosqlite.Row] = {}
+            for part in chunks(wanted):
+                marks = ",".join("?" * len(part))
+                rows = await conn.execute_fetchall(
+                    f"SELECT id, status, changed_at, bugs_fetched_at FROM tests "
+                    f"WHERE id IN ({marks})",
+                    tuple(part),
+                )
+                known.update({row["id"]: row for row in rows})
+        for test_id in wanted:
+            row = known.get(test_id)
+            fetched = from_db(row["bugs_fetched_at"]) if row else None
+            if fetched is not None and (oldest is None or fetched < oldest):
+                oldest = fetched
+            if row is None or fetched is None:
+                stale.append(test_id)
+            elif row["status"] in FINAL_TEST_STATUSES:
+                # Final tests' bugs stop changing, once fetched after the test last changed.
+                if row["bugs_fetched_at"] < row["changed_at"]:
+                    stale.append(test_id)
+            elif not self._policy.is_fresh(fetched, self._policy.open_test_ttl):
+                stale.append(test_id)
+        return stale, oldest
+
+    async def _refresh_tests(self, test_ids: list[int]) -> None:
+        assert self._client is not None
+        async for batch in self._client.bug_batches(test_ids):
+            if batch.error is not None:
+                raise batch.error
+            fetched_at = self._policy.stamp()
+            async with self._db.transaction() as conn:
+                await write_bugs(conn, batch.bugs, fetched_at, complete_for_tests=batch.test_ids)
+
+    async def _collection_freshness(self, product_id: int | None) -> Freshness:
+        where = "deleted_at IS NULL"
+        params: tuple[Any, ...] = ()
+        if product_id is not None:
+            where += " AND product_id = ?"
+            params = (product_id,)
+        async with self._db.reader() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT count(*), sum(bugs_fetched_at IS NULL), min(bugs_fetched_at) "
+                    f"FROM tests WHERE {where}",
+                    params,
+                )
+            )
+        total, missing, oldest = rows[0][0], rows[0][1] or 0, rows[0][2]
+        if total == 0:
+            return self._policy.mirror(None, None, "no tests in the mirror: run sync_data")
+        if missing:
+            return self._policy.mirror(
+                from_db(oldest),
+                None,
+                f"bugs of {missing} of {total} tests were never fetched: run sync_data "
+                "with include_bugs, or ask by test_ids",
+            )
+        return self._policy.mirror(from_db(oldest), self._policy.product_ttl)
+
+    async def _load(self, bug_id: int, include_raw: bool) -> Local[BugRecord] | None:
+        async with self._db.reader() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT b.*, t.status AS test_status FROM bugs b "
+                    "LEFT JOIN tests t ON t.id = b.test_id WHERE b.id = ?",
+                    (bug_id,),
+                )
+            )
+        if not rows:
+            return None
+        record = _record(rows[0], include_raw)
+        return Local(record, record.fetched_at, self._policy.test_ttl(rows[0]["test_status"]))
+
+    async def _refresh(self, bug_id: int) -> None:
+        assert self._client is not None
+        bug = await self._client.bug(bug_id)
+        fetched_at = self._policy.stamp()
+        async with self._db.transaction() as conn:
+            await write_bugs(conn, [bug], fetched_at)
+
+    async def _gone(self, bug_id: int) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE bugs SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (self._policy.stamp(), bug_id),
+            )
+
+
+def _filters(
+    product_id: int | None,
+    test_ids: Sequence[int] | None,
+    feature_id: int | None,
+    severities: Sequence[str] | None,
+    statuses: Sequence[str] | None,
+    known: bool | None,
+    since: datetime | None,
+    until: datetime | None,
+    text: str | None,
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if product_id is not None:
+        where.append("b.product_id = ?")
+        params.append(product_id)
+    if test_ids:
+        where.append("b.test_id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(list(test_ids)))
+    if feature_id is not None:
+        where.append("b.feature_id = ?")
+        params.append(feature_id)
+    for column, values in (("b.severity", severities), ("b.status", statuses)):
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    if known is not None:
+        where.append("b.known = ?")
+        params.append(int(known))
+    if since is not None:
+        where.append("b.reported_at >= ?")
+        params.append(to_db(since))
+    if until is not None:
+        where.append("b.reported_at < ?")
+        params.append(to_db(until))
+    if text is not None:
+        query = fts_query(text)
+        # No searchable word: match nothing rather than everything.
+        where.append(
+            "b.id IN (SELECT entity_id FROM search_index WHERE search_index MATCH ? "
+            "AND kind = 'bug')"
+            if query
+            else "0"
+        )
+        if query:
+            params.append(query)
+    return where, params

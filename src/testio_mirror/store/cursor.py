@@ -1,0 +1,31 @@
+"""Opaque keyset cursors: the sort value and id of the last item of a page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+
+class CursorError(ValueError):
+    """A cursor that this mirror did not hand out (or that was altered)."""
+
+
+def encode_cursor(sort_value: Any, item_id: int) -> str:
+    text = json.dumps([sort_value, item_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, int]:
+    """Raises CursorError when ``cursor`` is not one of ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        sort_value, item_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError, binascii.Error):
+        raise CursorError(
+            "invalid cursor: pass back the next_cursor of a previous answer"
+        ) from None
+    if not isinstance(item_id, int) or not isinstance(sort_value, str | int | float | None):
+        raise CursorError("invalid cursor: pass back the next_cursor of a previous answer")
+    return sort_value, item_id

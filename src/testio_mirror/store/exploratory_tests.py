@@ -1,0 +1,299 @@
+"""Exploratory tests: writes from listings and detail fetches, filtered and paged reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from testio_mirror.store.cursor import decode_cursor, encode_cursor
+from testio_mirror.store.db import Database
+from testio_mirror.store.freshness import FreshnessPolicy
+from testio_mirror.store.readthrough import Local, read_through
+from testio_mirror.store.records import Answer, Freshness, Page, TestRecord
+from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.store.timefmt import from_db, to_db
+from testio_mirror.store.upsert import (
+    WriteStats,
+    canonical_json,
+    chunks,
+    content_hash,
+    record_users,
+    tombstone_missing,
+    upsert,
+)
+from testio_mirror.upstream.client import CustomerApiClient
+from testio_mirror.upstream.models import ExploratoryTest
+
+TEST_COLUMNS = (
+    "id",
+    "product_id",
+    "section_id",
+    "title",
+    "status",
+    "testing_type",
+    "goal",
+    "instructions",
+    "out_of_scope",
+    "start_at",
+    "end_at",
+    "review_status",
+    "created_by",
+    "submitted_by",
+    "raw",
+    "content_hash",
+)
+MAX_LIMIT = 200
+
+
+def _row(product_id: int, test: ExploratoryTest) -> tuple[Any, ...]:
+    # Listings leave out "product" and the detail has it: the same test must hash the same.
+    content = {key: value for key, value in test.raw.items() if key != "product"}
+    return (
+        test.id,
+        product_id,
+        test.section.id if test.section else None,
+        test.title,
+        test.status,
+        test.testing_type,
+        test.goal,
+        test.instructions,
+        test.out_of_scope,
+        to_db(test.start_at),
+        to_db(test.end_at),
+        test.review_status,
+        test.created_by,
+        test.submitted_by,
+        canonical_json(test.raw),
+        content_hash(content, product_id),
+    )
+
+
+async def write_tests(
+    conn: aiosqlite.Connection,
+    tests: Sequence[ExploratoryTest],
+    fetched_at: str,
+    product_id: int | None = None,
+) -> WriteStats:
+    """Store tests (one listing page, or one detail). ``product_id`` is the listing's product,
+    used when a test does not name its own.
+
+    Raises:
+        ValueError: a test names no product and none was given.
+    """
+    rows = []
+    for test in tests:
+        owner = test.product_id or product_id
+        if owner is None:
+            raise ValueError(f"test {test.id} names no product")
+        rows.append(_row(owner, test))
+    stats, written = await upsert(conn, "tests", TEST_COLUMNS, rows, fetched_at)
+    if written:
+        by_id = {t.id: t for t in tests}
+        for part in chunks(written):
+            marks = ",".join("?" * len(part))
+            await conn.execute(f"DELETE FROM test_features WHERE test_id IN ({marks})", part)
+        await conn.executemany(
+            "INSERT OR IGNORE INTO test_features (test_id, feature_id, test_feature_id, title) "
+            "VALUES (?, ?, ?, ?)",
+            [
+                (test_id, f.feature_id, f.id, f.title)
+                for test_id in written
+                for f in by_id[test_id].features
+                if f.feature_id is not None
+            ],
+        )
+    people = [(t.created_by, "customer") for t in tests] + [
+        (t.submitted_by, "customer") for t in tests
+    ]
+    await record_users(conn, [(name, role) for name, role in people if name], fetched_at)
+    return stats
+
+
+async def tombstone_tests(
+    conn: aiosqlite.Connection, product_id: int, present_ids: Sequence[int], deleted_at: str
+) -> int:
+    """After a complete listing: tests of the product that it did not show have vanished."""
+    return await tombstone_missing(
+        conn, "tests", present_ids, deleted_at, scope=("product_id", [product_id])
+    )
+
+
+def _record(row: aiosqlite.Row, feature_ids: list[int], include_raw: bool) -> TestRecord:
+    fetched = from_db(row["fetched_at"])
+    assert fetched is not None
+    return TestRecord(
+        id=row["id"],
+        product_id=row["product_id"],
+        section_id=row["section_id"],
+        title=row["title"],
+        status=row["status"],
+        testing_type=row["testing_type"],
+        goal=row["goal"],
+        instructions=row["instructions"],
+        out_of_scope=row["out_of_scope"],
+        start_at=from_db(row["start_at"]),
+        end_at=from_db(row["end_at"]),
+        review_status=row["review_status"],
+        created_by=row["created_by"],
+        submitted_by=row["submitted_by"],
+        feature_ids=feature_ids,
+        deleted=row["deleted_at"] is not None,
+        fetched_at=fetched,
+        bugs_fetched_at=from_db(row["bugs_fetched_at"]),
+        raw=json.loads(row["raw"]) if include_raw else None,
+    )
+
+
+async def _feature_ids(conn: aiosqlite.Connection, test_ids: Sequence[int]) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = {}
+    for part in chunks(list(test_ids)):
+        marks = ",".join("?" * len(part))
+        rows = await conn.execute_fetchall(
+            f"SELECT test_id, feature_id FROM test_features WHERE test_id IN ({marks}) "
+            "ORDER BY test_id, feature_id",
+            tuple(part),
+        )
+        for row in rows:
+            found.setdefault(row[0], []).append(row[1])
+    return found
+
+
+class TestRepository:
+    """Exploratory tests."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._policy = policy
+        self._flights: SingleFlight[Hashable, None] = SingleFlight()
+
+    async def get_test(self, test_id: int, include_raw: bool = False) -> Answer[TestRecord]:
+        """One test: archived and cancelled ones from the mirror forever, open ones re-fetched
+        once older than the open-test TTL.
+
+        Raises:
+            NotFoundError: TestIO does not know the test (a mirrored copy is tombstoned).
+        """
+        return await read_through(
+            ("test", test_id),
+            self._policy,
+            self._flights,
+            lambda: self._load(test_id, include_raw),
+            (lambda: self._refresh(test_id)) if self._client else None,
+            on_gone=lambda: self._gone(test_id),
+        )
+
+    async def list_tests(
+        self,
+        *,
+        product_id: int | None = None,
+        statuses: Sequence[str] | None = None,
+        testing_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        include_deleted: bool = False,
+    ) -> Page[TestRecord]:
+        """Tests newest first (by ``end_at``), filtered; ``since``/``until`` bound ``end_at``.
+
+        Raises:
+            CursorError: ``cursor`` is not one this mirror handed out.
+        """
+        limit = max(1, min(limit, MAX_LIMIT))
+        where: list[str] = []
+        params: list[Any] = []
+        if not include_deleted:
+            where.append("deleted_at IS NULL")
+        if product_id is not None:
+            where.append("product_id = ?")
+            params.append(product_id)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if testing_type is not None:
+            where.append("testing_type = ?")
+            params.append(testing_type)
+        if since is not None:
+            where.append("end_at >= ?")
+            params.append(to_db(since))
+        if until is not None:
+            where.append("end_at < ?")
+            params.append(to_db(until))
+        if cursor is not None:
+            end_at, last_id = decode_cursor(cursor)
+            where.append("(coalesce(end_at, '') < ? OR (coalesce(end_at, '') = ? AND id < ?))")
+            params.extend([end_at, end_at, last_id])
+        query = (
+            "SELECT * FROM tests"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY coalesce(end_at, '') DESC, id DESC LIMIT ?"
+        )
+        async with self._db.reader() as conn:
+            rows = list(await conn.execute_fetchall(query, (*params, limit + 1)))
+            features = await _feature_ids(conn, [r["id"] for r in rows[:limit]])
+            freshness = await listing_freshness(conn, self._policy, product_id)
+        items = [_record(r, features.get(r["id"], []), False) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last["end_at"] or "", last["id"])
+        return Page(items=items, next_cursor=next_cursor, freshness=freshness)
+
+    async def _load(self, test_id: int, include_raw: bool) -> Local[TestRecord] | None:
+        async with self._db.reader() as conn:
+            rows = list(await conn.execute_fetchall("SELECT * FROM tests WHERE id = ?", (test_id,)))
+            if not rows:
+                return None
+            features = await _feature_ids(conn, [test_id])
+        record = _record(rows[0], features.get(test_id, []), include_raw)
+        return Local(record, record.fetched_at, self._policy.test_ttl(record.status))
+
+    async def _refresh(self, test_id: int) -> None:
+        assert self._client is not None
+        test = await self._client.test(test_id)
+        fetched_at = self._policy.stamp()
+        async with self._db.transaction() as conn:
+            await write_tests(conn, [test], fetched_at)
+
+    async def _gone(self, test_id: int) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE tests SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (self._policy.stamp(), test_id),
+            )
+
+
+async def listing_freshness(
+    conn: aiosqlite.Connection, policy: FreshnessPolicy, product_id: int | None
+) -> Freshness:
+    """How current a list of tests is: as of the oldest last complete listing among the products
+    it covers; stale when one was never completely listed or that listing is older than the
+    product TTL."""
+    query = (
+        "SELECT p.id, l.finished_at, l.complete FROM products p "
+        "LEFT JOIN listing_state l ON l.product_id = p.id WHERE p.deleted_at IS NULL"
+    )
+    params: tuple[Any, ...] = ()
+    if product_id is not None:
+        query += " AND p.id = ?"
+        params = (product_id,)
+    rows = list(await conn.execute_fetchall(query, params))
+    if not rows:
+        return policy.mirror(None, None, "the product was never synced: run sync_data")
+    unlisted = [r[0] for r in rows if r[1] is None]
+    if unlisted:
+        shown = ", ".join(str(p) for p in unlisted[:5])
+        return policy.mirror(
+            None, None, f"tests of product(s) {shown} were never fully listed: run sync_data"
+        )
+    oldest = min(from_db(r[1]) for r in rows if r[1] is not None)  # type: ignore[type-var]
+    return policy.mirror(oldest, policy.product_ttl)

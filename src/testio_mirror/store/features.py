@@ -1,0 +1,136 @@
+"""Features (with their user stories) of each product."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from testio_mirror.store.db import Database
+from testio_mirror.store.freshness import FreshnessPolicy
+from testio_mirror.store.products import write_products
+from testio_mirror.store.readthrough import Local, read_through
+from testio_mirror.store.records import Answer, FeatureRecord
+from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.store.timefmt import from_db
+from testio_mirror.store.upsert import (
+    WriteStats,
+    canonical_json,
+    content_hash,
+    tombstone_missing,
+    upsert,
+)
+from testio_mirror.upstream.client import CustomerApiClient
+from testio_mirror.upstream.models import Feature
+
+FEATURE_COLUMNS = (
+    "id",
+    "product_id",
+    "title",
+    "description",
+    "howtofind",
+    "user_stories",
+    "raw",
+    "content_hash",
+)
+
+
+def _row(product_id: int, feature: Feature) -> tuple[Any, ...]:
+    return (
+        feature.id,
+        product_id,
+        feature.title,
+        feature.description,
+        feature.howtofind,
+        json.dumps(feature.user_stories, ensure_ascii=False),
+        canonical_json(feature.raw),
+        content_hash(feature.raw, product_id),
+    )
+
+
+async def write_features(
+    conn: aiosqlite.Connection, product_id: int, features: Sequence[Feature], fetched_at: str
+) -> WriteStats:
+    """Store the complete feature list of a product; features missing from it are tombstoned."""
+    rows = [_row(product_id, f) for f in features]
+    stats, _ = await upsert(conn, "features", FEATURE_COLUMNS, rows, fetched_at)
+    stats.deleted = await tombstone_missing(
+        conn, "features", [f.id for f in features], fetched_at, scope=("product_id", [product_id])
+    )
+    await conn.execute(
+        "UPDATE products SET features_fetched_at = ? WHERE id = ?", (fetched_at, product_id)
+    )
+    return stats
+
+
+def _record(row: aiosqlite.Row) -> FeatureRecord:
+    fetched = from_db(row["fetched_at"])
+    assert fetched is not None
+    return FeatureRecord(
+        id=row["id"],
+        product_id=row["product_id"],
+        title=row["title"],
+        description=row["description"],
+        howtofind=row["howtofind"],
+        user_stories=json.loads(row["user_stories"]),
+        deleted=row["deleted_at"] is not None,
+        fetched_at=fetched,
+    )
+
+
+class FeatureRepository:
+    """Features by product."""
+
+    def __init__(
+        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._policy = policy
+        self._flights: SingleFlight[Hashable, None] = SingleFlight()
+
+    async def list_features(
+        self, product_id: int, include_deleted: bool = False
+    ) -> Answer[list[FeatureRecord]]:
+        """A product's features, read through when missing or stale.
+
+        Raises:
+            NotFoundError: TestIO does not know the product.
+        """
+        return await read_through(
+            ("features", product_id),
+            self._policy,
+            self._flights,
+            lambda: self._load(product_id, include_deleted),
+            (lambda: self._refresh(product_id)) if self._client else None,
+        )
+
+    async def _load(
+        self, product_id: int, include_deleted: bool
+    ) -> Local[list[FeatureRecord]] | None:
+        async with self._db.reader() as conn:
+            marks = list(
+                await conn.execute_fetchall(
+                    "SELECT features_fetched_at FROM products WHERE id = ?", (product_id,)
+                )
+            )
+            if not marks or marks[0][0] is None:
+                return None
+            rows = await conn.execute_fetchall(
+                "SELECT * FROM features WHERE product_id = ?"
+                + ("" if include_deleted else " AND deleted_at IS NULL")
+                + " ORDER BY id",
+                (product_id,),
+            )
+        return Local([_record(r) for r in rows], from_db(marks[0][0]), self._policy.product_ttl)
+
+    async def _refresh(self, product_id: int) -> None:
+        assert self._client is not None
+        product = await self._client.product(product_id)
+        features = await self._client.features(product)
+        fetched_at = self._policy.stamp()
+        async with self._db.transaction() as conn:
+            await write_products(conn, [product], fetched_at, complete=False)
+            await write_features(conn, product_id, features, fetched_at)

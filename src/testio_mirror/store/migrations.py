@@ -1,0 +1,281 @@
+"""Numbered schema migrations, tracked by ``PRAGMA user_version``.
+
+Migration N (1-based) takes the schema from version N-1 to N. They run at open, each in its own
+``BEGIN IMMEDIATE`` transaction that re-reads the version first, so two processes opening the same
+file at once apply each migration exactly once. Never edit a released migration: add the next one.
+
+Times are stored as fixed-width ISO 8601 UTC text (``2026-11-21T05:30:00.000000Z``), so text order
+is time order. Each entity row keeps ``raw`` (the JSON as received), ``content_hash`` (what decides
+"changed"), ``fetched_at`` (last seen upstream), ``changed_at`` (last content change) and
+``deleted_at`` (the tombstone: it vanished upstream).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import aiosqlite
+
+_ENTITY_COLUMNS = """
+    raw TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    changed_at TEXT NOT NULL,
+    deleted_at TEXT
+"""
+
+ENTITIES = f"""
+CREATE TABLE products (
+    id INTEGER PRIMARY KEY,
+    name TEXT,
+    description TEXT,
+    type TEXT,
+    default_section_id INTEGER,
+    has_sections INTEGER NOT NULL DEFAULT 0,
+    features_fetched_at TEXT,
+    {_ENTITY_COLUMNS}
+);
+
+CREATE TABLE sections (
+    id INTEGER PRIMARY KEY,
+    product_id INTEGER NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+    name TEXT,
+    is_default INTEGER NOT NULL DEFAULT 0,
+    {_ENTITY_COLUMNS}
+);
+CREATE INDEX sections_by_product ON sections (product_id);
+
+CREATE TABLE features (
+    id INTEGER PRIMARY KEY,
+    product_id INTEGER NOT NULL,
+    title TEXT,
+    description TEXT,
+    howtofind TEXT,
+    user_stories TEXT NOT NULL DEFAULT '[]',
+    {_ENTITY_COLUMNS}
+);
+CREATE INDEX features_by_product ON features (product_id);
+
+CREATE TABLE tests (
+    id INTEGER PRIMARY KEY,
+    product_id INTEGER NOT NULL,
+    section_id INTEGER,
+    title TEXT,
+    status TEXT,
+    testing_type TEXT,
+    goal TEXT,
+    instructions TEXT,
+    out_of_scope TEXT,
+    start_at TEXT,
+    end_at TEXT,
+    review_status TEXT,
+    created_by TEXT,
+    submitted_by TEXT,
+    bugs_fetched_at TEXT,
+    {_ENTITY_COLUMNS}
+);
+CREATE INDEX tests_by_product_newest ON tests (product_id, end_at DESC, id DESC);
+CREATE INDEX tests_by_status ON tests (status);
+
+CREATE TABLE test_features (
+    test_id INTEGER NOT NULL REFERENCES tests (id) ON DELETE CASCADE,
+    feature_id INTEGER NOT NULL,
+    test_feature_id INTEGER,
+    title TEXT,
+    PRIMARY KEY (test_id, feature_id)
+) WITHOUT ROWID;
+CREATE INDEX test_features_by_feature ON test_features (feature_id);
+
+CREATE TABLE bugs (
+    id INTEGER PRIMARY KEY,
+    test_id INTEGER,
+    product_id INTEGER,
+    feature_id INTEGER,
+    title TEXT,
+    severity TEXT,
+    status TEXT,
+    auto_accepted INTEGER,
+    known INTEGER,
+    actual_result TEXT,
+    expected_result TEXT,
+    steps TEXT NOT NULL DEFAULT '[]',
+    reported_at TEXT,
+    exported_at TEXT,
+    author TEXT,
+    reject_reason TEXT,
+    {_ENTITY_COLUMNS}
+);
+CREATE INDEX bugs_by_test ON bugs (test_id);
+CREATE INDEX bugs_by_product_newest ON bugs (product_id, reported_at DESC, id DESC);
+CREATE INDEX bugs_by_feature ON bugs (feature_id);
+CREATE INDEX bugs_by_severity_status ON bugs (severity, status);
+
+CREATE TABLE reject_reasons (
+    key TEXT PRIMARY KEY,
+    name TEXT,
+    default_comment TEXT,
+    raw TEXT NOT NULL,
+    fetched_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE users (
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('tester', 'customer')),
+    first_seen_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    PRIMARY KEY (name, role)
+) WITHOUT ROWID;
+
+-- When a whole collection (say, the product list) was last fetched.
+CREATE TABLE collection_fetches (
+    key TEXT PRIMARY KEY,
+    fetched_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+SYNC_BOOKKEEPING = """
+CREATE TABLE sync_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    trigger TEXT,
+    status TEXT,
+    phase TEXT,
+    message TEXT,
+    duration_seconds REAL,
+    data TEXT
+);
+CREATE INDEX sync_events_by_run ON sync_events (run_id, id);
+CREATE INDEX sync_events_by_time ON sync_events (at);
+
+-- Where each product's test listing stands, committed with every page it writes.
+CREATE TABLE listing_state (
+    product_id INTEGER PRIMARY KEY,
+    next_page INTEGER NOT NULL DEFAULT 1,
+    complete INTEGER NOT NULL DEFAULT 0,
+    full_listing INTEGER NOT NULL DEFAULT 0,
+    run_id TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    last_full_listing_at TEXT
+);
+"""
+
+# Row ids in the index encode (kind, entity id) so a trigger can replace one entry by rowid.
+SEARCH = """
+CREATE VIRTUAL TABLE search_index USING fts5 (
+    kind UNINDEXED,
+    entity_id UNINDEXED,
+    product_id UNINDEXED,
+    title,
+    body,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+
+CREATE TRIGGER tests_search_insert AFTER INSERT ON tests WHEN new.deleted_at IS NULL BEGIN
+    INSERT INTO search_index (rowid, kind, entity_id, product_id, title, body)
+    VALUES (new.id * 4 + 1, 'test', new.id, new.product_id, coalesce(new.title, ''),
+            coalesce(new.goal, ''));
+END;
+CREATE TRIGGER tests_search_update AFTER UPDATE OF title, goal, product_id, deleted_at ON tests
+BEGIN
+    DELETE FROM search_index WHERE rowid = old.id * 4 + 1;
+    INSERT INTO search_index (rowid, kind, entity_id, product_id, title, body)
+    SELECT new.id * 4 + 1, 'test', new.id, new.product_id, coalesce(new.title, ''),
+           coalesce(new.goal, '')
+    WHERE new.deleted_at IS NULL;
+END;
+CREATE TRIGGER tests_search_delete AFTER DELETE ON tests BEGIN
+    DELETE FROM search_index WHERE rowid = old.id * 4 + 1;
+END;
+
+CREATE TRIGGER features_search_insert AFTER INSERT ON features WHEN new.deleted_at IS NULL BEGIN
+    INSERT INTO search_index (rowid, kind, entity_id, product_id, title, body)
+    VALUES (new.id * 4 + 2, 'feature', new.id, new.product_id, coalesce(new.title, ''),
+            coalesce(new.description, ''));
+END;
+CREATE TRIGGER features_search_update
+AFTER UPDATE OF title, description, product_id, deleted_at ON features BEGIN
+    DELETE FROM search_index WHERE rowid = old.id * 4 + 2;
+    INSERT INTO search_index (rowid, kind, entity_id, product_id, title, body)
+    SELECT new.id * 4 + 2, 'feature', new.id, new.product_id, coalesce(new.title, ''),
+           coalesce(new.description, '')
+    WHERE new.deleted_at IS NULL;
+END;
+CREATE TRIGGER features_search_delete AFTER DELETE ON features BEGIN
+    DELETE FROM search_index WHERE rowid = old.id * 4 + 2;
+END;
+
+CREATE TRIGGER bugs_search_insert AFTER INSERT ON bugs WHEN new.deleted_at IS NULL BEGIN
+    INSERT INTO search_index (rowid, kind, entity_id, product_id, title, body)
+    VALUES (new.id * 4 + 3, 'bug', new.id, new.product_id, coalesce(new.title, ''),
+            trim(coalesce(new.actual_result, '') || ' ' || coalesce(new.expected_result, '')));
+END;
+CREATE TRIGGER bugs_search_update
+AFTER UPDATE OF title, actual_result, expected_result, product_id, deleted_at ON bugs BEGIN
+    DELETE FROM search_index WHERE rowid = old.id * 4 + 3;
+    INSERT INTO search_index (rowid, kind, entity_id, product_id, title, body)
+    SELECT new.id * 4 + 3, 'bug', new.id, new.product_id, coalesce(new.title, ''),
+           trim(coalesce(new.actual_result, '') || ' ' || coalesce(new.expected_result, ''))
+    WHERE new.deleted_at IS NULL;
+END;
+CREATE TRIGGER bugs_search_delete AFTER DELETE ON bugs BEGIN
+    DELETE FROM search_index WHERE rowid = old.id * 4 + 3;
+END;
+
+-- Index what earlier versions already hold.
+INSERT INTO search_index (rowid, kind, entity_id, product_id, title, body)
+SELECT id * 4 + 1, 'test', id, product_id, coalesce(title, ''), coalesce(goal, '')
+FROM tests WHERE deleted_at IS NULL;
+INSERT INTO search_index (rowid, kind, entity_id, product_id, title, body)
+SELECT id * 4 + 2, 'feature', id, product_id, coalesce(title, ''), coalesce(description, '')
+FROM features WHERE deleted_at IS NULL;
+INSERT INTO search_index (rowid, kind, entity_id, product_id, title, body)
+SELECT id * 4 + 3, 'bug', id, product_id, coalesce(title, ''),
+       trim(coalesce(actual_result, '') || ' ' || coalesce(expected_result, ''))
+FROM bugs WHERE deleted_at IS NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (ENTITIES, SYNC_BOOKKEEPING, SEARCH)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """Split a script into complete statements (trigger bodies hold semicolons of their own)."""
+    found: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            found.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:60]}")
+    return found
+
+
+async def migrate(connection: aiosqlite.Connection, migrations: tuple[str, ...]) -> int:
+    """Apply the migrations the database lacks; returns the version it ends at."""
+    for version, script in enumerate(migrations, start=1):
+        await connection.execute("BEGIN IMMEDIATE")
+        try:
+            current = await _user_version(connection)
+            if current >= version:
+                await connection.rollback()
+                continue
+            for statement in statements(script):
+                await connection.execute(statement)
+            await connection.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            await connection.rollback()
+            raise
+        await connection.commit()
+    return await _user_version(connection)
+
+
+async def _user_version(connection: aiosqlite.Connection) -> int:
+    rows = list(await connection.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])

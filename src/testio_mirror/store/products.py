@@ -1,0 +1,197 @@
+"""Products and their sections: writes from sync, reads with read-through."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from testio_mirror.store.db import Database
+from testio_mirror.store.freshness import FreshnessPolicy
+from testio_mirror.store.readthrough import Local, read_through
+from testio_mirror.store.records import Answer, ProductRecord
+from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.store.timefmt import from_db
+from testio_mirror.store.upsert import (
+    WriteStats,
+    canonical_json,
+    content_hash,
+    mark_collection_fetched,
+    tombstone_missing,
+    upsert,
+)
+from testio_mirror.upstream.client import CustomerApiClient
+from testio_mirror.upstream.models import Product
+
+PRODUCT_COLUMNS = (
+    "id",
+    "name",
+    "description",
+    "type",
+    "default_section_id",
+    "has_sections",
+    "raw",
+    "content_hash",
+)
+SECTION_COLUMNS = ("id", "product_id", "name", "is_default", "raw", "content_hash")
+PRODUCTS_COLLECTION = "products"
+
+
+def _product_row(product: Product) -> tuple[Any, ...]:
+    return (
+        product.id,
+        product.name,
+        product.description,
+        product.type,
+        product.default_section_id,
+        int(product.has_sections),
+        canonical_json(product.raw),
+        content_hash(product.raw),
+    )
+
+
+def _section_rows(product: Product) -> list[tuple[Any, ...]]:
+    sections = {s.id: s for s in [*product.sections_with_default, *product.sections]}
+    return [
+        (
+            section.id,
+            product.id,
+            section.name,
+            int(section.id == product.default_section_id),
+            canonical_json(section.raw),
+            content_hash(section.raw, product.id),
+        )
+        for section in sections.values()
+    ]
+
+
+async def write_products(
+    conn: aiosqlite.Connection, products: Sequence[Product], fetched_at: str, *, complete: bool
+) -> WriteStats:
+    """Store products (and their sections). ``complete``: this is the whole product list, so
+    products missing from it are tombstoned."""
+    stats, _ = await upsert(
+        conn, "products", PRODUCT_COLUMNS, [_product_row(p) for p in products], fetched_at
+    )
+    for product in products:
+        await upsert(conn, "sections", SECTION_COLUMNS, _section_rows(product), fetched_at)
+    if complete:
+        stats.deleted = await tombstone_missing(
+            conn, "products", [p.id for p in products], fetched_at
+        )
+        await mark_collection_fetched(conn, PRODUCTS_COLLECTION, fetched_at)
+    return stats
+
+
+def _record(row: aiosqlite.Row, section_ids: list[int]) -> ProductRecord:
+    fetched = from_db(row["fetched_at"])
+    assert fetched is not None
+    return ProductRecord(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        type=row["type"],
+        has_sections=bool(row["has_sections"]),
+        section_ids=section_ids,
+        deleted=row["deleted_at"] is not None,
+        fetched_at=fetched,
+    )
+
+
+class ProductRepository:
+    """Products of the account."""
+
+    def __init__(
+        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._policy = policy
+        self._flights: SingleFlight[Hashable, None] = SingleFlight()
+
+    async def list_products(self, include_deleted: bool = False) -> Answer[list[ProductRecord]]:
+        """Every product, read through when the product list is missing or stale."""
+        return await read_through(
+            ("products",),
+            self._policy,
+            self._flights,
+            lambda: self._load_all(include_deleted),
+            self._refresh_all if self._client else None,
+        )
+
+    async def get_product(self, product_id: int) -> Answer[ProductRecord]:
+        """Raises NotFoundError (from TestIO) when the product does not exist."""
+        return await read_through(
+            ("product", product_id),
+            self._policy,
+            self._flights,
+            lambda: self._load_one(product_id),
+            (lambda: self._refresh_one(product_id)) if self._client else None,
+        )
+
+    async def known_ids(self) -> list[int]:
+        """Ids of the products in the mirror that are not tombstoned."""
+        async with self._db.reader() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT id FROM products WHERE deleted_at IS NULL ORDER BY id"
+            )
+        return [int(row[0]) for row in rows]
+
+    async def _load_all(self, include_deleted: bool) -> Local[list[ProductRecord]] | None:
+        async with self._db.reader() as conn:
+            fetched = list(
+                await conn.execute_fetchall(
+                    "SELECT fetched_at FROM collection_fetches WHERE key = ?",
+                    (PRODUCTS_COLLECTION,),
+                )
+            )
+            if not fetched:
+                return None
+            rows = await conn.execute_fetchall(
+                "SELECT * FROM products"
+                + ("" if include_deleted else " WHERE deleted_at IS NULL")
+                + " ORDER BY id"
+            )
+            sections = await self._sections(conn)
+        records = [_record(row, sections.get(row["id"], [])) for row in rows]
+        return Local(records, from_db(fetched[0][0]), self._policy.product_ttl)
+
+    async def _load_one(self, product_id: int) -> Local[ProductRecord] | None:
+        async with self._db.reader() as conn:
+            rows = list(
+                await conn.execute_fetchall("SELECT * FROM products WHERE id = ?", (product_id,))
+            )
+            if not rows:
+                return None
+            sections = await self._sections(conn, product_id)
+        record = _record(rows[0], sections.get(product_id, []))
+        return Local(record, record.fetched_at, self._policy.product_ttl)
+
+    @staticmethod
+    async def _sections(
+        conn: aiosqlite.Connection, product_id: int | None = None
+    ) -> dict[int, list[int]]:
+        query = "SELECT product_id, id FROM sections WHERE deleted_at IS NULL AND is_default = 0"
+        params: tuple[Any, ...] = ()
+        if product_id is not None:
+            query += " AND product_id = ?"
+            params = (product_id,)
+        found: dict[int, list[int]] = {}
+        for row in await conn.execute_fetchall(query + " ORDER BY id", params):
+            found.setdefault(row[0], []).append(row[1])
+        return found
+
+    async def _refresh_all(self) -> None:
+        assert self._client is not None
+        products = await self._client.products()
+        fetched_at = self._policy.stamp()
+        async with self._db.transaction() as conn:
+            await write_products(conn, products, fetched_at, complete=True)
+
+    async def _refresh_one(self, product_id: int) -> None:
+        assert self._client is not None
+        product = await self._client.product(product_id)
+        fetched_at = self._policy.stamp()
+        async with self._db.transaction() as conn:
+            await write_products(conn, [product], fetched_at, complete=False)

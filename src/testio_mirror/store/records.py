@@ -1,0 +1,132 @@
+"""What the mirror answers: records of each entity, freshness, and pages of results.
+
+Records are the mirror's own shape (not the wire's): flat, typed, with the raw JSON available
+when asked for. Every answer carries ``Freshness``: an agent can tell a fresh fact from an old one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Freshness(BaseModel):
+    """How current an answer is."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Literal["mirror", "api"] = Field(
+        description="mirror: served from the local copy; api: fetched from TestIO just now"
+    )
+    as_of: datetime | None = Field(description="when the data was last fetched from TestIO (UTC)")
+    age_seconds: float | None = Field(description="seconds since as_of")
+    stale: bool = Field(description="true when the data may be out of date")
+    stale_reason: str | None = Field(default=None, description="why it may be out of date")
+
+
+class Answer(BaseModel, Generic[T]):
+    """One value and how fresh it is."""
+
+    value: T
+    freshness: Freshness
+
+
+class Page(BaseModel, Generic[T]):
+    """Some results, a cursor for the next ones, and how fresh they are."""
+
+    items: list[T]
+    next_cursor: str | None = Field(description="pass back as cursor for the next page")
+    freshness: Freshness
+
+
+class ProductRecord(BaseModel):
+    id: int
+    name: str | None
+    description: str | None
+    type: str | None
+    has_sections: bool
+    section_ids: list[int]
+    deleted: bool
+    fetched_at: datetime
+
+
+class FeatureRecord(BaseModel):
+    id: int
+    product_id: int
+    title: str | None
+    description: str | None
+    howtofind: str | None
+    user_stories: list[str]
+    deleted: bool
+    fetched_at: datetime
+
+
+class TestRecord(BaseModel):
+    __test__ = False  # not a pytest test class
+
+    id: int
+    product_id: int
+    section_id: int | None
+    title: str | None
+    status: str | None
+    testing_type: str | None
+    goal: str | None
+    instructions: str | None
+    out_of_scope: str | None
+    start_at: datetime | None
+    end_at: datetime | None
+    review_status: str | None
+    created_by: str | None
+    submitted_by: str | None
+    feature_ids: list[int]
+    deleted: bool
+    fetched_at: datetime
+    bugs_fetched_at: datetime | None
+    raw: dict[str, Any] | None = None
+
+
+class BugRecord(BaseModel):
+    id: int
+    test_id: int | None
+    product_id: int | None
+    feature_id: int | None
+    title: str | None
+    severity: str | None
+    status: str | None
+    auto_accepted: bool | None
+    known: bool | None
+    actual_result: str | None
+    expected_result: str | None
+    steps: list[str]
+    reported_at: datetime | None
+    exported_at: datetime | None
+    author: str | None
+    reject_reason: str | None
+    deleted: bool
+    fetched_at: datetime
+    raw: dict[str, Any] | None = None
+
+
+class SearchHit(BaseModel):
+    kind: Literal["test", "feature", "bug"]
+    id: int
+    product_id: int | None
+    title: str
+    snippet: str
+    rank: float
+
+
+class StatsGroup(BaseModel):
+    key: str | None
+    label: str | None
+    total: int
+    accepted: int
+    rejected: int
+    forwarded: int
+    acceptance_rate: float | None = Field(
+        description="accepted / (accepted + rejected); null when none was decided"
+    )

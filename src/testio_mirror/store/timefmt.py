@@ -1,0 +1,27 @@
+"""Times as the mirror stores them: fixed-width ISO 8601 UTC text, so text order is time order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def to_db(moment: datetime | None) -> str | None:
+    """``2026-11-21T05:30:00.000000Z`` for an aware datetime (naive ones are taken as UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(_FORMAT)
+
+
+def from_db(text: str | None) -> datetime | None:
+    """The aware UTC datetime of a stored time."""
+    if text is None:
+        return None
+    return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,151 @@
+"""Writing entities: change detection, upserts that leave unchanged rows alone, tombstones.
+
+Rows are classified before they are written: new ids are inserted, rows whose ``content_hash``
+differs (or that were tombstoned and came back) are updated with ``INSERT ... ON CONFLICT DO
+UPDATE``, and unchanged rows only get their ``fetched_at`` moved. The counts come back as
+``WriteStats``, which sync reports per phase.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import aiosqlite
+
+# SQLite's default limit on host parameters is 32766; stay far below it per statement.
+_CHUNK = 500
+
+
+@dataclass
+class WriteStats:
+    """What one write did."""
+
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def __add__(self, other: WriteStats) -> WriteStats:
+        return WriteStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def canonical_json(value: Any) -> str:
+    """The one text form of a JSON value: what is stored as ``raw`` and what is hashed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(*parts: Any) -> str:
+    """A short, stable digest of JSON-able parts."""
+    digest = hashlib.sha256(canonical_json(list(parts)).encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+async def upsert(
+    conn: aiosqlite.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    fetched_at: str,
+) -> tuple[WriteStats, list[int]]:
+    """Write ``rows`` (tuples in ``columns`` order; ``id`` first, ``content_hash`` included,
+    ``fetched_at`` and ``changed_at`` added here) and return the stats and the ids written.
+
+    ``table`` and ``columns`` are the store's own constants, never user input.
+    """
+    stats = WriteStats(fetched=len(rows))
+    if not rows:
+        return stats, []
+    hash_at = list(columns).index("content_hash")
+    known: dict[int, tuple[str, str | None]] = {}
+    for part in chunks([row[0] for row in rows]):
+        marks = ",".join("?" * len(part))
+        query = f"SELECT id, content_hash, deleted_at FROM {table} WHERE id IN ({marks})"
+        for found in await conn.execute_fetchall(query, tuple(part)):
+            known[found[0]] = (found[1], found[2])
+    writes: list[tuple[Any, ...]] = []
+    touched: list[int] = []
+    for row in rows:
+        old = known.get(row[0])
+        if old is None:
+            stats.inserted += 1
+        elif old[0] != row[hash_at] or old[1] is not None:
+            stats.updated += 1
+        else:
+            stats.unchanged += 1
+            touched.append(row[0])
+            continue
+        writes.append((*row, fetched_at, fetched_at))
+    if writes:
+        names = [*columns, "fetched_at", "changed_at"]
+        updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+        await conn.executemany(
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({','.join('?' * len(names))}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}, deleted_at = NULL",
+            writes,
+        )
+    for part in chunks(touched):
+        marks = ",".join("?" * len(part))
+        await conn.execute(
+            f"UPDATE {table} SET fetched_at = ? WHERE id IN ({marks})",
+            (fetched_at, *part),
+        )
+    return stats, [row[0] for row in writes]
+
+
+async def tombstone_missing(
+    conn: aiosqlite.Connection,
+    table: str,
+    present_ids: Sequence[int],
+    deleted_at: str,
+    scope: tuple[str, Sequence[int]] | None = None,
+) -> int:
+    """Mark rows not in ``present_ids`` as deleted, within ``scope`` (a column and the values it
+    may hold; None: the whole table). Returns how many rows were marked."""
+    where = "deleted_at IS NULL AND id NOT IN (SELECT value FROM json_each(?))"
+    params: list[Any] = [deleted_at, json.dumps(list(present_ids))]
+    if scope is not None:
+        column, values = scope
+        if not values:
+            return 0
+        where += f" AND {column} IN ({','.join('?' * len(values))})"
+        params.extend(values)
+    cursor = await conn.execute(
+        f"UPDATE {table} SET deleted_at = ? WHERE {where}",
+        params,
+    )
+    return cursor.rowcount
+
+
+async def record_users(
+    conn: aiosqlite.Connection, users: Iterable[tuple[str, str]], seen_at: str
+) -> None:
+    """Remember people seen in the data: ``(name, role)`` with role ``tester`` or ``customer``."""
+    unique = sorted({(name, role) for name, role in users if name})
+    if unique:
+        await conn.executemany(
+            "INSERT INTO users (name, role, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name, role) DO UPDATE SET last_seen_at = excluded.last_seen_at "
+            "WHERE users.last_seen_at < excluded.last_seen_at",
+            [(name, role, seen_at, seen_at) for name, role in unique],
+        )
+
+
+async def mark_collection_fetched(conn: aiosqlite.Connection, key: str, fetched_at: str) -> None:
+    await conn.execute(
+        "INSERT INTO collection_fetches (key, fetched_at) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET fetched_at = excluded.fetched_at",
+        (key, fetched_at),
+    )
