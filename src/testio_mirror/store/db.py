@@ -31,7 +31,7 @@ from typing import Self
 
 import aiosqlite
 
-from testio_mirror.store.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from testio_mirror.store.migrations import LATEST_VERSION, MIGRATIONS, migrate, user_version
 
 BUSY_TIMEOUT_MS = 10_000
 READERS = 2
@@ -80,7 +80,7 @@ class Database:
         writer = await _connect(path)
         opened = [writer]
         try:
-            found = list(await writer.execute_fetchall("PRAGMA user_version"))[0][0]
+            found = await user_version(writer)
             if found > LATEST_VERSION:
                 raise StoreError(
                     f"the mirror at {path} has schema version {found}, newer than this "
@@ -140,8 +140,7 @@ class Database:
 
     async def schema_version(self) -> int:
         async with self.reader() as conn:
-            rows = list(await conn.execute_fetchall("PRAGMA user_version"))
-        return int(rows[0][0])
+            return await user_version(conn)
 
 
 def prepare_files(path: Path) -> None:

@@ -262,7 +262,7 @@ async def migrate(connection: aiosqlite.Connection, migrations: tuple[str, ...])
     for version, script in enumerate(migrations, start=1):
         await connection.execute("BEGIN IMMEDIATE")
         try:
-            current = await _user_version(connection)
+            current = await user_version(connection)
             if current >= version:
                 await connection.rollback()
                 continue
@@ -273,9 +273,9 @@ async def migrate(connection: aiosqlite.Connection, migrations: tuple[str, ...])
             await connection.rollback()
             raise
         await connection.commit()
-    return await _user_version(connection)
+    return await user_version(connection)
 
 
-async def _user_version(connection: aiosqlite.Connection) -> int:
+async def user_version(connection: aiosqlite.Connection) -> int:
     rows = list(await connection.execute_fetchall("PRAGMA user_version"))
     return int(rows[0][0])
