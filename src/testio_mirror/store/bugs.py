@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Hashable, Sequence
 from datetime import datetime
@@ -11,8 +12,9 @@ import aiosqlite
 
 from testio_mirror.store.cursor import decode_cursor, encode_cursor
 from testio_mirror.store.db import Database
+from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.freshness import FreshnessPolicy
-from testio_mirror.store.readthrough import Local, read_through
+from testio_mirror.store.readthrough import Local, OfflineError, read_through
 from testio_mirror.store.records import Answer, BugRecord, Freshness, Page, StatsGroup
 from testio_mirror.store.search import fts_query
 from testio_mirror.store.singleflight import SingleFlight
@@ -213,17 +215,28 @@ class BugRepository:
 
     async def ensure_fresh(self, test_ids: Sequence[int]) -> Freshness:
         """Make the bug lists of these tests fresh (fetching the stale ones in batches) and say
-        how fresh they are now. A failed fetch leaves the old copies, marked stale."""
-        stale, oldest = await self._stale_tests(test_ids)
+        how fresh they are now. When TestIO fails, old copies are served marked stale.
+
+        Raises:
+            UpstreamError: TestIO failed and some test's bugs were never fetched (no copy).
+        """
+        stale, never, oldest = await self._stale_tests(test_ids)
         if not stale:
             return self._policy.mirror(oldest, None) if oldest else self._policy.api(None)
         if self._client is None:
+            if never:
+                raise OfflineError(
+                    f"bugs of test(s) {', '.join(map(str, never[:5]))} are not in the mirror "
+                    "and no TestIO token is configured"
+                )
             return self._policy.mirror(
                 oldest, 0, "bugs of some tests are stale, and no TestIO token is configured"
             )
         try:
             await self._flights.run(("bugs", tuple(stale)), lambda: self._refresh_tests(stale))
         except UpstreamError as exc:
+            if never:
+                raise
             return self._policy.mirror(
                 oldest, 0, f"TestIO could not be reached to refresh bugs: {exc}"
             )
@@ -340,12 +353,16 @@ class BugRepository:
             )
         return Answer(value=groups, freshness=freshness)
 
-    async def _stale_tests(self, test_ids: Sequence[int]) -> tuple[list[int], Any]:
+    async def _stale_tests(
+        self, test_ids: Sequence[int]
+    ) -> tuple[list[int], list[int], datetime | None]:
+        """(tests whose bugs need fetching, those never fetched at all, oldest fetch time)."""
         stale: list[int] = []
-        oldest = None
+        never: list[int] = []
+        oldest: datetime | None = None
         wanted = list(dict.fromkeys(test_ids))
+        known: dict[int, aiosqlite.Row] = {}
         async with self._db.reader() as conn:
-            known: dict[int, aiosqlite.Row] = {}
             for part in chunks(wanted):
                 marks = ",".join("?" * len(part))
                 rows = await conn.execute_fetchall(
@@ -357,21 +374,35 @@ class BugRepository:
         for test_id in wanted:
             row = known.get(test_id)
             fetched = from_db(row["bugs_fetched_at"]) if row else None
-            if fetched is not None and (oldest is None or fetched < oldest):
-                oldest = fetched
             if row is None or fetched is None:
                 stale.append(test_id)
-            elif row["status"] in FINAL_TEST_STATUSES:
+                never.append(test_id)
+                continue
+            if oldest is None or fetched < oldest:
+                oldest = fetched
+            if row["status"] in FINAL_TEST_STATUSES:
                 # Final tests' bugs stop changing, once fetched after the test last changed.
                 if row["bugs_fetched_at"] < row["changed_at"]:
                     stale.append(test_id)
             elif not self._policy.is_fresh(fetched, self._policy.open_test_ttl):
                 stale.append(test_id)
-        return stale, oldest
+        return stale, never, oldest
 
     async def _refresh_tests(self, test_ids: list[int]) -> None:
         assert self._client is not None
-        async for batch in self._client.bug_batches(test_ids):
+        client = self._client
+        async with self._db.reader() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT id FROM tests WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(test_ids),),
+            )
+        unknown = sorted(set(test_ids) - {row[0] for row in rows})
+        if unknown:
+            # A bug list needs its test in the mirror (product, status, freshness of the list).
+            tests = await asyncio.gather(*(client.test(test_id) for test_id in unknown))
+            async with self._db.transaction() as conn:
+                await write_tests(conn, tests, self._policy.stamp())
+        async for batch in client.bug_batches(test_ids):
             if batch.error is not None:
                 raise batch.error
             fetched_at = self._policy.stamp()
