@@ -439,15 +439,19 @@ class BugRepository:
         async with self._db.reader() as conn:
             rows = list(
                 await conn.execute_fetchall(
-                    "SELECT b.*, t.status AS test_status FROM bugs b "
-                    "LEFT JOIN tests t ON t.id = b.test_id WHERE b.id = ?",
+                    "SELECT b.*, t.status AS test_status, t.changed_at AS test_changed_at "
+                    "FROM bugs b LEFT JOIN tests t ON t.id = b.test_id WHERE b.id = ?",
                     (bug_id,),
                 )
             )
         if not rows:
             return None
-        record = _record(rows[0], include_raw)
-        return Local(record, record.fetched_at, self._policy.test_ttl(rows[0]["test_status"]))
+        row = rows[0]
+        record = _record(row, include_raw)
+        ttl = self._policy.test_ttl(row["test_status"])
+        if ttl is None and row["fetched_at"] < row["test_changed_at"]:
+            ttl = 0  # fetched before its test last changed (closed): it may have changed since
+        return Local(record, record.fetched_at, ttl)
 
     async def _refresh(self, bug_id: int) -> None:
         assert self._client is not None

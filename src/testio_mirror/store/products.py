@@ -128,6 +128,7 @@ class ProductRepository:
             self._flights,
             lambda: self._load_one(product_id),
             (lambda: self._refresh_one(product_id)) if self._client else None,
+            on_gone=lambda: self._gone(product_id),
         )
 
     async def known_ids(self) -> list[int]:
@@ -195,3 +196,10 @@ class ProductRepository:
         fetched_at = self._policy.stamp()
         async with self._db.transaction() as conn:
             await write_products(conn, [product], fetched_at, complete=False)
+
+    async def _gone(self, product_id: int) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE products SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (self._policy.stamp(), product_id),
+            )

@@ -50,7 +50,10 @@ class SearchRepository:
         params: list[Any] = [query, *chosen]
         sql = (
             "SELECT kind, entity_id, product_id, title, "
-            "snippet(search_index, -1, '[', ']', '…', 12) AS snippet, bm25(search_index) AS rank "
+            "snippet(search_index, -1, '[', ']', '…', 12) AS snippet, "
+            # Weights per column (kind, entity_id, product_id, title, body): a word in the title
+            # counts ten times one in the body.
+            "bm25(search_index, 0.0, 0.0, 0.0, 10.0, 1.0) AS rank "
             "FROM search_index WHERE search_index MATCH ? "
             f"AND kind IN ({','.join('?' * len(chosen))})"
         )
