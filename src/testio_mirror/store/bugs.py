@@ -93,7 +93,8 @@ def _row(bug: Bug, test_products: dict[int, int], reasons: list[RejectReason]) -
         bug.author.name if bug.author else None,
         reason.key if reason else None,
         canonical_json(bug.raw),
-        content_hash(bug.raw, product_id),
+        # The derived reason is part of the content: reasons learned later must fill it in.
+        content_hash(bug.raw, product_id, reason.key if reason else None),
     )
 
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Self
@@ -77,9 +78,10 @@ class Database:
             StoreError: the file or its directory cannot be used.
         """
         prepare_files(path)
-        writer = await _connect(path)
-        opened = [writer]
+        opened: list[aiosqlite.Connection] = []
         try:
+            writer = await _connect(path)
+            opened.append(writer)
             found = await user_version(writer)
             if found > LATEST_VERSION:
                 raise StoreError(
@@ -169,9 +171,28 @@ def prepare_files(path: Path) -> None:
 async def _connect(path: Path, query_only: bool = False) -> aiosqlite.Connection:
     # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
     connection = await aiosqlite.connect(path, isolation_level=None)
-    connection.row_factory = aiosqlite.Row
-    for pragma in PRAGMAS:
-        await connection.execute(pragma)
-    if query_only:
-        await connection.execute("PRAGMA query_only = ON")
+    try:
+        connection.row_factory = aiosqlite.Row
+        for pragma in PRAGMAS:
+            await _execute_waiting(connection, pragma)
+        if query_only:
+            await connection.execute("PRAGMA query_only = ON")
+    except BaseException:
+        # An unclosed aiosqlite connection keeps its thread, and the process, alive.
+        await connection.close()
+        raise
     return connection
+
+
+async def _execute_waiting(connection: aiosqlite.Connection, sql: str) -> None:
+    """``PRAGMA journal_mode`` fails at once on a locked file instead of honouring the busy
+    timeout (another process may be creating the same new file): retry until the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await connection.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.01)

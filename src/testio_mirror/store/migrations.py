@@ -134,6 +134,8 @@ CREATE TABLE collection_fetches (
 """
 
 SYNC_BOOKKEEPING = """
+-- One "run" row per sync run, updated at each phase and at the end (counters derive from these),
+-- plus one row per notable event of a run: warnings, errors, a reclaimed lock.
 CREATE TABLE sync_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL,
@@ -143,11 +145,13 @@ CREATE TABLE sync_events (
     status TEXT,
     phase TEXT,
     message TEXT,
+    finished_at TEXT,
     duration_seconds REAL,
+    items_synced INTEGER,
     data TEXT
 );
 CREATE INDEX sync_events_by_run ON sync_events (run_id, id);
-CREATE INDEX sync_events_by_time ON sync_events (at);
+CREATE INDEX sync_events_by_kind_time ON sync_events (kind, at);
 
 -- Where each product's test listing stands, committed with every page it writes.
 CREATE TABLE listing_state (

@@ -4,6 +4,7 @@ results (the ``search_index`` FTS5 table, kept current by triggers on every writ
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -20,7 +21,8 @@ def fts_query(text: str) -> str | None:
     """A safe FTS5 query from what a person typed: every word must appear (as a prefix), and no
     FTS syntax (quotes, NEAR, column filters, ``*``) from the input is interpreted. None when the
     text holds no word at all."""
-    words = _WORD.findall(text)
+    # NFC first: "é" typed as "e" plus a combining accent would split the word in two.
+    words = _WORD.findall(unicodedata.normalize("NFC", text))
     if not words:
         return None
     return " ".join(f'"{word}"*' for word in words[:32])

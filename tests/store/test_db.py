@@ -1,0 +1,212 @@
+"""The database: pragmas of every connection, read-only readers, transactions, WAL readers that do
+not wait behind a write, two processes on one file, and the errors of files it cannot use."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from testio_mirror.store import LATEST_VERSION, Database, StoreError
+from tests.store.builders import close_stray_connections, open_database
+
+PENDING = "INSERT INTO collection_fetches (key, fetched_at) VALUES (?, '2026-01-01')"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await open_database(tmp_path)
+    yield database
+    await database.close()
+
+
+async def pragma(conn: aiosqlite.Connection, name: str) -> object:
+    rows = list(await conn.execute_fetchall(f"PRAGMA {name}"))
+    return rows[0][0]
+
+
+async def keys(db: Database) -> list[str]:
+    async with db.reader() as conn:
+        rows = await conn.execute_fetchall("SELECT key FROM collection_fetches ORDER BY key")
+    return [row[0] for row in rows]
+
+
+async def test_every_connection_has_the_pragmas(db: Database) -> None:
+    connections = [db._writer, *db._all_readers]
+    assert len(connections) == 3
+    for conn in connections:
+        assert await pragma(conn, "journal_mode") == "wal"
+        assert await pragma(conn, "synchronous") == 1
+        busy = await pragma(conn, "busy_timeout")
+        assert isinstance(busy, int)
+        assert busy > 0
+        assert await pragma(conn, "foreign_keys") == 1
+    assert await pragma(db._writer, "query_only") == 0
+    for reader in db._all_readers:
+        assert await pragma(reader, "query_only") == 1
+
+
+async def test_pragmas_seen_through_the_public_context_managers(db: Database) -> None:
+    async with db.transaction() as conn:
+        assert await pragma(conn, "foreign_keys") == 1
+        assert await pragma(conn, "busy_timeout") == 10_000
+    async with db.reader() as conn:
+        assert await pragma(conn, "journal_mode") == "wal"
+        assert await pragma(conn, "synchronous") == 1
+    assert await db.schema_version() == LATEST_VERSION
+
+
+async def test_a_reader_cannot_write(db: Database) -> None:
+    for _ in db._all_readers:  # each reader of the pool, in turn
+        async with db.reader() as conn:
+            with pytest.raises(sqlite3.OperationalError):
+                await conn.execute(PENDING, ("nope",))
+    assert await keys(db) == []
+
+
+async def test_a_failed_transaction_rolls_back(db: Database) -> None:
+    async def failing_write() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(PENDING, ("rolled-back",))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await failing_write()
+    assert await keys(db) == []
+    # The writer is usable again, outside any transaction.
+    async with db.transaction() as conn:
+        await conn.execute(PENDING, ("kept",))
+    assert await keys(db) == ["kept"]
+
+
+async def test_a_reader_is_not_blocked_by_an_open_write(db: Database) -> None:
+    inserted = asyncio.Event()
+    release = asyncio.Event()
+
+    async def write() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(PENDING, ("uncommitted",))
+            inserted.set()
+            await release.wait()
+
+    task = asyncio.create_task(write())
+    try:
+        await asyncio.wait_for(inserted.wait(), timeout=5)
+        # The write transaction is open (and holds the write lock) while the reader runs.
+        seen = await asyncio.wait_for(keys(db), timeout=2)
+        assert seen == []
+        assert not task.done()
+    finally:
+        release.set()
+        await asyncio.wait_for(task, timeout=5)
+    assert await keys(db) == ["uncommitted"]
+
+
+async def test_two_databases_on_one_file_write_in_turn(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "mirror.db"
+    first = await Database.open(path)
+    second = await Database.open(path)
+    try:
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold_the_file() -> None:
+            async with first.transaction() as conn:
+                await conn.execute(PENDING, ("first",))
+                holding.set()
+                await release.wait()
+
+        async def write_second() -> None:
+            async with second.transaction() as conn:
+                await conn.execute(PENDING, ("second",))
+
+        holder = asyncio.create_task(hold_the_file())
+        await asyncio.wait_for(holding.wait(), timeout=5)
+        waiter = asyncio.create_task(write_second())
+        await asyncio.sleep(0.2)
+        assert not waiter.done()  # BEGIN IMMEDIATE waits on the busy timeout, not an error
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, waiter), timeout=8)
+        assert await keys(first) == ["first", "second"]
+        assert await keys(second) == ["first", "second"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_close_is_idempotent(tmp_path: Path) -> None:
+    database = await open_database(tmp_path)
+    async with database.transaction() as conn:
+        await conn.execute(PENDING, ("x",))
+    await database.close()
+    await database.close()
+    wal = database.path.with_name(database.path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    reopened = await Database.open(database.path)
+    try:
+        assert await keys(reopened) == ["x"]
+    finally:
+        await reopened.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "mirror.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+    raw.close()
+    with pytest.raises(StoreError, match="upgrade") as caught:
+        await Database.open(path)
+    assert str(LATEST_VERSION + 1) in str(caught.value)
+    with sqlite3.connect(path) as raw:
+        # Nothing was migrated or changed.
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION + 1
+        assert raw.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    raw.close()
+
+
+async def test_a_directory_that_cannot_be_made_names_the_setting(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="TESTIO_MIRROR_HOME"):
+        await Database.open(blocker / "home" / "mirror.db")
+
+
+async def test_a_damaged_file_is_a_store_error(tmp_path: Path) -> None:
+    # Open's own message tells the user to move a damaged file away; the first connection's
+    # pragmas are where SQLite notices the damage.
+    path = tmp_path / "home" / "mirror.db"
+    path.parent.mkdir()
+    path.write_bytes(b"this is not an SQLite database, " * 100)
+    try:
+        with pytest.raises(StoreError, match="move it away"):
+            await Database.open(path)
+    finally:
+        await close_stray_connections()
+
+
+async def test_open_waits_while_another_process_writes_a_new_file(tmp_path: Path) -> None:
+    # Another process is creating the file (still in rollback-journal mode) and holds its write
+    # lock for a moment: open must wait on the busy timeout like every other write does.
+    path = tmp_path / "home" / "mirror.db"
+    path.parent.mkdir()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("CREATE TABLE elsewhere (x)")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO elsewhere VALUES (1)")
+        opening = asyncio.create_task(Database.open(path))
+        await asyncio.sleep(0.3)
+        other.execute("COMMIT")
+        database = await asyncio.wait_for(opening, timeout=8)
+        try:
+            assert await database.schema_version() == LATEST_VERSION
+        finally:
+            await database.close()
+    finally:
+        other.close()
+        await close_stray_connections()
