@@ -1,0 +1,240 @@
+"""One sync at a time across processes: a claim recorded next to ``<data dir>/sync.lock``.
+
+The claim (``sync.lock.json``: pid, process start time, host, run id, started, heartbeat) is read
+and written only while holding the ``filelock`` on ``sync.lock``, which is held for milliseconds
+and which the OS frees if its holder dies. A claim is free to take when there is none, or when its
+owner is gone:
+
+- its process is dead (same host);
+- its pid now belongs to another process (the start time differs);
+- its heartbeat stopped (older than ``stale_after`` seconds): the owner is hung or on another host
+  that died.
+
+A live owner whose heartbeat is fresh is never evicted, however long it has run. The holder
+refreshes the heartbeat every ``heartbeat_every`` seconds and, should it find its claim taken
+(it was hung and got reclaimed), calls ``on_lost`` so the run stops. Waiting for a busy claim polls
+with ``asyncio.sleep`` and does the file work in a thread: the event loop never blocks.
+
+Example::
+
+    lock = SyncLock(settings.mirror_home)
+    async with lock.hold(run_id, wait_seconds=30) as claim:
+        claim.reclaimed_from        # the dead/hung owner taken over, if any
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import filelock
+import psutil
+
+logger = logging.getLogger("testio_mirror.sync")
+
+HEARTBEAT_EVERY_SECONDS = 5.0
+STALE_AFTER_SECONDS = 60.0
+POLL_SECONDS = 0.1
+_FILE_LOCK_TIMEOUT = 10.0
+_START_TIME_TOLERANCE = 1.0
+
+
+class SyncLockBusyError(RuntimeError):
+    """Another live process is syncing; the message names it."""
+
+    def __init__(self, owner: LockOwner) -> None:
+        super().__init__(
+            f"another sync is running: pid {owner.pid} on {owner.host}, run {owner.run_id}, "
+            f"since {owner.started_at} (heartbeat {owner.heartbeat_at}); wait for it or try "
+            "again later"
+        )
+        self.owner = owner
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds the sync claim."""
+
+    pid: int
+    process_started: float  # psutil create_time of the process
+    host: str
+    run_id: str
+    started_at: str  # ISO 8601 UTC
+    heartbeat_at: str  # ISO 8601 UTC
+
+    @classmethod
+    def me(cls, run_id: str) -> LockOwner:
+        now = _now_text()
+        return cls(
+            pid=os.getpid(),
+            process_started=psutil.Process().create_time(),
+            host=socket.gethostname(),
+            run_id=run_id,
+            started_at=now,
+            heartbeat_at=now,
+        )
+
+    def heartbeat_age(self) -> float:
+        beat = datetime.fromisoformat(self.heartbeat_at)
+        return (datetime.now(UTC) - beat).total_seconds()
+
+    def gone_because(self, stale_after: float) -> str | None:
+        """Why this owner no longer holds the claim, or None when it is alive."""
+        if self.host == socket.gethostname():
+            try:
+                started = psutil.Process(self.pid).create_time()
+            except psutil.NoSuchProcess:
+                return f"its process {self.pid} is dead"
+            except psutil.Error:
+                started = self.process_started  # cannot tell: judge by the heartbeat alone
+            if abs(started - self.process_started) > _START_TIME_TOLERANCE:
+                return f"pid {self.pid} now belongs to another process"
+        age = self.heartbeat_age()
+        if age > stale_after:
+            return f"its heartbeat stopped {age:.0f} s ago"
+        return None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A held claim."""
+
+    owner: LockOwner
+    reclaimed_from: LockOwner | None
+    reclaim_reason: str | None
+
+
+class SyncLock:
+    """The cross-process sync claim in a data directory."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        heartbeat_every: float = HEARTBEAT_EVERY_SECONDS,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> None:
+        self.lock_path = data_dir / "sync.lock"
+        self.owner_path = data_dir / "sync.lock.json"
+        self._file_lock = filelock.FileLock(self.lock_path, timeout=_FILE_LOCK_TIMEOUT)
+        self._heartbeat_every = heartbeat_every
+        self._stale_after = stale_after
+
+    def holder(self) -> LockOwner | None:
+        """The live owner of the claim, if any (a dead or hung one counts as none)."""
+        with self._file_lock:
+            owner = self._read()
+        if owner is None or owner.gone_because(self._stale_after) is not None:
+            return None
+        return owner
+
+    @contextlib.asynccontextmanager
+    async def hold(
+        self,
+        run_id: str,
+        *,
+        wait_seconds: float,
+        on_lost: Callable[[], None] | None = None,
+    ) -> AsyncIterator[Claim]:
+        """Hold the claim for a run; ``wait_seconds`` 0 fails at once when it is busy.
+
+        Raises:
+            SyncLockBusyError: a live owner still holds it after ``wait_seconds``.
+        """
+        claim = await self._acquire(run_id, wait_seconds)
+        beating = asyncio.create_task(self._heartbeat(claim.owner, on_lost))
+        try:
+            yield claim
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+            await asyncio.shield(asyncio.to_thread(self._release, claim.owner))
+
+    async def _acquire(self, run_id: str, wait_seconds: float) -> Claim:
+        me = LockOwner.me(run_id)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            claim, busy = await asyncio.to_thread(self._try_claim, me)
+            if claim is not None:
+                if claim.reclaimed_from is not None:
+                    logger.warning(
+                        "reclaimed the sync lock from run %s (pid %d on %s): %s",
+                        claim.reclaimed_from.run_id,
+                        claim.reclaimed_from.pid,
+                        claim.reclaimed_from.host,
+                        claim.reclaim_reason,
+                    )
+                return claim
+            assert busy is not None
+            if time.monotonic() >= deadline:
+                raise SyncLockBusyError(busy)
+            await asyncio.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))
+
+    def _try_claim(self, me: LockOwner) -> tuple[Claim | None, LockOwner | None]:
+        with self._file_lock:
+            current = self._read()
+            reason = None
+            if current is not None:
+                reason = current.gone_because(self._stale_after)
+                if reason is None:
+                    return None, current
+            self._write(me)
+        return Claim(me, current, reason), None
+
+    async def _heartbeat(self, me: LockOwner, on_lost: Callable[[], None] | None) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_every)
+            still_mine = await asyncio.to_thread(self._beat, me)
+            if not still_mine:
+                logger.error("sync run %s lost its lock to another process; stopping", me.run_id)
+                if on_lost is not None:
+                    on_lost()
+                return
+
+    def _beat(self, me: LockOwner) -> bool:
+        with self._file_lock:
+            current = self._read()
+            if current is None or current.run_id != me.run_id or current.pid != me.pid:
+                return False
+            self._write(LockOwner(**{**asdict(current), "heartbeat_at": _now_text()}))
+            return True
+
+    def _release(self, me: LockOwner) -> None:
+        with self._file_lock:
+            current = self._read()
+            if current is not None and current.run_id == me.run_id and current.pid == me.pid:
+                self._write(None)
+
+    def _read(self) -> LockOwner | None:
+        try:
+            text = self.owner_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        if not text.strip():
+            return None
+        try:
+            return LockOwner(**json.loads(text))
+        except (ValueError, TypeError):
+            logger.warning("ignoring an unreadable sync lock record at %s", self.owner_path)
+            return None
+
+    def _write(self, owner: LockOwner | None) -> None:
+        # Write aside and rename, so a reader never sees half a record.
+        temporary = self.owner_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(owner)) if owner else "", encoding="utf-8")
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, self.owner_path)
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat()

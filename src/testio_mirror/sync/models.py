@@ -1,0 +1,132 @@
+"""What a sync is asked to do and what it did."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SyncPhase(StrEnum):
+    """The phases of a sync, in the only order they ever run."""
+
+    PRODUCTS = "products"
+    FEATURES = "features"
+    NEW_TESTS = "new_tests"
+    BUGS = "bugs"
+
+
+PHASE_ORDER: tuple[SyncPhase, ...] = tuple(SyncPhase)
+DEFAULT_PHASES: tuple[SyncPhase, ...] = (
+    SyncPhase.PRODUCTS,
+    SyncPhase.FEATURES,
+    SyncPhase.NEW_TESTS,
+)
+
+
+class SyncTrigger(StrEnum):
+    """Who started a run."""
+
+    STARTUP = "startup"
+    SCHEDULE = "schedule"
+    TOOL = "tool"
+    CLI = "cli"
+
+
+class SyncStatus(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"  # everything in scope was synced
+    PARTIAL = "partial"  # something in scope failed; the rest was kept
+    FAILED = "failed"  # nothing useful could be done (bad token, TestIO down ...)
+    CANCELLED = "cancelled"  # stopped on request; committed pages are kept
+    INTERRUPTED = "interrupted"  # the process died mid-run; found at the next start
+
+
+class SyncScope(BaseModel):
+    """Which part of the account a run covers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    product_ids: tuple[int, ...] | None = Field(
+        default=None, description="only these products (default: all)"
+    )
+    since: datetime | None = Field(
+        default=None, description="only tests ending at or after this time (UTC)"
+    )
+    entity_types: tuple[str, ...] | None = Field(
+        default=None,
+        description="only these kinds: products, features, tests, bugs (default: what the "
+        "phases cover)",
+    )
+
+
+class SyncOptions(BaseModel):
+    """How a run goes about it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    force_refresh: bool = Field(
+        default=False, description="list every test and re-fetch every bug list in scope"
+    )
+    incremental_only: bool = Field(
+        default=False, description="never turn a listing into a full one (no reconciliation)"
+    )
+    nuke: bool = Field(
+        default=False, description="empty the mirror first, then sync everything in scope"
+    )
+
+
+class PhaseStats(BaseModel):
+    """What one phase did."""
+
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    api_requests: int = 0
+    retries: int = 0
+
+
+class SyncResult(BaseModel):
+    """The outcome of one run."""
+
+    run_id: str
+    trigger: SyncTrigger
+    status: SyncStatus
+    phases: list[SyncPhase] = Field(description="phases asked for, in the order they ran")
+    phases_completed: list[SyncPhase]
+    stats: dict[str, PhaseStats] = Field(description="per phase")
+    api_requests: int
+    retries: int
+    warnings: list[str]
+    errors: list[str]
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+
+    @property
+    def items_synced(self) -> int:
+        return sum(s.inserted + s.updated + s.deleted for s in self.stats.values())
+
+    def summary(self) -> str:
+        """The final log line: status, duration and counts."""
+        totals = PhaseStats()
+        for stats in self.stats.values():
+            for field in ("fetched", "inserted", "updated", "unchanged", "deleted"):
+                setattr(totals, field, getattr(totals, field) + getattr(stats, field))
+        word = {
+            SyncStatus.SUCCESS: "completed",
+            SyncStatus.PARTIAL: "completed partially",
+            SyncStatus.FAILED: "failed",
+            SyncStatus.CANCELLED: "was cancelled",
+            SyncStatus.INTERRUPTED: "was interrupted",
+            SyncStatus.RUNNING: "is running",
+        }[self.status]
+        return (
+            f"Sync {word} in {self.duration_seconds:.1f}s: {totals.fetched} fetched, "
+            f"{totals.inserted} new, {totals.updated} updated, {totals.deleted} deleted, "
+            f"{self.api_requests} API requests ({self.retries} retries)"
+            + (f", {len(self.errors)} errors" if self.errors else "")
+        )
