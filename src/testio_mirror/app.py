@@ -19,10 +19,6 @@ from testio_mirror.sync.service import SyncService
 from testio_mirror.upstream.client import CustomerApiClient
 
 
-class MissingTokenError(RuntimeError):
-    """The command needs TestIO but no token is set."""
-
-
 @dataclass
 class App:
     """Settings, the TestIO client, the mirror and the sync service of one process."""

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from testio_mirror import __version__
-from testio_mirror.settings import SettingsError
+from testio_mirror.errors import MirrorError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -64,6 +64,45 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the main job against the built-in sandbox (no TestIO account needed)"
     )
     demo.set_defaults(handler=_run_demo)
+
+    sync = commands.add_parser(
+        "sync",
+        help="bring the mirror up to date with TestIO (needs TESTIO_CUSTOMER_API_TOKEN)",
+        description="Sync products, features and tests (and bugs with --bugs). Exit codes: "
+        "0 success, 1 failed, 2 bad usage, 3 partial, 4 another sync holds the lock.",
+    )
+    sync.add_argument(
+        "--product",
+        dest="products",
+        type=_positive_int,
+        action="append",
+        metavar="ID",
+        help="only this product (repeatable)",
+    )
+    sync.add_argument("--since", help="only tests ending on or after this date (YYYY-MM-DD)")
+    sync.add_argument("--bugs", action="store_true", help="also sync bugs (of stale tests)")
+    sync.add_argument(
+        "--force", action="store_true", help="list every test and re-fetch every bug list"
+    )
+    sync.add_argument("--nuke", action="store_true", help="empty the mirror first (needs --yes)")
+    sync.add_argument("--yes", action="store_true", help="confirm --nuke")
+    sync.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once (exit 4) when another process is syncing",
+    )
+    sync.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    sync.set_defaults(handler=_run_sync)
+
+    status = commands.add_parser("status", help="show what the mirror holds and how its syncs went")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.add_argument(
+        "--period-hours",
+        type=_non_negative_float,
+        default=24.0,
+        help="statistics period in hours (24)",
+    )
+    status.set_defaults(handler=_run_status)
 
     config = commands.add_parser(
         "config", help="show the effective settings (the token is never shown)"
@@ -218,6 +257,47 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(stdout_console())
 
 
+def _run_sync(args: argparse.Namespace) -> int:
+    from testio_mirror.console import stderr_console, stdout_console
+    from testio_mirror.logs import configure_logging
+    from testio_mirror.settings import load_settings
+    from testio_mirror.sync_cli import parse_since, run_sync
+
+    err = stderr_console()
+    if args.nuke and not args.yes:
+        err.print("testio-mirror sync: --nuke empties the mirror; add --yes to confirm")
+        return EXIT_USAGE
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        err.print(f"testio-mirror sync: {exc}")
+        return EXIT_USAGE
+    settings = load_settings()
+    configure_logging(settings.log_level if not args.json else "WARNING")
+    return run_sync(
+        settings,
+        product_ids=args.products,
+        since=since,
+        bugs=args.bugs,
+        force=args.force,
+        nuke=args.nuke,
+        wait=not args.no_wait,
+        as_json=args.json,
+        out=stdout_console(),
+        err=err,
+    )
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from testio_mirror.console import stdout_console
+    from testio_mirror.settings import load_settings
+    from testio_mirror.sync_cli import run_status
+
+    return run_status(
+        load_settings(), as_json=args.json, period_hours=args.period_hours, out=stdout_console()
+    )
+
+
 def _run_config(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -249,8 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return handler(args)
-    except SettingsError as exc:
+    except MirrorError as exc:
         print(f"testio-mirror: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -21,6 +21,7 @@ from typing import Self
 
 import uvicorn
 
+from testio_mirror.errors import MirrorError
 from testio_mirror.sandbox.app import (
     API_PREFIX,
     SandboxApp,
@@ -40,7 +41,7 @@ def new_token() -> str:
     return secrets.token_urlsafe(18)
 
 
-class SandboxError(RuntimeError):
+class SandboxError(MirrorError):
     """The sandbox could not start (address in use, not a loopback address, ...)."""
 
 

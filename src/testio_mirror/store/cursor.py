@@ -7,8 +7,10 @@ import binascii
 import json
 from typing import Any
 
+from testio_mirror.errors import MirrorError
 
-class CursorError(ValueError):
+
+class CursorError(MirrorError, ValueError):
     """A cursor that this mirror did not hand out (or that was altered)."""
 
 

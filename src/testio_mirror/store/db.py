@@ -32,6 +32,7 @@ from typing import Self
 
 import aiosqlite
 
+from testio_mirror.errors import MirrorError
 from testio_mirror.store.migrations import LATEST_VERSION, MIGRATIONS, migrate, user_version
 
 BUSY_TIMEOUT_MS = 10_000
@@ -47,7 +48,7 @@ PRAGMAS = (
 )
 
 
-class StoreError(RuntimeError):
+class StoreError(MirrorError):
     """The mirror database cannot be opened or used; the message says what to do."""
 
 

@@ -39,6 +39,8 @@ from pathlib import Path
 import filelock
 import psutil
 
+from testio_mirror.errors import MirrorError
+
 logger = logging.getLogger("testio_mirror.sync")
 
 HEARTBEAT_EVERY_SECONDS = 5.0
@@ -48,8 +50,10 @@ _FILE_LOCK_TIMEOUT = 10.0
 _START_TIME_TOLERANCE = 1.0
 
 
-class SyncLockBusyError(RuntimeError):
+class SyncLockBusyError(MirrorError):
     """Another live process is syncing; the message names it."""
+
+    exit_code = 4
 
     def __init__(self, owner: LockOwner) -> None:
         super().__init__(

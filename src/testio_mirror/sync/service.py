@@ -354,7 +354,12 @@ class SyncService:
                     },
                 ),
             )
-        logger.info("sync %s started (%s): %s", run.run_id, run.trigger.value, run.phases)
+        logger.info(
+            "sync %s started (%s): %s",
+            run.run_id,
+            run.trigger.value,
+            ", ".join(p.value for p in run.phases),
+        )
 
     @staticmethod
     async def _running_runs(conn: aiosqlite.Connection) -> list[str]:

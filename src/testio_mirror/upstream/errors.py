@@ -22,8 +22,10 @@ Messages name the request (method and path) but never the token; the client reda
 
 from __future__ import annotations
 
+from testio_mirror.errors import MirrorError
 
-class UpstreamError(Exception):
+
+class UpstreamError(MirrorError):
     """A call to the TestIO Customer API failed."""
 
     def __init__(

@@ -1,0 +1,253 @@
+"""``testio-mirror sync`` and ``testio-mirror status``: running and reading syncs from a shell.
+
+Exit codes: 0 success, 1 failed, 2 bad usage, 3 partial, 4 lock busy, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from testio_mirror.app import open_app
+from testio_mirror.settings import Settings
+from testio_mirror.store.mirror import Mirror
+from testio_mirror.sync.lock import SyncLock, SyncLockBusyError
+from testio_mirror.sync.models import (
+    DEFAULT_PHASES,
+    SyncOptions,
+    SyncPhase,
+    SyncResult,
+    SyncScope,
+    SyncStatus,
+    SyncTrigger,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_LOCK_BUSY = 4
+EXIT_INTERRUPTED = 130
+
+_STATUS_EXIT = {
+    SyncStatus.SUCCESS: EXIT_OK,
+    SyncStatus.PARTIAL: EXIT_PARTIAL,
+    SyncStatus.FAILED: EXIT_FAILED,
+    SyncStatus.CANCELLED: EXIT_INTERRUPTED,
+    SyncStatus.INTERRUPTED: EXIT_FAILED,
+}
+
+
+def parse_since(text: str) -> datetime:
+    """A date or date-time; without an offset it is UTC.
+
+    Raises:
+        ValueError: not an ISO 8601 date or date-time.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r} is not a date: use YYYY-MM-DD or an ISO 8601 date-time"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def run_sync(
+    settings: Settings,
+    *,
+    product_ids: list[int] | None,
+    since: datetime | None,
+    bugs: bool,
+    force: bool,
+    nuke: bool,
+    wait: bool,
+    as_json: bool,
+    out: Console,
+    err: Console,
+) -> int:
+    """Run one sync in this process and report it; returns the exit code."""
+    if settings.customer_api_token is None:
+        err.print("testio-mirror sync: no TestIO token: set TESTIO_CUSTOMER_API_TOKEN (see README)")
+        return EXIT_USAGE
+    phases = [*DEFAULT_PHASES, SyncPhase.BUGS] if bugs else list(DEFAULT_PHASES)
+    scope = SyncScope(product_ids=tuple(product_ids) if product_ids else None, since=since)
+    options = SyncOptions(force_refresh=force or nuke, nuke=nuke)
+    try:
+        result = asyncio.run(_sync(settings, phases, scope, options, wait, err, as_json))
+    except SyncLockBusyError as exc:
+        err.print(f"testio-mirror sync: {exc}")
+        return EXIT_LOCK_BUSY
+    except KeyboardInterrupt:
+        err.print("testio-mirror sync: interrupted; committed pages are kept")
+        return EXIT_INTERRUPTED
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        _print_result(out, result)
+    return _STATUS_EXIT.get(result.status, EXIT_FAILED)
+
+
+async def _sync(
+    settings: Settings,
+    phases: list[SyncPhase],
+    scope: SyncScope,
+    options: SyncOptions,
+    wait: bool,
+    err: Console,
+    quiet: bool,
+) -> SyncResult:
+    async with open_app(settings) as app:
+        if err.is_terminal and not quiet:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("syncing", total=None)
+
+                def show(done: int, total: int, message: str) -> None:
+                    bar.update(task, completed=done, total=total, description=message[:60])
+
+                return await app.sync.execute_sync(
+                    phases, scope, options, SyncTrigger.CLI, show, wait_for_lock=wait
+                )
+
+        def line(done: int, total: int, message: str) -> None:
+            if not quiet:
+                err.print(f"[{done}/{total}] {message}", highlight=False)
+
+        return await app.sync.execute_sync(
+            phases, scope, options, SyncTrigger.CLI, line, wait_for_lock=wait
+        )
+
+
+def _print_result(out: Console, result: SyncResult) -> None:
+    out.print(result.summary())
+    table = Table(title=f"run {result.run_id} ({result.status.value})", title_justify="left")
+    for column in ("phase", "fetched", "new", "updated", "unchanged", "deleted", "requests"):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for phase, stats in result.stats.items():
+        table.add_row(
+            phase,
+            *(
+                str(v)
+                for v in (
+                    stats.fetched,
+                    stats.inserted,
+                    stats.updated,
+                    stats.unchanged,
+                    stats.deleted,
+                    stats.api_requests,
+                )
+            ),
+        )
+    out.print(table)
+    for warning in result.warnings:
+        out.print(f"warning: {warning}")
+    for error in result.errors:
+        out.print(f"error: {error}")
+
+
+def run_status(settings: Settings, *, as_json: bool, period_hours: float, out: Console) -> int:
+    """Print what the mirror holds and how its syncs went; returns the exit code."""
+    report = asyncio.run(status_report(settings, period_hours))
+    if as_json:
+        out.print_json(json.dumps(report, default=str))
+        return EXIT_OK
+    counters = report["counters"]
+    out.print(
+        f"Mirror at {report['database']}: "
+        + ", ".join(f"{n} {kind}" for kind, n in report["counts"].items())
+    )
+    out.print(
+        f"Runs: {counters['total_runs']} ({counters['successful_runs']} successful, "
+        f"{counters['failed_runs']} failed); last sync {counters['last_sync_at'] or 'never'}, "
+        f"last successful {counters['last_success_at'] or 'never'}"
+    )
+    holder = report["lock_holder"]
+    out.print(
+        "Sync lock: free"
+        if holder is None
+        else f"Sync lock: held by pid {holder['pid']} on {holder['host']}, run "
+        f"{holder['run_id']} since {holder['started_at']}"
+    )
+    runs = Table(title="Last runs", title_justify="left")
+    for column in ("run", "trigger", "status", "started (UTC)", "seconds", "items"):
+        runs.add_column(column)
+    for run in report["last_runs"]:
+        runs.add_row(
+            run["run_id"],
+            run["trigger"] or "-",
+            run["status"] or "-",
+            str(run["at"])[:19],
+            f"{run['duration_seconds']:.1f}" if run["duration_seconds"] is not None else "-",
+            str(run["items_synced"]) if run["items_synced"] is not None else "-",
+        )
+    out.print(runs)
+    products = Table(title="Products", title_justify="left")
+    for column in ("product", "last complete listing", "complete", "last full listing"):
+        products.add_column(column)
+    for row in report["products"]:
+        products.add_row(
+            str(row["product_id"]),
+            str(row["finished_at"] or "never")[:19],
+            "yes" if row["complete"] else "no",
+            str(row["last_full_listing_at"] or "never")[:19],
+        )
+    out.print(products)
+    return EXIT_OK
+
+
+async def status_report(settings: Settings, period_hours: float) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data."""
+    mirror = await Mirror.open(settings, None)
+    try:
+        state = mirror.sync_state
+        counters = await state.counters()
+        period = await state.period_stats(datetime.now(UTC) - timedelta(hours=period_hours))
+        runs = await state.events(kind="run", limit=5)
+        listings = await state.listing_states()
+        counts = await state.counts()
+    finally:
+        await mirror.close()
+    holder = await asyncio.to_thread(SyncLock(settings.mirror_home).holder)
+    return {
+        "database": str(settings.database_path),
+        "counts": counts,
+        "counters": counters.__dict__,
+        "period": {"hours": period_hours, **period.__dict__},
+        "lock_holder": holder.__dict__ if holder else None,
+        "last_runs": [
+            {
+                "run_id": r.run_id,
+                "trigger": r.trigger,
+                "status": r.status,
+                "at": r.at,
+                "finished_at": r.finished_at,
+                "duration_seconds": r.duration_seconds,
+                "items_synced": r.items_synced,
+                "message": r.message,
+            }
+            for r in runs
+        ],
+        "products": [
+            {
+                "product_id": s.product_id,
+                "complete": s.complete,
+                "finished_at": s.finished_at,
+                "last_full_listing_at": s.last_full_listing_at,
+                "next_page": s.next_page,
+            }
+            for s in listings.values()
+        ],
+    }
