@@ -110,6 +110,13 @@ CREATE INDEX bugs_by_product_newest ON bugs (product_id, reported_at DESC, id DE
 CREATE INDEX bugs_by_feature ON bugs (feature_id);
 CREATE INDEX bugs_by_severity_status ON bugs (severity, status);
 
+-- A test that vanished takes its bugs with it (they are re-fetched if it ever comes back).
+CREATE TRIGGER tests_tombstone_bugs AFTER UPDATE OF deleted_at ON tests
+WHEN new.deleted_at IS NOT NULL AND old.deleted_at IS NULL BEGIN
+    UPDATE bugs SET deleted_at = new.deleted_at WHERE test_id = new.id AND deleted_at IS NULL;
+    UPDATE tests SET bugs_fetched_at = NULL WHERE id = new.id;
+END;
+
 CREATE TABLE reject_reasons (
     key TEXT PRIMARY KEY,
     name TEXT,
