@@ -30,3 +30,24 @@ def test_sandbox_public_names_exist_and_are_sorted() -> None:
     assert exported == sorted(exported, key=lambda name: (not name.isupper(), name))
     for name in exported:
         assert hasattr(sandbox_package, name), name
+
+
+def _subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found
+
+
+def test_error_tree_names_every_error_the_project_raises() -> None:
+    import testio_mirror.errors as errors_module
+    import testio_mirror.sandbox
+    import testio_mirror.store
+    import testio_mirror.sync
+    import testio_mirror.upstream  # noqa: F401  (import every package so all errors exist)
+
+    tree = errors_module.__doc__ or ""
+    upstream_tree = (ROOT / "src" / "testio_mirror" / "upstream" / "errors.py").read_text()
+    for error in _subclasses(errors_module.MirrorError):
+        if error.__module__.startswith("testio_mirror"):
+            assert error.__name__ in tree or error.__name__ in upstream_tree, error.__name__
