@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 import aiosqlite
 
 from testio_mirror.store.cursor import decode_cursor, encode_cursor
-from testio_mirror.store.db import Database
 from testio_mirror.store.exploratory_tests import write_tests
-from testio_mirror.store.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough import Local, OfflineError, read_through
 from testio_mirror.store.records import Answer, BugRecord, Freshness, Page, StatsGroup
+from testio_mirror.store.repository import ReadThroughRepository
 from testio_mirror.store.search import fts_query
-from testio_mirror.store.singleflight import SingleFlight
 from testio_mirror.store.timefmt import from_db, to_db
 from testio_mirror.store.upsert import (
     WriteStats,
@@ -28,7 +26,6 @@ from testio_mirror.store.upsert import (
     tombstone_missing,
     upsert,
 )
-from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import UpstreamError
 from testio_mirror.upstream.models import FINAL_TEST_STATUSES, Bug, RejectReason
 
@@ -188,16 +185,8 @@ def _record(row: aiosqlite.Row, include_raw: bool) -> BugRecord:
     )
 
 
-class BugRepository:
+class BugRepository(ReadThroughRepository):
     """Bugs, read through by test: a test's bug list is re-fetched when stale."""
-
-    def __init__(
-        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
-    ) -> None:
-        self._db = db
-        self._client = client
-        self._policy = policy
-        self._flights: SingleFlight[Hashable, None] = SingleFlight()
 
     async def get_bug(self, bug_id: int, include_raw: bool = False) -> Answer[BugRecord]:
         """One bug; re-fetched when its test is open and the copy is older than the TTL.
@@ -210,8 +199,8 @@ class BugRepository:
             self._policy,
             self._flights,
             lambda: self._load(bug_id, include_raw),
-            (lambda: self._refresh(bug_id)) if self._client else None,
-            on_gone=lambda: self._gone(bug_id),
+            self._online(lambda: self._refresh(bug_id)),
+            on_gone=lambda: self._tombstone("bugs", bug_id),
         )
 
     async def ensure_fresh(self, test_ids: Sequence[int]) -> Freshness:
@@ -460,13 +449,6 @@ class BugRepository:
         fetched_at = self._policy.stamp()
         async with self._db.transaction() as conn:
             await write_bugs(conn, [bug], fetched_at)
-
-    async def _gone(self, bug_id: int) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                "UPDATE bugs SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                (self._policy.stamp(), bug_id),
-            )
 
 
 def _filters(

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import aiosqlite
 
 from testio_mirror.store.cursor import decode_cursor, encode_cursor
-from testio_mirror.store.db import Database
 from testio_mirror.store.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, Freshness, Page, TestRecord
-from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.store.repository import ReadThroughRepository
 from testio_mirror.store.timefmt import from_db, to_db
 from testio_mirror.store.upsert import (
     WriteStats,
@@ -25,7 +24,6 @@ from testio_mirror.store.upsert import (
     tombstone_missing,
     upsert,
 )
-from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.models import ExploratoryTest
 
 TEST_COLUMNS = (
@@ -162,18 +160,10 @@ async def _feature_ids(conn: aiosqlite.Connection, test_ids: Sequence[int]) -> d
     return found
 
 
-class TestRepository:
+class TestRepository(ReadThroughRepository):
     """Exploratory tests."""
 
     __test__ = False  # not a pytest test class
-
-    def __init__(
-        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
-    ) -> None:
-        self._db = db
-        self._client = client
-        self._policy = policy
-        self._flights: SingleFlight[Hashable, None] = SingleFlight()
 
     async def get_test(self, test_id: int, include_raw: bool = False) -> Answer[TestRecord]:
         """One test: archived and cancelled ones from the mirror forever, open ones re-fetched
@@ -187,8 +177,8 @@ class TestRepository:
             self._policy,
             self._flights,
             lambda: self._load(test_id, include_raw),
-            (lambda: self._refresh(test_id)) if self._client else None,
-            on_gone=lambda: self._gone(test_id),
+            self._online(lambda: self._refresh(test_id)),
+            on_gone=lambda: self._tombstone("tests", test_id),
         )
 
     async def list_tests(
@@ -263,13 +253,6 @@ class TestRepository:
         fetched_at = self._policy.stamp()
         async with self._db.transaction() as conn:
             await write_tests(conn, [test], fetched_at)
-
-    async def _gone(self, test_id: int) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                "UPDATE tests SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                (self._policy.stamp(), test_id),
-            )
 
 
 async def listing_freshness(

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
 
-from testio_mirror.store.db import Database
-from testio_mirror.store.freshness import FreshnessPolicy
 from testio_mirror.store.products import write_products
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, FeatureRecord
-from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.store.repository import ReadThroughRepository
 from testio_mirror.store.timefmt import from_db
 from testio_mirror.store.upsert import (
     WriteStats,
@@ -22,7 +20,6 @@ from testio_mirror.store.upsert import (
     tombstone_missing,
     upsert,
 )
-from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.models import Feature
 
 FEATURE_COLUMNS = (
@@ -80,16 +77,8 @@ def _record(row: aiosqlite.Row) -> FeatureRecord:
     )
 
 
-class FeatureRepository:
+class FeatureRepository(ReadThroughRepository):
     """Features by product."""
-
-    def __init__(
-        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
-    ) -> None:
-        self._db = db
-        self._client = client
-        self._policy = policy
-        self._flights: SingleFlight[Hashable, None] = SingleFlight()
 
     async def list_features(
         self, product_id: int, include_deleted: bool = False
@@ -104,7 +93,7 @@ class FeatureRepository:
             self._policy,
             self._flights,
             lambda: self._load(product_id, include_deleted),
-            (lambda: self._refresh(product_id)) if self._client else None,
+            self._online(lambda: self._refresh(product_id)),
         )
 
     async def _load(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
 
-from testio_mirror.store.db import Database
-from testio_mirror.store.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, ProductRecord
-from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.store.repository import ReadThroughRepository
 from testio_mirror.store.timefmt import from_db
 from testio_mirror.store.upsert import (
     WriteStats,
@@ -21,7 +19,6 @@ from testio_mirror.store.upsert import (
     tombstone_missing,
     upsert,
 )
-from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.models import Product
 
 PRODUCT_COLUMNS = (
@@ -99,16 +96,8 @@ def _record(row: aiosqlite.Row, section_ids: list[int]) -> ProductRecord:
     )
 
 
-class ProductRepository:
+class ProductRepository(ReadThroughRepository):
     """Products of the account."""
-
-    def __init__(
-        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
-    ) -> None:
-        self._db = db
-        self._client = client
-        self._policy = policy
-        self._flights: SingleFlight[Hashable, None] = SingleFlight()
 
     async def list_products(self, include_deleted: bool = False) -> Answer[list[ProductRecord]]:
         """Every product, read through when the product list is missing or stale."""
@@ -117,7 +106,7 @@ class ProductRepository:
             self._policy,
             self._flights,
             lambda: self._load_all(include_deleted),
-            self._refresh_all if self._client else None,
+            self._online(self._refresh_all),
         )
 
     async def get_product(self, product_id: int) -> Answer[ProductRecord]:
@@ -127,8 +116,8 @@ class ProductRepository:
             self._policy,
             self._flights,
             lambda: self._load_one(product_id),
-            (lambda: self._refresh_one(product_id)) if self._client else None,
-            on_gone=lambda: self._gone(product_id),
+            self._online(lambda: self._refresh_one(product_id)),
+            on_gone=lambda: self._tombstone("products", product_id),
         )
 
     async def known_ids(self) -> list[int]:
@@ -196,10 +185,3 @@ class ProductRepository:
         fetched_at = self._policy.stamp()
         async with self._db.transaction() as conn:
             await write_products(conn, [product], fetched_at, complete=False)
-
-    async def _gone(self, product_id: int) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                "UPDATE products SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                (self._policy.stamp(), product_id),
-            )

@@ -1,0 +1,40 @@
+"""What every read-through repository shares: the database, the client, the freshness policy,
+one single-flight per repository, and tombstoning what TestIO says is gone."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+
+from testio_mirror.store.db import Database
+from testio_mirror.store.freshness import FreshnessPolicy
+from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.upstream.client import CustomerApiClient
+
+_TOMBSTONABLE = frozenset({"products", "features", "tests", "bugs"})
+
+
+class ReadThroughRepository:
+    """Base of the repositories whose ``get_*`` read through to TestIO."""
+
+    def __init__(
+        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._policy = policy
+        self._flights: SingleFlight[Hashable, None] = SingleFlight()
+
+    def _online(
+        self, refresh: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """``refresh`` when a TestIO client is configured, else None (serve the mirror only)."""
+        return refresh if self._client is not None else None
+
+    async def _tombstone(self, table: str, entity_id: int) -> None:
+        """Mark one entity as vanished upstream (TestIO answered 404 for it)."""
+        assert table in _TOMBSTONABLE
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                f"UPDATE {table} SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (self._policy.stamp(), entity_id),
+            )
