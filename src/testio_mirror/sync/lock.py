@@ -227,10 +227,12 @@ class SyncLock:
         if not text.strip():
             return None
         try:
-            return LockOwner(**json.loads(text))
+            owner = LockOwner(**json.loads(text))
+            _check_fields(owner)
         except (ValueError, TypeError):
             logger.warning("ignoring an unreadable sync lock record at %s", self.owner_path)
             return None
+        return owner
 
     def _write(self, owner: LockOwner | None) -> None:
         # Write aside and rename, so a reader never sees half a record.
@@ -242,3 +244,18 @@ class SyncLock:
 
 def _now_text() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _check_fields(owner: LockOwner) -> None:
+    """Raises ValueError or TypeError when a field of a record cannot be used."""
+    if isinstance(owner.pid, bool) or not isinstance(owner.pid, int):
+        raise TypeError("pid is not a whole number")
+    if isinstance(owner.process_started, bool) or not isinstance(
+        owner.process_started, int | float
+    ):
+        raise TypeError("process_started is not a number")
+    if not isinstance(owner.host, str) or not isinstance(owner.run_id, str):
+        raise TypeError("host and run_id must be text")
+    for moment in (owner.started_at, owner.heartbeat_at):
+        if datetime.fromisoformat(moment).tzinfo is None:
+            raise ValueError("a time without a UTC offset")

@@ -278,8 +278,6 @@ class SyncService:
                 await outcome
 
     async def _execute(self, run: _Run, wait_for_lock: bool) -> SyncResult:
-        started_at = self._clock()
-        started = time.perf_counter()
         status = SyncStatus.RUNNING
         me = asyncio.current_task()
 
@@ -290,6 +288,10 @@ class SyncService:
 
         timeout = self._settings.sync_lock_timeout_seconds if wait_for_lock else 0.0
         async with self._lock.hold(run.run_id, wait_seconds=timeout, on_lost=lost) as claim:
+            # The run starts once it holds the lock: waiting for another is not part of it.
+            started_at = self._clock()
+            started = time.perf_counter()
+            run.view.started_at = started_at
             try:
                 await self._begin(run, started_at, claim)
                 if run.options.nuke:

@@ -1,0 +1,398 @@
+"""``testio-mirror sync`` and ``status`` run as a user runs them: child processes against a sandbox
+served by this test process on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+
+from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs, SandboxServer
+from tests.conftest import SandboxFactory
+from tests.polling import wait_for
+from tests.sync.mirror_equality import mirror_differences
+
+SMALL = DatasetSpec(products=3, tests_per_product=60, bugs_per_test=2)
+# Enough pages that a sync under sandbox latency takes a while.
+CONTENDED = DatasetSpec(products=3, tests_per_product=300, bugs_per_test=1)
+LONG = DatasetSpec(products=2, tests_per_product=600, bugs_per_test=1)
+
+CHILD_TIMEOUT = 60.0
+
+
+def _env(sandbox: SandboxServer | None, home: Path, **extra: str) -> dict[str, str]:
+    """The child's environment: none of the developer's TESTIO_ variables, a wide terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    env["TESTIO_MIRROR_HOME"] = str(home)
+    env["COLUMNS"] = "250"
+    if sandbox is not None:
+        env["TESTIO_CUSTOMER_API_TOKEN"] = sandbox.token
+        env["TESTIO_CUSTOMER_API_BASE_URL"] = sandbox.base_url
+    env.update(extra)
+    return env
+
+
+class Children:
+    """Child processes of one test, each stopped through its own handle at the end."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "testio_mirror", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=self.cwd,
+        )
+        self.started.append(process)
+        return process
+
+    def run(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        process = self.start(env, *args)
+        stdout, stderr = process.communicate(timeout=CHILD_TIMEOUT)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=CHILD_TIMEOUT)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture
+def children(tmp_path: Path) -> Iterator[Children]:
+    workdir = tmp_path / "cwd"  # no stray .env file is read from here
+    workdir.mkdir()
+    spawned = Children(workdir)
+    try:
+        yield spawned
+    finally:
+        spawned.stop_all()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+def _one_line(text: str) -> str:
+    """Rich wraps long lines; join them back."""
+    return " ".join(text.split())
+
+
+def _rows(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    with sqlite3.connect(database) as conn:
+        conn.row_factory = sqlite3.Row
+        return list(conn.execute(sql, params))
+
+
+def _runs(database: Path) -> list[sqlite3.Row]:
+    return _rows(database, "SELECT * FROM sync_events WHERE kind = 'run' ORDER BY at")
+
+
+def _lock_record(home: Path) -> dict[str, Any] | None:
+    try:
+        text = (home / "sync.lock.json").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    if not text.strip():
+        return None
+    record: dict[str, Any] = json.loads(text)
+    return record
+
+
+# -- one process ---------------------------------------------------------------------------------
+
+
+def test_sync_mirrors_the_account_and_prints_a_summary(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL)
+    result = children.run(_env(sandbox, home), "sync")
+    assert result.returncode == 0, result.stderr
+    assert "Sync completed in" in result.stdout
+    assert "new_tests" in result.stdout  # the per-phase table
+    assert "Traceback" not in result.stderr
+    assert sandbox.token not in result.stdout + result.stderr
+    assert mirror_differences(home / "mirror.db", sandbox.world) == []
+    runs = _runs(home / "mirror.db")
+    assert [(r["trigger"], r["status"]) for r in runs] == [("cli", "success")]
+    assert _lock_record(home) is None  # released
+
+
+def test_sync_with_bugs_prints_json_on_stdout(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL)
+    result = children.run(_env(sandbox, home), "sync", "--bugs", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "success"
+    assert report["trigger"] == "cli"
+    assert report["phases_completed"] == ["products", "features", "new_tests", "bugs"]
+    assert report["stats"]["bugs"]["fetched"] == sandbox.world.counts()["bugs"]
+    assert report["stats"]["new_tests"]["inserted"] == sandbox.world.counts()["tests"]
+    assert report["errors"] == []
+    assert mirror_differences(home / "mirror.db", sandbox.world, bugs=True) == []
+
+
+def test_status_shows_counts_and_the_last_runs(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL)
+    env = _env(sandbox, home)
+    first = children.run(env, "sync", "--json")
+    assert first.returncode == 0, first.stderr
+    second = children.run(env, "sync", "--bugs", "--json")
+    assert second.returncode == 0, second.stderr
+    run_ids = [json.loads(first.stdout)["run_id"], json.loads(second.stdout)["run_id"]]
+    truth = sandbox.world.counts()
+
+    as_json = children.run(env, "status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["counts"] == {
+        "products": truth["products"],
+        "features": truth["features"],
+        "tests": truth["tests"],
+        "bugs": truth["bugs"],
+    }
+    assert [r["run_id"] for r in report["last_runs"]] == run_ids[::-1]  # newest first
+    assert [r["status"] for r in report["last_runs"]] == ["success", "success"]
+    assert [r["trigger"] for r in report["last_runs"]] == ["cli", "cli"]
+    assert report["counters"]["total_runs"] == 2
+    assert report["counters"]["successful_runs"] == 2
+    assert report["lock_holder"] is None
+    assert sorted(p["product_id"] for p in report["products"]) == [101, 102, 103]
+    assert all(p["complete"] for p in report["products"])
+
+    as_text = children.run(env, "status")
+    assert as_text.returncode == 0, as_text.stderr
+    text = _one_line(as_text.stdout)
+    assert (
+        f"{truth['products']} products, {truth['features']} features, "
+        f"{truth['tests']} tests, {truth['bugs']} bugs"
+    ) in text
+    assert "Runs: 2 (2 successful, 0 failed)" in text
+    assert "Sync lock: free" in text
+    for run_id in run_ids:
+        assert run_id in text
+
+
+def test_sync_without_a_token_is_a_usage_error(children: Children, home: Path) -> None:
+    result = children.run(_env(None, home), "sync")
+    assert result.returncode == 2
+    assert "TESTIO_CUSTOMER_API_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(("--nuke",), "--yes"), (("--since", "notadate"), "notadate")],
+    ids=["nuke-without-yes", "since-not-a-date"],
+)
+def test_bad_sync_arguments_are_usage_errors(
+    make_sandbox: SandboxFactory,
+    children: Children,
+    home: Path,
+    args: tuple[str, ...],
+    named: str,
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL)
+    result = children.run(_env(sandbox, home), "sync", *args)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (home / "mirror.db").exists()  # refused before touching anything
+    assert len(sandbox.requests) == 0
+
+
+def test_a_product_that_keeps_failing_makes_the_sync_partial(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL)
+    sandbox.faults.add(
+        FaultRule(kind="error", status=503, path="products/102/exploratory_tests", times=None)
+    )
+    env = _env(sandbox, home, TESTIO_RETRY_MAX_ATTEMPTS="2", TESTIO_RETRY_MAX_DELAY_SECONDS="0.05")
+    result = children.run(env, "sync")
+    assert result.returncode == 3, result.stdout + result.stderr
+    text = _one_line(result.stdout)
+    assert "Sync completed partially" in text
+    assert "tests of product 102" in text
+    listed = {
+        row[0]: row[1]
+        for row in _rows(
+            home / "mirror.db",
+            "SELECT product_id, count(*) FROM tests WHERE deleted_at IS NULL GROUP BY product_id",
+        )
+    }
+    assert listed == {101: 60, 103: 60}  # the other products were synced all the same
+    assert [r["status"] for r in _runs(home / "mirror.db")] == ["partial"]
+
+
+def test_a_wrong_token_fails_the_sync(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL)
+    result = children.run(_env(sandbox, home, TESTIO_CUSTOMER_API_TOKEN="not-the-token"), "sync")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Sync failed" in _one_line(result.stdout)
+    assert "not-the-token" not in result.stdout + result.stderr
+    assert [r["status"] for r in _runs(home / "mirror.db")] == ["failed"]
+    assert _rows(home / "mirror.db", "SELECT count(*) FROM tests")[0][0] == 0
+
+
+# -- several processes ---------------------------------------------------------------------------
+
+
+def test_two_syncs_started_together_take_turns(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=CONTENDED, knobs=SandboxKnobs(latency_ms=30))
+    env = _env(sandbox, home)
+    processes = [children.start(env, "sync", "--json"), children.start(env, "sync", "--json")]
+    outputs = [process.communicate(timeout=CHILD_TIMEOUT) for process in processes]
+    reports = []
+    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stdout + stderr
+        reports.append(json.loads(stdout))
+    assert [r["status"] for r in reports] == ["success", "success"]
+
+    runs = _runs(home / "mirror.db")
+    assert sorted(r["run_id"] for r in runs) == sorted(r["run_id"] for r in reports)
+    assert [r["status"] for r in runs] == ["success", "success"]
+    earlier, later = runs
+    # One at a time: the later run started only once the earlier one had finished.
+    assert earlier["finished_at"] <= later["at"], (
+        f"the recorded runs overlap: {earlier['at']} .. {earlier['finished_at']} and "
+        f"{later['at']} .. {later['finished_at']}"
+    )
+    assert (
+        _rows(home / "mirror.db", "SELECT * FROM sync_events WHERE kind = 'lock_reclaimed'") == []
+    )
+    assert mirror_differences(home / "mirror.db", sandbox.world) == []
+
+
+def test_no_wait_fails_at_once_naming_the_holder(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=CONTENDED, knobs=SandboxKnobs(latency_ms=30))
+    # The first listing page of one product answers only after 2 s: the holder keeps the lock.
+    sandbox.faults.add(
+        FaultRule(kind="hang", path="products/101/exploratory_tests", hang_seconds=2.0)
+    )
+    env = _env(sandbox, home)
+    holder = children.start(env, "sync")
+    assert wait_for(lambda: (_lock_record(home) or {}).get("pid") == holder.pid, 20.0), (
+        "the first sync never took the lock"
+    )
+    began = time.monotonic()
+    refused = children.run(env, "sync", "--no-wait")
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert time.monotonic() - began < CHILD_TIMEOUT / 2
+    message = _one_line(refused.stderr)
+    assert f"pid {holder.pid}" in message
+    assert "another sync is running" in message
+    assert "Traceback" not in refused.stderr
+
+    stdout, stderr = holder.communicate(timeout=CHILD_TIMEOUT)
+    assert holder.returncode == 0, stdout + stderr
+    # The refused run never started: only the holder's run is in the history.
+    assert [r["status"] for r in _runs(home / "mirror.db")] == ["success"]
+    assert mirror_differences(home / "mirror.db", sandbox.world) == []
+
+
+def _listing_states(database: Path) -> dict[int, sqlite3.Row]:
+    try:
+        rows = _rows(database, "SELECT * FROM listing_state")
+    except sqlite3.Error:
+        return {}  # not created yet
+    return {row["product_id"]: row for row in rows}
+
+
+def _page(query: str) -> int:
+    return int(parse_qs(query)["page"][0])
+
+
+def test_a_killed_sync_is_reclaimed_and_resumed_by_the_next(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=LONG, knobs=SandboxKnobs(latency_ms=50))
+    env = _env(sandbox, home, TESTIO_SYNC_LOCK_TIMEOUT_SECONDS="30")
+    database = home / "mirror.db"
+    victim = children.start(env, "sync")
+
+    def some_pages_committed() -> bool:
+        return any(
+            s["next_page"] >= 3 and not s["complete"] for s in _listing_states(database).values()
+        )
+
+    assert wait_for(some_pages_committed, 30.0), "the first sync never committed a page"
+    victim.kill()
+    victim.communicate(timeout=CHILD_TIMEOUT)
+    killed_at = time.time()
+    assert victim.returncode == -9
+
+    dead = _lock_record(home)
+    assert dead is not None
+    assert dead["pid"] == victim.pid  # the dead process's claim was left behind
+    resumable = {
+        pid: s["next_page"]
+        for pid, s in _listing_states(database).items()
+        if not s["complete"] and s["next_page"] > 1
+    }
+    assert resumable, "no listing was left half done"
+    assert [(r["run_id"], r["status"]) for r in _runs(database)] == [(dead["run_id"], "running")]
+
+    began = time.monotonic()
+    result = children.run(env, "sync", "--json")
+    took = time.monotonic() - began
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert took < 15.0, f"the next sync took {took:.1f} s: it waited for the dead claim"
+    report = json.loads(result.stdout)
+    assert report["status"] == "success"
+
+    statuses = {r["run_id"]: r["status"] for r in _runs(database)}
+    assert statuses == {dead["run_id"]: "interrupted", report["run_id"]: "success"}
+    reclaimed = _rows(database, "SELECT * FROM sync_events WHERE kind = 'lock_reclaimed'")
+    assert len(reclaimed) == 1
+    assert reclaimed[0]["run_id"] == report["run_id"]
+    assert dead["run_id"] in reclaimed[0]["message"]
+    assert f"pid {victim.pid}" in reclaimed[0]["message"]
+    assert "dead" in reclaimed[0]["message"]
+
+    for product_id, next_page in resumable.items():
+        asked = [
+            _page(r.query)
+            for r in sorted(
+                sandbox.requests.records(f"products/{product_id}/exploratory_tests"),
+                key=lambda r: r.at,
+            )
+            if r.at > killed_at
+        ]
+        assert asked, f"product {product_id} was not listed again"
+        assert asked[0] == next_page, (
+            f"product {product_id}: the resumed listing asked {asked[:5]}, "
+            f"not page {next_page} first"
+        )
+        refetched = sorted(set(asked) & set(range(2, next_page)))
+        assert refetched == [], f"product {product_id}: committed pages fetched again"
+    assert mirror_differences(database, sandbox.world) == []
+    assert _lock_record(home) is None
