@@ -195,3 +195,50 @@ async def test_client_pages_ask_the_listing_endpoint(api: respx.MockRouter) -> N
         {"page": "2", "per_page": "2"},
         {"page": "1", "per_page": "25"},
     ]
+
+
+class Shrinking(Listing):
+    """A listing from which one test vanishes right after page ``after`` was read."""
+
+    def __init__(self, count: int, vanishing: int, after: int) -> None:
+        super().__init__(count)
+        self.vanishing = vanishing
+        self.after = after
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        answer = await super().__call__(page, per_page)
+        if (page, per_page) == (self.after, 10) and self.vanishing in self.ids:
+            self.ids.remove(self.vanishing)
+        return answer
+
+
+async def _all_ids(pager: TestPager) -> list[int]:
+    return [t.id for page in [p async for p in pager] for t in page.tests]
+
+
+async def test_a_test_vanishing_mid_listing_skips_another_without_boundary_checks() -> None:
+    fetch = Shrinking(35, vanishing=33, after=1)
+    listed = await _all_ids(TestPager(fetch, page_size=10))
+    # Test 25 slid from page 2 onto page 1, already read: it is never listed.
+    assert 25 not in listed
+    assert sorted(listed) == sorted(set(range(1, 36)) - {25})
+
+
+async def test_boundary_checks_recover_the_test_that_slid_back() -> None:
+    fetch = Shrinking(35, vanishing=33, after=1)
+    pager = TestPager(fetch, page_size=10, check_boundaries=True)
+    listed = await _all_ids(pager)
+    assert sorted(listed) == list(range(1, 36))  # 33 was read before it vanished; 25 recovered
+    assert len(listed) == len(set(listed))
+    assert pager.slid_back == 1
+    assert (10, 1) in fetch.calls  # the probe of page 1's last slot
+
+
+async def test_boundary_checks_cost_nothing_more_when_nothing_moves() -> None:
+    fetch = Listing(35)
+    pager = TestPager(fetch, page_size=10, check_boundaries=True)
+    assert sorted(await _all_ids(pager)) == list(range(1, 36))
+    assert pager.slid_back == 0
+    probes = [call for call in fetch.calls if call[1] == 1]
+    pages = [call for call in fetch.calls if call[1] == 10]
+    assert len(probes) == len(pages) - 1  # one probe per page after the first, no re-reads

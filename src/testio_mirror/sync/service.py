@@ -308,9 +308,14 @@ class SyncService:
                     run.errors.append("the sync lock was taken over by another process")
                     status = SyncStatus.FAILED
                 raise
-            except AuthError as exc:
+            except UpstreamError as exc:
+                # Auth errors, and failures no single product could absorb (the product list).
                 run.errors.append(str(exc))
                 status = SyncStatus.FAILED
+            except Exception as exc:
+                run.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+                status = SyncStatus.FAILED
+                raise
             finally:
                 result = self._result(run, status, started_at, time.perf_counter() - started)
                 await asyncio.shield(self._finish(run, result))
@@ -471,26 +476,19 @@ class SyncService:
         return found
 
     async def _stored_products(self, run: _Run) -> list[Product]:
+        """The products the mirror holds; the product list is fetched (and stored) when the
+        mirror has none, or lacks one the scope names."""
         async with self._mirror.db.reader() as conn:
             rows = await conn.execute_fetchall(
                 "SELECT raw FROM products WHERE deleted_at IS NULL ORDER BY id"
             )
         products = [Product.from_wire(json.loads(row[0])) for row in rows]
-        if not products and run.scope.product_ids:
-            products = await self._fetch_products(run, run.scope.product_ids)
-        return self._in_scope(run, products)
-
-    async def _fetch_products(self, run: _Run, product_ids: Sequence[int]) -> list[Product]:
-        fetched: list[Product] = []
-        for product_id in product_ids:
-            try:
-                fetched.append(await self._client.product(product_id))
-            except NotFoundError:
-                continue
-        if fetched:
+        wanted = set(run.scope.product_ids or ())
+        if not products or not wanted <= {p.id for p in products}:
+            products = await self._client.products()
             async with self._mirror.db.transaction() as conn:
-                await write_products(conn, fetched, self._stamp(), complete=False)
-        return fetched
+                await write_products(conn, products, self._stamp(), complete=True)
+        return self._in_scope(run, products)
 
     async def _features_phase(self, run: _Run, products: list[Product], stats: PhaseStats) -> None:
         states = await self._features_fetched_at([p.id for p in products])
@@ -578,7 +576,9 @@ class SyncService:
     ) -> WriteStats:
         stats = WriteStats()
         since = run.scope.since
-        pager = self._client.test_pages(product_id, start_page=start_page)
+        # Boundary checks cost one tiny request per page after the first; they guard tests the
+        # mirror does not know yet (known ones are re-checked by the sweep after a full listing).
+        pager = self._client.test_pages(product_id, start_page=start_page, check_boundaries=True)
         reached_end = False
         async for page in pager:
             stamp = self._stamp()

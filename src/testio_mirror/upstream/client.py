@@ -190,9 +190,15 @@ class CustomerApiClient:
     # -- tests -------------------------------------------------------------------------------
 
     def test_pages(
-        self, product_id: int, *, page_size: int | None = None, start_page: int = 1
+        self,
+        product_id: int,
+        *,
+        page_size: int | None = None,
+        start_page: int = 1,
+        check_boundaries: bool = False,
     ) -> TestPager:
-        """The product's tests page by page, newest first, to the real end (never capped)."""
+        """The product's tests page by page, newest first, to the real end (never capped);
+        ``check_boundaries`` also recovers tests skipped because one vanished mid-listing."""
         size = page_size or self._settings.page_size
 
         async def fetch(page: int, per_page: int) -> list[Any]:
@@ -203,7 +209,7 @@ class CustomerApiClient:
             items: list[Any] = _member(body, "exploratory_tests", list, "GET", "exploratory_tests")
             return items
 
-        return TestPager(fetch, size, start_page)
+        return TestPager(fetch, size, start_page, check_boundaries=check_boundaries)
 
     async def test(self, test_id: int) -> ExploratoryTest:
         return await self._get_one(

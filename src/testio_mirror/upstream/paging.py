@@ -6,8 +6,10 @@ empty page. Two traps shape this class:
 - A server may cap ``per_page`` silently, so a "short" page can be a full one. A short page whose
   length is a round number (a multiple of ``ROUND_PAGE``) is therefore not trusted as the end: the
   next page is asked for, and if it holds tests the cap becomes the page size from then on.
-- The list moves while it is paged (tests appear at the head), so the same test can come twice:
-  tests are de-duplicated by id, and each page yields only the ones not seen before.
+- The list moves while it is paged. A test appearing at the head pushes the others down, so the
+  same test can come twice: tests are de-duplicated by id, and each page yields only the ones not
+  seen before. A test vanishing from a page already read pulls the others up, so one would be
+  skipped: with ``check_boundaries`` the pager notices and reads the previous page again.
 
 A server that ignores paging answers more than was asked for on the first page: that page is the
 whole list. When the whole list happens to fit one page, the second page repeats the first; one
@@ -24,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,15 +56,29 @@ class TestPager:
 
     __test__ = False
 
-    def __init__(self, fetch: FetchPage, page_size: int, start_page: int = 1) -> None:
-        """``fetch(page, per_page)`` answers the decoded ``exploratory_tests`` list of one page."""
+    def __init__(
+        self,
+        fetch: FetchPage,
+        page_size: int,
+        start_page: int = 1,
+        *,
+        check_boundaries: bool = False,
+    ) -> None:
+        """``fetch(page, per_page)`` answers the decoded ``exploratory_tests`` list of one page.
+
+        ``check_boundaries``: with every page after the first, also ask (concurrently, one item)
+        for the last slot of the previous page; a test found there that was not listed slid back
+        because a test before it vanished, and the previous page is read again to collect it.
+        """
         if page_size < 1 or start_page < 1:
             raise ValueError("page_size and start_page must be >= 1")
         self._fetch = fetch
         self._asked = page_size
         self._start = start_page
+        self._check_boundaries = check_boundaries
         self.complete = False
         self.pages_fetched = 0
+        self.slid_back = 0  # tests recovered after sliding onto a page already read
 
     def __aiter__(self) -> AsyncIterator[TestListingPage]:
         return self._pages()
@@ -71,11 +88,20 @@ class TestPager:
         expected = self._asked  # the size a full page has; shrinks if the server caps
         number = self._start
         while True:
-            items = await self._fetch(number, self._asked)
-            self.pages_fetched += 1
+            probe: list[Any] = []
+            if self._check_boundaries and number > self._start:
+                # The last slot of the previous page is item number (number - 1) * expected.
+                items, probe = await asyncio.gather(
+                    self._fetch(number, self._asked), self._fetch((number - 1) * expected, 1)
+                )
+                self.pages_fetched += 2
+            else:
+                items = await self._fetch(number, self._asked)
+                self.pages_fetched += 1
             received = len(items)
             tests = [ExploratoryTest.from_wire(item) for item in items]
-            fresh = [t for t in tests if t.id not in seen]
+            fresh = await self._slid_back(probe, number - 1, seen)
+            fresh += [t for t in tests if t.id not in seen]
             seen.update(t.id for t in fresh)
             if received > self._asked:
                 last = True  # paging ignored: this one answer is the whole list
@@ -106,6 +132,20 @@ class TestPager:
             if last:
                 return
             number += 1
+
+    async def _slid_back(
+        self, probe: list[Any], previous: int, seen: set[int]
+    ) -> list[ExploratoryTest]:
+        """Tests that slid onto page ``previous`` after it was read (a test before them
+        vanished): found by the probe, collected by reading that page again."""
+        if not probe or ExploratoryTest.from_wire(probe[0]).id in seen:
+            return []
+        again = await self._fetch(previous, self._asked)
+        self.pages_fetched += 1
+        slid = [t for t in map(ExploratoryTest.from_wire, again) if t.id not in seen]
+        seen.update(t.id for t in slid)
+        self.slid_back += len(slid)
+        return slid
 
     async def _answers_everything(self, known: int) -> bool:
         """True when the server ignores ``per_page`` as well as ``page``: asked for fewer tests
