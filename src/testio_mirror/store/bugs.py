@@ -61,6 +61,12 @@ GROUPS: dict[str, tuple[str, str]] = {
     "month": ("substr(b.reported_at, 1, 7)", "substr(b.reported_at, 1, 7)"),
 }
 _FINAL = tuple(sorted(FINAL_TEST_STATUSES))
+# Names next to ids, so an answer reads without a second lookup.
+_NAMES = (
+    "(SELECT title FROM tests WHERE tests.id = b.test_id) AS test_title, "
+    "(SELECT title FROM features WHERE features.id = b.feature_id) AS feature_title, "
+    "(SELECT name FROM products WHERE products.id = b.product_id) AS product_name"
+)
 
 
 def _bool(value: bool | None) -> int | None:
@@ -179,6 +185,9 @@ def _record(row: aiosqlite.Row, include_raw: bool) -> BugRecord:
         exported_at=from_db(row["exported_at"]),
         author=row["author"],
         reject_reason=row["reject_reason"],
+        test_title=row["test_title"],
+        feature_title=row["feature_title"],
+        product_name=row["product_name"],
         deleted=row["deleted_at"] is not None,
         fetched_at=fetched,
         raw=json.loads(row["raw"]) if include_raw else None,
@@ -273,7 +282,7 @@ class BugRepository(ReadThroughRepository):
             )
             params.extend([reported, reported, last_id])
         sql = (
-            "SELECT b.* FROM bugs b"
+            f"SELECT b.*, {_NAMES} FROM bugs b"
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + " ORDER BY coalesce(b.reported_at, '') DESC, b.id DESC LIMIT ?"
         )
@@ -429,7 +438,8 @@ class BugRepository(ReadThroughRepository):
         async with self._db.reader() as conn:
             rows = list(
                 await conn.execute_fetchall(
-                    "SELECT b.*, t.status AS test_status, t.changed_at AS test_changed_at "
+                    f"SELECT b.*, {_NAMES}, t.status AS test_status, "
+                    "t.changed_at AS test_changed_at "
                     "FROM bugs b LEFT JOIN tests t ON t.id = b.test_id WHERE b.id = ?",
                     (bug_id,),
                 )

@@ -45,6 +45,7 @@ TEST_COLUMNS = (
     "content_hash",
 )
 MAX_LIMIT = 200
+_PRODUCT_NAME = "(SELECT name FROM products WHERE products.id = tests.product_id) AS product_name"
 
 
 def _row(product_id: int, test: ExploratoryTest) -> tuple[Any, ...]:
@@ -126,6 +127,7 @@ def _record(row: aiosqlite.Row, feature_ids: list[int], include_raw: bool) -> Te
     return TestRecord(
         id=row["id"],
         product_id=row["product_id"],
+        product_name=row["product_name"],
         section_id=row["section_id"],
         title=row["title"],
         status=row["status"],
@@ -223,7 +225,7 @@ class TestRepository(ReadThroughRepository):
             where.append("(coalesce(end_at, '') < ? OR (coalesce(end_at, '') = ? AND id < ?))")
             params.extend([end_at, end_at, last_id])
         query = (
-            "SELECT * FROM tests"
+            f"SELECT *, {_PRODUCT_NAME} FROM tests"
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + " ORDER BY coalesce(end_at, '') DESC, id DESC LIMIT ?"
         )
@@ -240,7 +242,11 @@ class TestRepository(ReadThroughRepository):
 
     async def _load(self, test_id: int, include_raw: bool) -> Local[TestRecord] | None:
         async with self._db.reader() as conn:
-            rows = list(await conn.execute_fetchall("SELECT * FROM tests WHERE id = ?", (test_id,)))
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT *, {_PRODUCT_NAME} FROM tests WHERE id = ?", (test_id,)
+                )
+            )
             if not rows:
                 return None
             features = await _feature_ids(conn, [test_id])

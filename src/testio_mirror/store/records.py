@@ -70,6 +70,7 @@ class TestRecord(BaseModel):
 
     id: int
     product_id: int
+    product_name: str | None = None
     section_id: int | None
     title: str | None
     status: str | None
@@ -106,6 +107,9 @@ class BugRecord(BaseModel):
     exported_at: datetime | None
     author: str | None
     reject_reason: str | None
+    test_title: str | None = None
+    feature_title: str | None = None
+    product_name: str | None = None
     deleted: bool
     fetched_at: datetime
     raw: dict[str, Any] | None = None
