@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-COMMANDS = ("demo", "sync", "status", "config", "sandbox")
+COMMANDS = ("serve", "demo", "sync", "status", "config", "sandbox")
 
 
 def _env(**extra: str) -> dict[str, str]:

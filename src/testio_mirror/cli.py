@@ -17,13 +17,6 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# Named sandbox sizes: the demo's default, and the benchmark datasets S and M.
-DATASET_PRESETS: dict[str, dict[str, int]] = {
-    "demo": {"products": 3, "tests_per_product": 60, "bugs_per_test": 4},
-    "S": {"products": 5, "tests_per_product": 400, "bugs_per_test": 5},
-    "M": {"products": 20, "tests_per_product": 1500, "bugs_per_test": 10},
-}
-
 
 def _non_negative_int(text: str) -> int:
     try:
@@ -64,6 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the main job against the built-in sandbox (no TestIO account needed)"
     )
     demo.set_defaults(handler=_run_demo)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the MCP server (stdio by default; --sandbox to try it without an account)",
+        description="Run the MCP server. stdio: for Claude Desktop, Claude Code, Cursor; "
+        "http: streamable HTTP at /mcp for a team.",
+    )
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (127.0.0.1)")
+    serve.add_argument("--port", type=_non_negative_int, default=8000, help="HTTP port (8000)")
+    serve.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="serve a built-in simulated TestIO account (no token needed); its mirror lives "
+        "in <TESTIO_MIRROR_HOME>/sandbox",
+    )
+    serve.add_argument(
+        "--sandbox-latency-ms",
+        type=_non_negative_float,
+        default=0.0,
+        help="with --sandbox: delay per simulated API request (0)",
+    )
+    serve.add_argument(
+        "--no-initial-sync", action="store_true", help="do not sync when the server starts"
+    )
+    serve.set_defaults(handler=_run_serve)
 
     sync = commands.add_parser(
         "sync",
@@ -132,7 +151,7 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (deterministic from the seed)")
     data.add_argument(
         "--dataset",
-        choices=sorted(DATASET_PRESETS),
+        choices=("demo", "S", "M"),
         default="demo",
         help="named size: demo (3x60x4), S (5x400x5), M (20x1500x10); flags below override",
     )
@@ -195,7 +214,9 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     )
 
     configure_logging("INFO" if args.log_requests else "WARNING")
-    preset = DATASET_PRESETS[args.dataset]
+    from testio_mirror.sandbox.dataset import PRESETS
+
+    preset = PRESETS[args.dataset]
     try:
         spec = DatasetSpec(
             seed=args.seed,
@@ -257,6 +278,19 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(stdout_console())
 
 
+def _run_serve(args: argparse.Namespace) -> int:
+    from testio_mirror.serve_cli import run_serve
+
+    return run_serve(
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        sandbox=args.sandbox,
+        sandbox_latency_ms=args.sandbox_latency_ms,
+        initial_sync=not args.no_initial_sync,
+    )
+
+
 def _run_sync(args: argparse.Namespace) -> int:
     from testio_mirror.console import stderr_console, stdout_console
     from testio_mirror.logs import configure_logging
@@ -310,7 +344,7 @@ def _run_config(args: argparse.Namespace) -> int:
     table.add_column("value")
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        if name == "customer_api_token":
+        if name in ("customer_api_token", "mirror_http_token"):
             shown = "set (hidden)" if value is not None else "not set"
         else:
             shown = str(value)

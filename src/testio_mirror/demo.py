@@ -16,13 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from testio_mirror.sandbox import (
-    DatasetSpec,
     FaultRule,
     SandboxConfig,
     SandboxKnobs,
     SandboxServer,
     new_token,
 )
+from testio_mirror.sandbox.dataset import preset
 from testio_mirror.settings import load_settings
 from testio_mirror.upstream import (
     AuthError,
@@ -32,7 +32,7 @@ from testio_mirror.upstream import (
     Product,
 )
 
-DEMO_DATASET = DatasetSpec(seed=7, products=3, tests_per_product=60, bugs_per_test=4)
+DEMO_DATASET = preset("demo", seed=7)
 DEMO_LATENCY_MS = 20.0
 NEWEST_TESTS = 15
 

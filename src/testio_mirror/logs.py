@@ -17,3 +17,14 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter(_FORMAT))
         handler._testio_mirror = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+
+
+def configure_server_logging(level: str) -> None:
+    """For ``serve``: every log line to stderr (stdout carries the MCP protocol in stdio mode),
+    testio-mirror's at ``level``, third-party libraries' only from WARNING."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("testio_mirror").setLevel(level)

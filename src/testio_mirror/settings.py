@@ -23,7 +23,7 @@ from testio_mirror.errors import MirrorError
 ENV_PREFIX = "TESTIO_"
 DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
 
-_SECRET_FIELDS = frozenset({"customer_api_token"})
+_SECRET_FIELDS = frozenset({"customer_api_token", "mirror_http_token"})
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -121,12 +121,16 @@ class Settings(BaseSettings):
         le=3600,
         description="How long a sync waits for another process's sync lock before giving up.",
     )
+    mirror_http_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the HTTP transport requires (needed to serve beyond loopback).",
+    )
     log_level: LogLevel = Field(
         default="INFO",
         description="Log level (DEBUG, INFO, WARNING, ERROR); logs go to stderr, never stdout.",
     )
 
-    @field_validator("customer_api_token", mode="before")
+    @field_validator("customer_api_token", "mirror_http_token", mode="before")
     @classmethod
     def _blank_token_is_unset(cls, value: object) -> object:
         # An exported-but-empty variable is a common slip; treat it as "no token", not a token.

@@ -143,6 +143,29 @@ class DatasetSpec:
             raise ValueError("sections_per_product must be >= 1 when there are section products")
 
 
+# Named sizes: the demo's, and the benchmark datasets S and M (products x tests x bugs per test).
+PRESETS: dict[str, dict[str, int]] = {
+    "demo": {"products": 3, "tests_per_product": 60, "bugs_per_test": 4},
+    "S": {"products": 5, "tests_per_product": 400, "bugs_per_test": 5},
+    "M": {"products": 20, "tests_per_product": 1500, "bugs_per_test": 10},
+}
+
+
+def preset(name: str, seed: int = 1) -> DatasetSpec:
+    """The named dataset (``demo``, ``S`` or ``M``).
+
+    Raises:
+        KeyError: an unknown name.
+    """
+    sizes = PRESETS[name]
+    return DatasetSpec(
+        seed=seed,
+        products=sizes["products"],
+        tests_per_product=sizes["tests_per_product"],
+        bugs_per_test=sizes["bugs_per_test"],
+    )
+
+
 @dataclass(frozen=True)
 class BugContext:
     """What bug generation needs to know about a test, frozen at the test's birth."""

@@ -204,11 +204,21 @@ class SyncService:
                 (at once with ``wait_for_lock=False``).
             ValueError: unknown phases or entity types.
         """
-        task, joined = self._start(phases, scope, options, trigger, on_progress, wait_for_lock)
-        if joined:
-            # Shielded: a joiner giving up must not cancel the run for its owner.
-            return await asyncio.shield(task)
-        return await task
+        while True:
+            running = self._run_state if self.current is not None else None
+            if running is not None and not _covers(running, phases, scope, options):
+                # The run in flight does less than asked: let it finish, then run ours.
+                await asyncio.gather(asyncio.shield(self._inflight_task()), return_exceptions=True)
+                continue
+            task, joined = self._start(phases, scope, options, trigger, on_progress, wait_for_lock)
+            if joined:
+                # Shielded: a joiner giving up must not cancel the run for its owner.
+                return await asyncio.shield(task)
+            return await task
+
+    def _inflight_task(self) -> asyncio.Task[SyncResult]:
+        assert self._inflight is not None
+        return self._inflight
 
     def start_sync(
         self,
@@ -715,6 +725,32 @@ class SyncService:
 
     def _stamp(self) -> str:
         return self._mirror.policy.stamp()
+
+
+def _covers(
+    run: _Run,
+    phases: Iterable[SyncPhase | str] | None,
+    scope: SyncScope | None,
+    options: SyncOptions | None,
+) -> bool:
+    """Does the run in flight do at least what a new request asks for?"""
+    scope = scope or SyncScope()
+    options = options or SyncOptions()
+    try:
+        wanted = normalize_phases(phases, scope.entity_types)
+    except ValueError:
+        return True  # let _start report the bad request
+    if not set(wanted) <= set(run.phases):
+        return False
+    if run.scope.product_ids is not None and (
+        scope.product_ids is None or not set(scope.product_ids) <= set(run.scope.product_ids)
+    ):
+        return False
+    if run.scope.since is not None and (scope.since is None or scope.since < run.scope.since):
+        return False
+    if options.force_refresh and not run.options.force_refresh:
+        return False
+    return not (options.nuke and not run.options.nuke)
 
 
 def _add(stats: PhaseStats, written: WriteStats) -> None:

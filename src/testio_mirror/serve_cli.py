@@ -1,0 +1,65 @@
+"""``testio-mirror serve``: the MCP server over stdio or HTTP, optionally on a built-in sandbox.
+
+In stdio mode stdout belongs to the protocol: nothing else is ever written there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from testio_mirror.logs import configure_server_logging
+from testio_mirror.settings import Settings, load_settings
+
+SANDBOX_DIR = "sandbox"
+
+
+def run_serve(
+    *,
+    transport: str,
+    host: str,
+    port: int,
+    sandbox: bool,
+    sandbox_latency_ms: float,
+    initial_sync: bool,
+) -> int:
+    """Serve until the client or a signal stops it; returns the exit code.
+
+    Raises:
+        SettingsError, ServeError: the configuration cannot be served.
+    """
+    settings = load_settings()
+    configure_server_logging(settings.log_level)
+    # Imported after logging is set: the SDK configures logging only when nobody has.
+    from testio_mirror.server import build_server
+    from testio_mirror.server.transport import serve_http, serve_stdio
+
+    with _maybe_sandbox(settings, sandbox, sandbox_latency_ms) as effective:
+        server = build_server(effective, initial_sync=initial_sync)
+        if transport == "http":
+            token = effective.mirror_http_token
+            serve_http(server, host, port, token.get_secret_value() if token else None)
+        else:
+            serve_stdio(server)
+    return 0
+
+
+@contextlib.contextmanager
+def _maybe_sandbox(settings: Settings, enabled: bool, latency_ms: float) -> Iterator[Settings]:
+    if not enabled:
+        yield settings
+        return
+    import logging
+
+    from testio_mirror.sandbox import SandboxConfig, SandboxKnobs, SandboxServer
+    from testio_mirror.sandbox.dataset import preset
+
+    logging.getLogger("testio_mirror.sandbox").setLevel(logging.WARNING)
+    config = SandboxConfig(dataset=preset("demo"), knobs=SandboxKnobs(latency_ms=latency_ms))
+    with SandboxServer(config) as sandbox:
+        # A mirror of the sandbox must never mix with a mirror of the real account.
+        yield load_settings(
+            customer_api_token=sandbox.token,
+            customer_api_base_url=sandbox.base_url,
+            mirror_home=settings.mirror_home / SANDBOX_DIR,
+        )

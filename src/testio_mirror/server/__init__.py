@@ -1,0 +1,100 @@
+"""The MCP server: ``build_server(settings)`` gives an ``MCPServer`` whose lifespan builds the App,
+starts the background sync, and serves the sync and query tools, a status resource and prompts.
+
+Only the entry points (the CLI's ``serve`` and the tests) import this package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.subscriptions import ResourceUpdated
+
+from testio_mirror import __version__
+from testio_mirror.app import open_app
+from testio_mirror.server import query_tools, sync_tools
+from testio_mirror.server.prompts import register as register_prompts
+from testio_mirror.server.state import ServerState
+from testio_mirror.settings import Settings
+from testio_mirror.sync.models import SyncResult
+
+STATUS_URI = "testio://sync/status"
+
+INSTRUCTIONS = """\
+testio-mirror answers questions about a TestIO account (products, features, exploratory tests,
+bugs) from a local mirror, in milliseconds. Start with list_products; list_tests, get_test,
+list_bugs, get_bug, search and bug_stats answer from the mirror and fetch from TestIO only what is
+missing or stale. Every answer carries freshness; when it says stale, or before a report that must
+be current, call sync_data. sync_status tells whether a sync runs and how the last one went.
+"""
+
+
+def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[ServerState]:
+    """A ready-to-run MCP server for ``settings``; nothing starts until it runs."""
+    bus = InMemorySubscriptionBus()
+    holder: dict[str, ServerState] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_server: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
+        async with open_app(settings) as app:
+            state = ServerState(app, initial_sync=initial_sync)
+
+            async def announce(_result: SyncResult) -> None:
+                await bus.publish(ResourceUpdated(uri=STATUS_URI))
+
+            state.run_end_listeners.append(announce)
+            holder["state"] = state
+            state.start()
+            try:
+                yield state
+            finally:
+                await state.stop()
+                holder.pop("state", None)
+
+    server: MCPServer[ServerState] = MCPServer(
+        "testio-mirror",
+        title="TestIO mirror",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        subscriptions=bus,
+        log_level=settings.log_level,
+    )
+    sync_tools.register(server)
+    query_tools.register(server)
+    register_prompts(server)
+
+    @server.resource(
+        STATUS_URI,
+        name="sync-status",
+        title="Sync status",
+        description="The mirror's sync status (as sync_status answers); updated when a run ends.",
+        mime_type="application/json",
+    )
+    async def sync_status_resource() -> str:
+        state = holder.get("state")
+        if state is None:
+            return json.dumps({"state": "starting"})
+        counters = await state.app.mirror.sync_state.counters()
+        counts = await state.app.mirror.sync_state.counts()
+        running = state.app.sync.current
+        last = state.app.sync.last_result
+        return json.dumps(
+            {
+                "state": "running" if running else "idle",
+                "running": {"run_id": running.run_id, "done": running.done, "total": running.total}
+                if running
+                else None,
+                "last_result": last.model_dump(mode="json") if last else None,
+                "counters": {
+                    k: str(v) if v is not None else None for k, v in counters.__dict__.items()
+                },
+                "counts": counts,
+            }
+        )
+
+    return server

@@ -1,0 +1,282 @@
+"""What the MCP tools answer: small, typed, with names next to ids and freshness on every answer.
+
+``concise`` answers carry what an agent needs to decide its next step; ``full`` adds the long texts.
+Field descriptions become the tools' output schemas, so they are written for the model reading them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from testio_mirror.store.records import (
+    BugRecord,
+    FeatureRecord,
+    Freshness,
+    ProductRecord,
+    SearchHit,
+    StatsGroup,
+    TestRecord,
+)
+from testio_mirror.sync.models import SyncResult
+
+Detail = Literal["concise", "full"]
+_SNIPPET = 280
+
+
+def _cut(text: str | None, limit: int = _SNIPPET) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
+
+
+class Product(BaseModel):
+    id: int
+    name: str | None
+    type: str | None = Field(description="website, mobile_app_ios, mobile_app_android, ...")
+    has_sections: bool
+    description: str | None = None
+
+    @classmethod
+    def of(cls, record: ProductRecord) -> Product:
+        return cls(
+            id=record.id,
+            name=record.name,
+            type=record.type,
+            has_sections=record.has_sections,
+            description=_cut(record.description),
+        )
+
+
+class ProductList(BaseModel):
+    products: list[Product]
+    freshness: Freshness
+
+
+class Feature(BaseModel):
+    id: int
+    title: str | None
+    description: str | None
+    user_stories: list[str]
+
+    @classmethod
+    def of(cls, record: FeatureRecord) -> Feature:
+        return cls(
+            id=record.id,
+            title=record.title,
+            description=_cut(record.description),
+            user_stories=record.user_stories,
+        )
+
+
+class FeatureList(BaseModel):
+    product_id: int
+    features: list[Feature]
+    freshness: Freshness
+
+
+class Test(BaseModel):
+    """An exploratory test (a test cycle)."""
+
+    __test__ = False  # not a pytest test class
+
+    id: int
+    title: str | None
+    status: str | None = Field(
+        description="initialized, waiting, running, locked, customer_finalized, archived, "
+        "cancelled (the last two never change)"
+    )
+    testing_type: str | None = Field(description="coverage, focused, rapid, usability, external")
+    product_id: int
+    product_name: str | None
+    start_at: datetime | None
+    end_at: datetime | None
+    goal: str | None = None
+    instructions: str | None = None
+    out_of_scope: str | None = None
+    review_status: str | None = None
+    created_by: str | None = None
+    feature_ids: list[int] | None = None
+
+    @classmethod
+    def of(cls, record: TestRecord, detail: Detail) -> Test:
+        full = detail == "full"
+        return cls(
+            id=record.id,
+            title=record.title,
+            status=record.status,
+            testing_type=record.testing_type,
+            product_id=record.product_id,
+            product_name=record.product_name,
+            start_at=record.start_at,
+            end_at=record.end_at,
+            goal=record.goal if full else _cut(record.goal, 160),
+            instructions=record.instructions if full else None,
+            out_of_scope=record.out_of_scope if full else None,
+            review_status=record.review_status if full else None,
+            created_by=record.created_by if full else None,
+            feature_ids=record.feature_ids if full else None,
+        )
+
+
+class TestList(BaseModel):
+    __test__ = False
+
+    tests: list[Test]
+    next_cursor: str | None = Field(description="pass as cursor to get the next tests")
+    hint: str | None = Field(default=None, description="what to do when more results exist")
+    freshness: Freshness
+
+
+class BugCounts(BaseModel):
+    by_severity: dict[str, int]
+    by_status: dict[str, int]
+    total: int
+
+
+class TestReport(BaseModel):
+    __test__ = False
+
+    test: Test
+    bug_counts: BugCounts = Field(description="bugs of this test in the mirror")
+    freshness: Freshness
+    bugs_freshness: Freshness
+
+
+class Bug(BaseModel):
+    id: int
+    title: str | None
+    severity: str | None = Field(description="low, high, critical, visual, content, custom")
+    status: str | None = Field(
+        description="accepted, rejected, or forwarded (waiting for the customer's decision)"
+    )
+    known: bool | None
+    auto_accepted: bool | None = None
+    test_id: int | None
+    test_title: str | None
+    feature_id: int | None
+    feature_title: str | None
+    product_id: int | None
+    reported_at: datetime | None
+    author: str | None = Field(description="the tester who reported it")
+    reject_reason: str | None = None
+    actual_result: str | None = None
+    expected_result: str | None = None
+    steps: list[str] | None = None
+
+    @classmethod
+    def of(cls, record: BugRecord, detail: Detail) -> Bug:
+        full = detail == "full"
+        return cls(
+            id=record.id,
+            title=record.title,
+            severity=record.severity,
+            status=record.status,
+            known=record.known,
+            auto_accepted=record.auto_accepted,
+            test_id=record.test_id,
+            test_title=record.test_title,
+            feature_id=record.feature_id,
+            feature_title=record.feature_title,
+            product_id=record.product_id,
+            reported_at=record.reported_at,
+            author=record.author,
+            reject_reason=record.reject_reason,
+            actual_result=record.actual_result if full else _cut(record.actual_result, 160),
+            expected_result=record.expected_result if full else None,
+            steps=record.steps if full else None,
+        )
+
+
+class BugList(BaseModel):
+    bugs: list[Bug]
+    next_cursor: str | None = Field(description="pass as cursor to get the next bugs")
+    hint: str | None = Field(default=None, description="what to do when more results exist")
+    freshness: Freshness
+
+
+class BugAnswer(BaseModel):
+    bug: Bug
+    freshness: Freshness
+
+
+class SearchResults(BaseModel):
+    query: str
+    hits: list[SearchHit]
+    hint: str | None = None
+
+
+class BugStats(BaseModel):
+    group_by: str
+    groups: list[StatsGroup]
+    total: int
+    acceptance_rate: float | None = Field(
+        description="accepted / (accepted + rejected) over all groups; null when none decided"
+    )
+    freshness: Freshness
+
+
+class RunningSync(BaseModel):
+    run_id: str
+    trigger: str
+    phase: str | None
+    done: int
+    total: int
+    message: str
+    started_at: datetime
+
+
+class LockHolder(BaseModel):
+    pid: int
+    host: str
+    run_id: str
+    started_at: str
+    heartbeat_at: str
+
+
+class Health(BaseModel):
+    state: Literal["healthy", "unauthorized", "rate_limited", "unreachable"]
+    latency_ms: float | None
+    detail: str
+    checked_at: datetime
+
+
+class ProductListing(BaseModel):
+    product_id: int
+    last_complete_listing: datetime | None
+    complete: bool
+    last_full_listing: datetime | None
+
+
+class SyncStatusAnswer(BaseModel):
+    state: Literal["idle", "running", "never_synced"] = Field(
+        description="running: a sync is in progress (see running); never_synced: the mirror "
+        "is empty, call sync_data"
+    )
+    running: RunningSync | None
+    last_result: SyncResult | None = Field(description="the last run that ended")
+    total_runs: int
+    successful_runs: int
+    failed_runs: int
+    last_sync_at: datetime | None
+    last_success_at: datetime | None
+    period_hours: float
+    period_runs: int
+    period_success_rate: float | None
+    period_mean_duration_seconds: float | None
+    period_items_synced: int
+    lock_holder: LockHolder | None = Field(description="the process holding the sync lock")
+    counts: dict[str, int] = Field(description="products, features, tests, bugs in the mirror")
+    products: list[ProductListing]
+    upstream: Health | None = Field(description="null when no TestIO token is configured")
+    next_refresh_at: datetime | None
+
+
+class SyncDataAnswer(BaseModel):
+    run_id: str
+    joined: bool = Field(description="true when this call joined a sync already running")
+    started: bool = Field(description="true when this call started the run")
+    result: SyncResult | None = Field(description="the run's result (null with wait=false)")
+    hint: str | None = None

@@ -1,0 +1,241 @@
+"""The read-only query tools: every answer comes from the mirror, read through when stale."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, cast
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from testio_mirror.server.answers import (
+    Bug,
+    BugAnswer,
+    BugCounts,
+    BugList,
+    BugStats,
+    Detail,
+    Feature,
+    FeatureList,
+    Product,
+    ProductList,
+    SearchResults,
+    Test,
+    TestList,
+    TestReport,
+)
+from testio_mirror.server.errors import tool_errors
+from testio_mirror.server.state import ServerState
+from testio_mirror.store.search import SearchKind
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
+
+TestStatus = Literal[
+    "initialized", "waiting", "running", "locked", "customer_finalized", "archived", "cancelled"
+]
+TestingType = Literal["coverage", "focused", "rapid", "usability", "external"]
+Severity = Literal["low", "high", "critical", "visual", "content", "custom"]
+BugStatus = Literal["accepted", "rejected", "forwarded"]
+GroupBy = Literal["severity", "status", "feature", "test", "tester", "month"]
+
+ProductId = Annotated[int, Field(ge=1, description="a product id (see list_products)")]
+Limit = Annotated[int, Field(ge=1, le=100, description="how many to return (1-100)")]
+Cursor = Annotated[str | None, Field(description="next_cursor of a previous answer")]
+Since = Annotated[
+    datetime | None, Field(description="ISO 8601 date or date-time (UTC if no offset)")
+]
+
+
+def _state(ctx: Context) -> ServerState:
+    return cast(ServerState, ctx.request_context.lifespan_context)
+
+
+def _more(next_cursor: str | None, noun: str) -> str | None:
+    if next_cursor is None:
+        return None
+    return f"more {noun} exist: call again with cursor set to next_cursor"
+
+
+async def list_products(ctx: Context) -> ProductList:
+    """List the TestIO products of the account (id, name, type). Start here to find product ids
+    for the other tools."""
+    with tool_errors("list_products"):
+        answer = await _state(ctx).app.mirror.products.list_products()
+        return ProductList(
+            products=[Product.of(p) for p in answer.value], freshness=answer.freshness
+        )
+
+
+async def list_features(product_id: ProductId, ctx: Context) -> FeatureList:
+    """List a product's features (what testers test), with their user stories."""
+    with tool_errors("list_features", not_found_hint="Use list_products to see product ids."):
+        answer = await _state(ctx).app.mirror.features.list_features(product_id)
+        return FeatureList(
+            product_id=product_id,
+            features=[Feature.of(f) for f in answer.value],
+            freshness=answer.freshness,
+        )
+
+
+async def list_tests(
+    ctx: Context,
+    product_id: Annotated[int | None, Field(ge=1, description="only this product")] = None,
+    status: Annotated[list[TestStatus] | None, Field(description="only these statuses")] = None,
+    testing_type: TestingType | None = None,
+    since: Since = None,
+    until: Since = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> TestList:
+    """List exploratory tests newest first (by end date), filtered by product, status, testing
+    type and end date. Use get_test for one test's details and bug counts."""
+    with tool_errors("list_tests"):
+        page = await _state(ctx).app.mirror.tests.list_tests(
+            product_id=product_id,
+            statuses=status,
+            testing_type=testing_type,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+        return TestList(
+            tests=[Test.of(t, "concise") for t in page.items],
+            next_cursor=page.next_cursor,
+            hint=_more(page.next_cursor, "tests"),
+            freshness=page.freshness,
+        )
+
+
+async def get_test(
+    test_id: Annotated[int, Field(ge=1, description="a test id (see list_tests)")],
+    ctx: Context,
+    detail: Detail = "concise",
+) -> TestReport:
+    """One exploratory test with its bug counts by severity and status: the basis of a test's
+    status report. detail="full" adds goal, instructions and out-of-scope texts."""
+    with tool_errors("get_test", not_found_hint="Use list_tests to see test ids."):
+        mirror = _state(ctx).app.mirror
+        answer = await mirror.tests.get_test(test_id)
+        bugs_freshness = await mirror.bugs.ensure_fresh([test_id])
+        counts = await mirror.bugs.counts_for_test(test_id)
+        return TestReport(
+            test=Test.of(answer.value, detail),
+            bug_counts=BugCounts(
+                by_severity=counts["severity"],
+                by_status=counts["status"],
+                total=sum(counts["status"].values()),
+            ),
+            freshness=answer.freshness,
+            bugs_freshness=bugs_freshness,
+        )
+
+
+async def list_bugs(
+    ctx: Context,
+    product_id: Annotated[int | None, Field(ge=1, description="only this product")] = None,
+    test_ids: Annotated[
+        list[Annotated[int, Field(ge=1)]] | None,
+        Field(max_length=200, description="only these tests (their bugs are fetched if stale)"),
+    ] = None,
+    feature_id: Annotated[int | None, Field(ge=1, description="only this feature")] = None,
+    severity: list[Severity] | None = None,
+    status: list[BugStatus] | None = None,
+    known: bool | None = None,
+    since: Since = None,
+    until: Since = None,
+    text: Annotated[
+        str | None, Field(max_length=500, description="words in title or results")
+    ] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    detail: Detail = "concise",
+) -> BugList:
+    """List bugs newest first, filtered by product, tests, feature, severity, status, known,
+    report date or words. Each bug names its test and feature. detail="full" adds steps and
+    expected results."""
+    with tool_errors("list_bugs"):
+        page = await _state(ctx).app.mirror.bugs.list_bugs(
+            product_id=product_id,
+            test_ids=test_ids,
+            feature_id=feature_id,
+            severities=severity,
+            statuses=status,
+            known=known,
+            since=since,
+            until=until,
+            text=text,
+            limit=limit,
+            cursor=cursor,
+        )
+        return BugList(
+            bugs=[Bug.of(b, detail) for b in page.items],
+            next_cursor=page.next_cursor,
+            hint=_more(page.next_cursor, "bugs"),
+            freshness=page.freshness,
+        )
+
+
+async def get_bug(
+    bug_id: Annotated[int, Field(ge=1, description="a bug id (see list_bugs)")], ctx: Context
+) -> BugAnswer:
+    """One bug in full: steps, actual and expected result, reject reason, test and feature."""
+    with tool_errors("get_bug", not_found_hint="Use list_bugs to see bug ids."):
+        answer = await _state(ctx).app.mirror.bugs.get_bug(bug_id)
+        return BugAnswer(bug=Bug.of(answer.value, "full"), freshness=answer.freshness)
+
+
+async def search(
+    query: Annotated[str, Field(min_length=1, max_length=500, description="words to find")],
+    ctx: Context,
+    kinds: list[SearchKind] | None = None,
+    product_id: Annotated[int | None, Field(ge=1)] = None,
+    limit: Annotated[int, Field(ge=1, le=50)] = 10,
+) -> SearchResults:
+    """Full-text search over test titles and goals, feature titles and descriptions, and bug
+    titles and results; every word must match (as a word prefix), best matches first."""
+    with tool_errors("search"):
+        hits = await _state(ctx).app.mirror.search.search(query, kinds, product_id, limit)
+        hint = None if hits else "nothing matched: try fewer or other words, or sync_data first"
+        return SearchResults(query=query, hits=hits, hint=hint)
+
+
+async def bug_stats(
+    ctx: Context,
+    group_by: GroupBy = "severity",
+    product_id: Annotated[int | None, Field(ge=1)] = None,
+    test_ids: Annotated[list[Annotated[int, Field(ge=1)]] | None, Field(max_length=200)] = None,
+    since: Since = None,
+    until: Since = None,
+) -> BugStats:
+    """Bug counts and acceptance rates (accepted / decided) grouped by severity, status,
+    feature, test, tester or month: for quality reviews of a product or a set of tests."""
+    with tool_errors("bug_stats"):
+        answer = await _state(ctx).app.mirror.bugs.stats(
+            group_by, product_id=product_id, test_ids=test_ids, since=since, until=until
+        )
+        groups = answer.value
+        accepted = sum(g.accepted for g in groups)
+        decided = accepted + sum(g.rejected for g in groups)
+        return BugStats(
+            group_by=group_by,
+            groups=groups,
+            total=sum(g.total for g in groups),
+            acceptance_rate=round(accepted / decided, 4) if decided else None,
+            freshness=answer.freshness,
+        )
+
+
+def register(server: MCPServer[ServerState]) -> None:
+    for tool in (
+        list_products,
+        list_features,
+        list_tests,
+        get_test,
+        list_bugs,
+        get_bug,
+        search,
+        bug_stats,
+    ):
+        server.add_tool(tool, annotations=READ_ONLY)

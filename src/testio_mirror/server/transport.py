@@ -1,0 +1,97 @@
+"""Serving the MCP server: stdio (the default) or streamable HTTP at ``/mcp``.
+
+HTTP binds 127.0.0.1 by default. Any address that is not loopback needs
+``TESTIO_MIRROR_HTTP_TOKEN``; with a token set, every request must carry
+``Authorization: Bearer <token>`` (401 otherwise). The SDK's DNS-rebinding protection checks the
+``Host`` and ``Origin`` headers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from testio_mirror.errors import MirrorError
+from testio_mirror.server.state import ServerState
+
+MCP_PATH = "/mcp"
+
+
+class ServeError(MirrorError):
+    """The server cannot be served as asked; the message says why."""
+
+    exit_code = 2
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class BearerTokenGate:
+    """ASGI middleware: every HTTP request must present ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self._app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            presented = dict(scope["headers"]).get(b"authorization", b"")
+            if not secrets.compare_digest(presented, self._expected):
+                body = json.dumps(
+                    {"error": "missing or wrong bearer token: send Authorization: Bearer <token>"}
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b"Bearer"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self._app(scope, receive, send)
+
+
+def http_app(server: MCPServer[ServerState], host: str, token: str | None) -> ASGIApp:
+    """The ASGI app for streamable HTTP, behind the bearer gate when a token is set.
+
+    Raises:
+        ServeError: a non-loopback host without a token.
+    """
+    if not is_loopback(host) and token is None:
+        raise ServeError(
+            f"refusing to serve on {host} without TESTIO_MIRROR_HTTP_TOKEN: set it (clients then "
+            "send Authorization: Bearer <token>), or bind 127.0.0.1"
+        )
+    app: ASGIApp = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    return BearerTokenGate(app, token) if token is not None else app
+
+
+def serve_http(server: MCPServer[ServerState], host: str, port: int, token: str | None) -> None:
+    """Serve streamable HTTP until interrupted.
+
+    Raises:
+        ServeError: a non-loopback host without a token.
+    """
+    app = http_app(server, host, token)
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
+
+
+def serve_stdio(server: MCPServer[ServerState]) -> None:
+    """Serve over stdin/stdout until the client closes them."""
+    server.run("stdio")
