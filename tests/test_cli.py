@@ -76,16 +76,18 @@ def test_invalid_setting_stops_with_one_line_naming_it(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
+def test_demo_runs_an_mcp_session_and_exits_zero(tmp_path: Path) -> None:
     result = _run("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Products" in result.stdout
-    assert "newest first, complete=True" in result.stdout
-    assert "With a wrong token" in result.stdout
-    assert "TESTIO_CUSTOMER_API_TOKEN" in result.stdout
-    # The injected 503 and 429 were ridden out, and said so on stderr.
+    out = result.stdout
+    assert "tools/list: 10 tools" in out
+    assert "sync_status right after start" in out
+    assert "sync_data: success" in out
+    assert "mirror holds 3 products, 18 features, 180 tests, 720 bugs" in out
+    assert "critical bugs of" in out
+    assert "bug_stats by severity" in out
+    # The injected 503 was ridden out by the server, and said so on its stderr.
     assert "retry 1 of" in result.stderr
-    assert "rate limited (429" in result.stderr
 
 
 def test_sandbox_rejects_a_non_loopback_host() -> None:

@@ -1,139 +1,173 @@
-"""``testio-mirror demo``: the main job, end to end, against the built-in sandbox.
+"""``testio-mirror demo`` (``make demo``): a short agent session against the built-in sandbox.
 
-Today the demo starts the sandbox with a little latency and a couple of injected faults, and reads
-the account through ``CustomerApiClient`` the way sync will: products, features (with the
-per-section fallback), every test of a product paged newest-first to the end, and the bugs of its
-newest tests in one batched request. Later issues turn it into a real agent session over MCP.
+It starts the sandbox (a simulated TestIO account, with a little latency and one injected 503),
+starts ``testio-mirror serve`` as a subprocess over stdio exactly as Claude Desktop would, and
+drives it through a real MCP client: ``tools/list``, ``sync_status`` while the start-up sync runs,
+``sync_data`` with a live progress bar, ``sync_status`` again, then the questions an agent asks:
+the products, a test's report, the critical bugs of a product, bug statistics by severity.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import tempfile
 import time
-from collections import Counter
+from typing import Any
 
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from testio_mirror.sandbox import (
-    FaultRule,
-    SandboxConfig,
-    SandboxKnobs,
-    SandboxServer,
-    new_token,
-)
+from testio_mirror.sandbox import FaultRule, SandboxConfig, SandboxKnobs, SandboxServer
 from testio_mirror.sandbox.dataset import preset
-from testio_mirror.settings import load_settings
-from testio_mirror.upstream import (
-    AuthError,
-    Bug,
-    CustomerApiClient,
-    ExploratoryTest,
-    Product,
-)
 
-DEMO_DATASET = preset("demo", seed=7)
-DEMO_LATENCY_MS = 20.0
-NEWEST_TESTS = 15
+DEMO_LATENCY_MS = 40.0
 
 
 def run_demo(console: Console) -> int:
-    """Serve the sandbox, read it with the real client, print what came back; an exit code."""
-    config = SandboxConfig(dataset=DEMO_DATASET, knobs=SandboxKnobs(latency_ms=DEMO_LATENCY_MS))
-    with SandboxServer(config) as sandbox:
-        console.rule("[bold]testio-mirror demo[/bold]")
-        console.print(
-            f"Sandbox TestIO API at {sandbox.base_url} "
-            f"({DEMO_LATENCY_MS:.0f} ms per request, seed {DEMO_DATASET.seed})"
-        )
-        # A flaky upstream, as the real one can be: the client must ride these out.
+    """Run the session and print it; returns the exit code."""
+    config = SandboxConfig(
+        dataset=preset("demo", seed=7), knobs=SandboxKnobs(latency_ms=DEMO_LATENCY_MS)
+    )
+    started = time.perf_counter()
+    with SandboxServer(config) as sandbox, tempfile.TemporaryDirectory() as home:
+        # A flaky upstream, as the real one can be: the server rides it out.
         sandbox.faults.add(FaultRule(kind="error", path="products/*/exploratory_tests", status=503))
-        sandbox.faults.add(FaultRule(kind="rate_limit", path="bugs", retry_after="0.2"))
-        asyncio.run(_read_account(console, sandbox))
-        records = sandbox.requests.records()
-    statuses = Counter(r.status for r in records)
-    answered = ", ".join(f"{status} x{n}" for status, n in sorted(statuses.items()))
-    console.print(f"Sandbox request log: {len(records)} requests ({answered}).")
+        console.rule("[bold]testio-mirror demo: an agent session over MCP (stdio)[/bold]")
+        console.print(
+            f"Sandbox TestIO API at {sandbox.base_url} ({DEMO_LATENCY_MS:.0f} ms per request); "
+            "starting `testio-mirror serve` as Claude Desktop would."
+        )
+        env = {
+            "TESTIO_CUSTOMER_API_TOKEN": sandbox.token,
+            "TESTIO_CUSTOMER_API_BASE_URL": sandbox.base_url,
+            "TESTIO_MIRROR_HOME": home,
+            "TESTIO_REFRESH_INTERVAL_SECONDS": "0",
+            "TESTIO_LOG_LEVEL": "WARNING",
+        }
+        asyncio.run(_session(console, env))
+        requests = len(sandbox.requests)
+    console.print(
+        f"Done in {time.perf_counter() - started:.1f} s; the sandbox answered {requests} API "
+        "requests."
+    )
     return 0
 
 
-async def _read_account(console: Console, sandbox: SandboxServer) -> None:
-    settings = load_settings(
-        customer_api_token=sandbox.token, customer_api_base_url=sandbox.base_url
+async def _session(console: Console, env: dict[str, str]) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "testio_mirror", "serve"], env=env
     )
-    wrong = load_settings(customer_api_token=new_token(), customer_api_base_url=sandbox.base_url)
-    async with CustomerApiClient(wrong) as stranger:
-        try:
-            await stranger.products()
-        except AuthError as exc:
-            console.print(f"With a wrong token: [yellow]{exc}[/yellow]")
-    started = time.perf_counter()
-    async with CustomerApiClient(settings) as client:
-        products = await client.products()
-        features = await asyncio.gather(*(client.features(p) for p in products))
-        _show_products(console, products, [len(f) for f in features])
-        product = products[0]
-        pager = client.test_pages(product.id)
-        tests: list[ExploratoryTest] = []
-        with console.status(f"Listing the tests of product {product.id}..."):
-            async for page in pager:
-                tests.extend(page.tests)
+    async with Client(params) as client:
+        tools = await client.list_tools()
         console.print(
-            f"Product {product.id}: {len(tests)} tests in {pager.pages_fetched} pages, "
-            f"newest first, complete={pager.complete}."
+            f"\n[bold]tools/list[/bold]: {len(tools.tools)} tools: "
+            + ", ".join(t.name for t in tools.tools)
         )
-        _show_tests(console, product, tests)
-        newest = [t.id for t in tests[:NEWEST_TESTS]]
-        _show_bugs(console, await client.bugs_for_tests(newest), len(newest))
-        metrics = client.metrics
+        status = await _call(client, "sync_status")
+        running = status["running"]
+        console.print(
+            f"[bold]sync_status[/bold] right after start: state={status['state']}"
+            + (f", start-up sync in phase {running['phase']}" if running else "")
+        )
+        result = await _sync_with_progress(console, client)
+        console.print(
+            f"[bold]sync_data[/bold]: {result['status']} in {result['duration_seconds']:.2f} s, "
+            f"{result['api_requests']} API requests ({result['retries']} retries)"
+        )
+        status = await _call(client, "sync_status")
+        counts = status["counts"]
+        console.print(
+            f"[bold]sync_status[/bold]: {status['state']}; mirror holds "
+            + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+            + f"; TestIO {status['upstream']['state']}"
+        )
+        await _questions(console, client)
+
+
+async def _sync_with_progress(console: Console, client: Client) -> dict[str, Any]:
+    with Progress(
+        TextColumn("[bold]sync_data[/bold] {task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            bar.update(task, completed=done, total=total, description=(message or "")[:50])
+
+        answer = await _call(client, "sync_data", {"include_bugs": True}, progress)
+    result: dict[str, Any] = answer["result"]
+    return result
+
+
+async def _questions(console: Console, client: Client) -> None:
+    products = (await _call(client, "list_products"))["products"]
+    table = Table(title="list_products", title_justify="left")
+    for column in ("id", "name", "type", "sections"):
+        table.add_column(column)
+    for product in products:
+        table.add_row(
+            str(product["id"]), product["name"], product["type"], str(product["has_sections"])
+        )
+    console.print(table)
+    product = products[0]
+    tests = (await _call(client, "list_tests", {"product_id": product["id"], "limit": 3}))["tests"]
+    report = await _call(client, "get_test", {"test_id": tests[0]["id"], "detail": "full"})
+    test = report["test"]
     console.print(
-        f"Client: {metrics.requests} requests, {metrics.retries} retries "
-        f"({metrics.rate_limited} rate limited, {metrics.failures} failed and retried), "
-        f"{metrics.bytes_received / 1024:.0f} KiB in {time.perf_counter() - started:.2f} s."
+        f"[bold]get_test {test['id']}[/bold]: {test['title']!r} ({test['status']}, "
+        f"{test['testing_type']}), goal: {test['goal']}\n"
+        f"  bugs by severity {report['bug_counts']['by_severity']}, "
+        f"by status {report['bug_counts']['by_status']}"
     )
-
-
-def _show_products(console: Console, products: list[Product], feature_counts: list[int]) -> None:
-    table = Table(title="Products", title_justify="left")
-    for column in ("id", "name", "type", "sections", "features"):
+    bugs = (
+        await _call(
+            client,
+            "list_bugs",
+            {"product_id": product["id"], "severity": ["critical"], "limit": 5},
+        )
+    )["bugs"]
+    table = Table(title=f"critical bugs of {product['name']}", title_justify="left")
+    for column in ("id", "title", "status", "test", "feature"):
         table.add_column(column)
-    for product, count in zip(products, feature_counts, strict=True):
+    for bug in bugs:
         table.add_row(
-            str(product.id),
-            product.name or "-",
-            product.type or "-",
-            str(len(product.sections)),
-            str(count),
+            str(bug["id"]),
+            bug["title"],
+            bug["status"],
+            bug["test_title"] or "-",
+            bug["feature_title"] or "-",
+        )
+    console.print(table)
+    stats = await _call(client, "bug_stats", {"group_by": "severity", "product_id": product["id"]})
+    table = Table(title=f"bug_stats by severity, {product['name']}", title_justify="left")
+    for column in ("severity", "total", "accepted", "rejected", "forwarded", "acceptance"):
+        table.add_column(column, justify="left" if column == "severity" else "right")
+    for group in stats["groups"]:
+        rate = group["acceptance_rate"]
+        table.add_row(
+            group["label"] or "-",
+            str(group["total"]),
+            str(group["accepted"]),
+            str(group["rejected"]),
+            str(group["forwarded"]),
+            f"{rate:.0%}" if rate is not None else "-",
         )
     console.print(table)
 
 
-def _show_tests(console: Console, product: Product, tests: list[ExploratoryTest]) -> None:
-    statuses = Counter(t.status for t in tests)
-    console.print("Statuses: " + ", ".join(f"{s} {n}" for s, n in statuses.most_common()))
-    table = Table(title=f"Newest tests of {product.name}", title_justify="left")
-    for column in ("id", "title", "status", "type", "ends (UTC)"):
-        table.add_column(column)
-    for test in tests[:5]:
-        table.add_row(
-            str(test.id),
-            test.title or "-",
-            test.status or "-",
-            test.testing_type or "-",
-            test.end_at.strftime("%Y-%m-%d %H:%M") if test.end_at else "-",
-        )
-    console.print(table)
-
-
-def _show_bugs(console: Console, bugs: list[Bug], test_count: int) -> None:
-    table = Table(title=f"Bugs of the newest {test_count} tests", title_justify="left")
-    table.add_column("severity")
-    for status in ("accepted", "rejected", "forwarded"):
-        table.add_column(status, justify="right")
-    counts = Counter((b.severity, b.status) for b in bugs)
-    for severity in sorted({b.severity or "-" for b in bugs}):
-        table.add_row(
-            severity,
-            *(str(counts[(severity, s)]) for s in ("accepted", "rejected", "forwarded")),
-        )
-    console.print(table)
+async def _call(
+    client: Client, tool: str, arguments: dict[str, Any] | None = None, progress: Any = None
+) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments or {}, progress_callback=progress)
+    if result.is_error or result.structured_content is None:
+        text = result.content[0].text if result.content else "no content"  # type: ignore[union-attr]
+        raise RuntimeError(f"{tool} failed: {text}")
+    content: dict[str, Any] = result.structured_content
+    return content
