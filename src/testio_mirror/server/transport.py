@@ -14,6 +14,7 @@ import secrets
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from testio_mirror.errors import MirrorError
@@ -67,6 +68,24 @@ class BearerTokenGate:
         await self._app(scope, receive, send)
 
 
+def _rebinding_protection(host: str) -> TransportSecuritySettings | None:
+    """Host and Origin checks for every loopback address (the SDK only knows three of them);
+    beyond loopback the bearer token guards."""
+    if not is_loopback(host):
+        return None
+    named = f"[{host}]" if ":" in host else host
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", f"{named}:*"],
+        allowed_origins=[
+            "http://127.0.0.1:*",
+            "http://localhost:*",
+            "http://[::1]:*",
+            f"http://{named}:*",
+        ],
+    )
+
+
 def http_app(server: MCPServer[ServerState], host: str, token: str | None) -> ASGIApp:
     """The ASGI app for streamable HTTP, behind the bearer gate when a token is set.
 
@@ -78,7 +97,9 @@ def http_app(server: MCPServer[ServerState], host: str, token: str | None) -> AS
             f"refusing to serve on {host} without TESTIO_MIRROR_HTTP_TOKEN: set it (clients then "
             "send Authorization: Bearer <token>), or bind 127.0.0.1"
         )
-    app: ASGIApp = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH, host=host, transport_security=_rebinding_protection(host)
+    )
     return BearerTokenGate(app, token) if token is not None else app
 
 

@@ -123,11 +123,14 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A ``BEGIN IMMEDIATE`` write transaction: committed on exit, rolled back on error."""
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                await self._writer.execute("BEGIN IMMEDIATE")
                 yield self._writer
             except BaseException:
-                await self._writer.rollback()
+                with contextlib.suppress(sqlite3.Error):
+                    # Shielded: a cancelled BEGIN still ran in the worker thread and must be
+                    # undone, or every later write fails inside a forgotten transaction.
+                    await asyncio.shield(self._writer.rollback())
                 raise
             else:
                 await self._writer.commit()

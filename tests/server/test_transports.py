@@ -1,0 +1,333 @@
+"""The MCP server over its two transports, as clients reach it: stdio and streamable HTTP.
+
+stdio runs ``testio-mirror serve`` as a real child process; HTTP serves ``http_app`` with uvicorn
+in a background thread on 127.0.0.1. Every process and server is stopped through its own handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import uvicorn
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from starlette.types import ASGIApp
+
+from testio_mirror.sandbox import SandboxServer
+from testio_mirror.server import build_server
+from testio_mirror.server.transport import MCP_PATH, BearerTokenGate, ServeError, http_app
+from testio_mirror.settings import Settings, load_settings
+from testio_mirror.store.db import Database
+from tests.conftest import SandboxFactory
+from tests.polling import wait_for
+
+TOOLS = {
+    "sync_data",
+    "sync_status",
+    "list_products",
+    "list_features",
+    "list_tests",
+    "get_test",
+    "list_bugs",
+    "get_bug",
+    "search",
+    "bug_stats",
+}
+TOKEN = "http-token-for-tests"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test_transports", "version": "0"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def _child_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment without the developer's TESTIO_ variables, the mirror under ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    env.update(TESTIO_MIRROR_HOME=str(home), TESTIO_REFRESH_INTERVAL_SECONDS="0", **extra)
+    return env
+
+
+def _serve_args(*args: str) -> list[str]:
+    return ["-m", "testio_mirror", "serve", *args]
+
+
+async def _check_session(client: Client) -> None:
+    """What every transport must answer: the tools, sync_status, a sync, the products."""
+    listed = await client.list_tools()
+    assert {tool.name for tool in listed.tools} == TOOLS
+    status = await client.call_tool("sync_status", {})
+    assert not status.is_error, status.content
+    assert status.structured_content is not None
+    assert status.structured_content["state"] in {"idle", "running", "never_synced"}
+    synced = await client.call_tool("sync_data", {})
+    assert not synced.is_error, synced.content
+    assert synced.structured_content is not None
+    assert synced.structured_content["result"]["status"] == "success"
+    products = await client.call_tool("list_products", {})
+    assert not products.is_error, products.content
+    assert products.structured_content is not None
+    assert len(products.structured_content["products"]) == 3
+
+
+# --- stdio -----------------------------------------------------------------------------------
+
+
+async def test_stdio_sandbox_serves_the_tools_and_keeps_its_mirror_apart(tmp_path: Path) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=_serve_args("--sandbox"),
+        env=_child_env(tmp_path),
+        cwd=tmp_path,
+    )
+    async with Client(params) as client:
+        await _check_session(client)
+    assert (tmp_path / "sandbox" / "mirror.db").is_file()
+    assert not (tmp_path / "mirror.db").exists()
+
+
+async def test_stdio_against_a_configured_account(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    sandbox = make_sandbox()
+    env = _child_env(
+        tmp_path,
+        TESTIO_CUSTOMER_API_TOKEN=sandbox.token,
+        TESTIO_CUSTOMER_API_BASE_URL=sandbox.base_url,
+    )
+    params = StdioServerParameters(
+        command=sys.executable, args=_serve_args(), env=env, cwd=tmp_path
+    )
+    async with Client(params) as client:
+        await _check_session(client)
+    assert (tmp_path / "mirror.db").is_file()
+    assert not (tmp_path / "sandbox").exists()
+    assert sandbox.requests.records(), "the server never asked the configured account"
+
+
+def _protocol_line(line: str) -> dict[str, Any]:
+    """One stdout line, which must be a JSON-RPC message and nothing else."""
+    message = json.loads(line)
+    assert isinstance(message, dict), line
+    assert message.get("jsonrpc") == "2.0", line
+    return message
+
+
+@pytest.mark.parametrize("handshake", [False, True], ids=["silent", "handshake"])
+def test_stdio_stdout_carries_nothing_but_protocol(tmp_path: Path, handshake: bool) -> None:
+    process = subprocess.Popen(
+        [sys.executable, *_serve_args("--sandbox")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        answered: set[int] = set()
+        if handshake:
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            tools = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            for message in (INITIALIZE, initialized, tools):
+                process.stdin.write(json.dumps(message) + "\n")
+            process.stdin.flush()
+            for _ in range(50):  # notifications may come first; a line that is not JSON fails
+                line = process.stdout.readline()
+                if not line:
+                    break
+                answered.add(_protocol_line(line).get("id", 0))
+                if {1, 2} <= answered:
+                    break
+        stdout, stderr = process.communicate(timeout=60)  # closes stdin: the server ends
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert answered >= ({1, 2} if handshake else set())
+    if not handshake:
+        assert stdout == "", "the server spoke before being asked"
+    for line in stdout.splitlines():
+        _protocol_line(line)
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, make_sandbox: SandboxFactory, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Settings for a fresh sandbox, free of the developer's TESTIO_ variables and ``.env``."""
+    for name in list(os.environ):
+        if name.startswith("TESTIO_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    sandbox: SandboxServer = make_sandbox()
+    return load_settings(
+        customer_api_token=sandbox.token,
+        customer_api_base_url=sandbox.base_url,
+        mirror_home=tmp_path / "home",
+        refresh_interval_seconds=0,
+    )
+
+
+@contextlib.contextmanager
+def _serving(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` on a free 127.0.0.1 port in a thread; yields the base URL, then stops it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_config=None, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: server.started or not thread.is_alive(), 15.0)
+        assert server.started, "the HTTP server did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15.0)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(15.0)
+        sock.close()
+    assert not thread.is_alive(), "the HTTP server did not stop"
+
+
+def _post(url: str, **headers: str) -> httpx.Response:
+    """A raw MCP initialize request, with ``headers`` added to the usual ones."""
+    return httpx.post(
+        url + MCP_PATH, json=INITIALIZE, headers={**MCP_HEADERS, **headers}, timeout=10.0
+    )
+
+
+async def test_http_on_loopback_without_token_serves_mcp(settings: Settings) -> None:
+    with _serving(http_app(build_server(settings, initial_sync=False), "127.0.0.1", None)) as url:
+        async with Client(url + MCP_PATH) as client:
+            await _check_session(client)
+
+
+def test_http_beyond_loopback_needs_a_token(settings: Settings) -> None:
+    for host in ("0.0.0.0", "192.0.2.10", "::"):
+        with pytest.raises(ServeError, match="TESTIO_MIRROR_HTTP_TOKEN"):
+            http_app(build_server(settings, initial_sync=False), host, None)
+    gated = http_app(build_server(settings, initial_sync=False), "0.0.0.0", TOKEN)
+    assert isinstance(gated, BearerTokenGate)
+
+
+async def test_http_token_gates_every_request(settings: Settings) -> None:
+    app = http_app(build_server(settings, initial_sync=False), "127.0.0.1", TOKEN)
+    with _serving(app) as url:
+        missing = _post(url)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert TOKEN not in missing.text
+        for wrong in (f"Bearer {TOKEN}x", "Bearer", TOKEN, f"Token {TOKEN}"):
+            assert _post(url, Authorization=wrong).status_code == 401, wrong
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30.0) as http,
+            Client(streamable_http_client(url + MCP_PATH, http_client=http)) as client,
+        ):
+            listed = await client.list_tools()
+            assert {tool.name for tool in listed.tools} == TOOLS
+            products = await client.call_tool("list_products", {})
+            assert not products.is_error, products.content
+            assert products.structured_content is not None
+            assert len(products.structured_content["products"]) == 3
+
+
+@pytest.mark.parametrize("token", [None, TOKEN])
+def test_http_rejects_foreign_host_and_origin(settings: Settings, token: str | None) -> None:
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    app = http_app(build_server(settings, initial_sync=False), "127.0.0.1", token)
+    with _serving(app) as url:
+        assert _post(url, **auth).status_code == 200  # the same request, honest headers
+        foreign_host = _post(url, Host="evil.example", **auth)
+        assert not foreign_host.is_success, foreign_host.status_code
+        foreign_origin = _post(url, Origin="http://evil.example", **auth)
+        assert not foreign_origin.is_success, foreign_origin.status_code
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.2"])
+def test_http_every_loopback_host_without_token_is_rebinding_protected(
+    settings: Settings, host: str
+) -> None:
+    # The app is served on 127.0.0.1 whatever host it was built for: only its checks differ.
+    with _serving(http_app(build_server(settings, initial_sync=False), host, None)) as url:
+        answer = _post(url, Host="evil.example")
+        assert not answer.is_success, f"{host}: a foreign Host got {answer.status_code}"
+
+
+@pytest.mark.parametrize("sandbox_flag", [[], ["--sandbox"]], ids=["account", "sandbox"])
+def test_serve_http_beyond_loopback_without_token_exits_2(
+    tmp_path: Path, sandbox_flag: list[str]
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            *_serve_args("--transport", "http", "--host", "0.0.0.0", "--port", "0"),
+            *sandbox_flag,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_child_env(tmp_path),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "TESTIO_MIRROR_HTTP_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+async def test_a_sync_cancelled_when_serving_stops_leaves_the_mirror_writable(
+    tmp_path: Path,
+) -> None:
+    """Closing stdio (or stopping HTTP) cancels a running sync wherever it waits, BEGIN IMMEDIATE
+    included. The writer must not stay inside that transaction: ``serve`` closed mid-sync logged
+    "could not record the end of sync ...: cannot start a transaction within a transaction"."""
+    db = await Database.open(tmp_path / "mirror.db")
+    try:
+
+        async def write() -> None:
+            async with db.transaction():
+                await asyncio.sleep(60)
+
+        task = asyncio.create_task(write())
+        await asyncio.sleep(0)  # the task now awaits its BEGIN IMMEDIATE
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        async with db.transaction() as conn:
+            await conn.execute("SELECT 1")
+    finally:
+        await db.close()
