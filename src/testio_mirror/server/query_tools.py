@@ -29,6 +29,9 @@ from testio_mirror.server.errors import tool_errors
 from testio_mirror.server.state import ServerState
 from testio_mirror.store.search import SearchKind
 
+# TestIO ids are positive integers; SQLite stores at most 64-bit ones.
+MAX_ID = 2**63 - 1
+
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 
 TestStatus = Literal[
@@ -39,7 +42,7 @@ Severity = Literal["low", "high", "critical", "visual", "content", "custom"]
 BugStatus = Literal["accepted", "rejected", "forwarded"]
 GroupBy = Literal["severity", "status", "feature", "test", "tester", "month"]
 
-ProductId = Annotated[int, Field(ge=1, description="a product id (see list_products)")]
+ProductId = Annotated[int, Field(ge=1, le=MAX_ID, description="a product id (see list_products)")]
 Limit = Annotated[int, Field(ge=1, le=100, description="how many to return (1-100)")]
 Cursor = Annotated[str | None, Field(description="next_cursor of a previous answer")]
 Since = Annotated[
@@ -80,7 +83,9 @@ async def list_features(product_id: ProductId, ctx: Context) -> FeatureList:
 
 async def list_tests(
     ctx: Context,
-    product_id: Annotated[int | None, Field(ge=1, description="only this product")] = None,
+    product_id: Annotated[
+        int | None, Field(ge=1, le=MAX_ID, description="only this product")
+    ] = None,
     status: Annotated[list[TestStatus] | None, Field(description="only these statuses")] = None,
     testing_type: TestingType | None = None,
     since: Since = None,
@@ -109,7 +114,7 @@ async def list_tests(
 
 
 async def get_test(
-    test_id: Annotated[int, Field(ge=1, description="a test id (see list_tests)")],
+    test_id: Annotated[int, Field(ge=1, le=MAX_ID, description="a test id (see list_tests)")],
     ctx: Context,
     detail: Detail = "concise",
 ) -> TestReport:
@@ -134,12 +139,16 @@ async def get_test(
 
 async def list_bugs(
     ctx: Context,
-    product_id: Annotated[int | None, Field(ge=1, description="only this product")] = None,
+    product_id: Annotated[
+        int | None, Field(ge=1, le=MAX_ID, description="only this product")
+    ] = None,
     test_ids: Annotated[
-        list[Annotated[int, Field(ge=1)]] | None,
+        list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None,
         Field(max_length=200, description="only these tests (their bugs are fetched if stale)"),
     ] = None,
-    feature_id: Annotated[int | None, Field(ge=1, description="only this feature")] = None,
+    feature_id: Annotated[
+        int | None, Field(ge=1, le=MAX_ID, description="only this feature")
+    ] = None,
     severity: list[Severity] | None = None,
     status: list[BugStatus] | None = None,
     known: bool | None = None,
@@ -178,7 +187,8 @@ async def list_bugs(
 
 
 async def get_bug(
-    bug_id: Annotated[int, Field(ge=1, description="a bug id (see list_bugs)")], ctx: Context
+    bug_id: Annotated[int, Field(ge=1, le=MAX_ID, description="a bug id (see list_bugs)")],
+    ctx: Context,
 ) -> BugAnswer:
     """One bug in full: steps, actual and expected result, reject reason, test and feature."""
     with tool_errors("get_bug", not_found_hint="Use list_bugs to see bug ids."):
@@ -190,7 +200,7 @@ async def search(
     query: Annotated[str, Field(min_length=1, max_length=500, description="words to find")],
     ctx: Context,
     kinds: list[SearchKind] | None = None,
-    product_id: Annotated[int | None, Field(ge=1)] = None,
+    product_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Field(ge=1, le=50)] = 10,
 ) -> SearchResults:
     """Full-text search over test titles and goals, feature titles and descriptions, and bug
@@ -204,8 +214,10 @@ async def search(
 async def bug_stats(
     ctx: Context,
     group_by: GroupBy = "severity",
-    product_id: Annotated[int | None, Field(ge=1)] = None,
-    test_ids: Annotated[list[Annotated[int, Field(ge=1)]] | None, Field(max_length=200)] = None,
+    product_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None,
+    test_ids: Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None, Field(max_length=200)
+    ] = None,
     since: Since = None,
     until: Since = None,
 ) -> BugStats:

@@ -20,6 +20,7 @@ from testio_mirror.server.answers import (
     SyncStatusAnswer,
 )
 from testio_mirror.server.errors import tool_errors
+from testio_mirror.server.query_tools import MAX_ID
 from testio_mirror.server.state import ServerState
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -46,7 +47,7 @@ def _state(ctx: Context) -> ServerState:
 async def sync_data(
     ctx: Context,
     product_ids: Annotated[
-        list[Annotated[int, Field(ge=1)]] | None,
+        list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None,
         Field(max_length=500, description="only these products (default: all)"),
     ] = None,
     since: Annotated[
