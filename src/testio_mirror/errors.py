@@ -9,6 +9,8 @@
     ├── CursorError                     (store/cursor.py) a cursor this mirror did not hand out
     ├── SyncLockBusyError               (sync/lock.py) another live process is syncing; wait
     ├── SandboxError                    (sandbox/server.py) the sandbox cannot start
+    ├── ServeError                      (server/transport.py) the server cannot be served as
+    │                                   asked (a non-loopback host without a bearer token)
     └── UpstreamError                   (upstream/errors.py) a call to TestIO failed; its own
                                         tree there: auth, not found, rejected, rate limited,
                                         unavailable, bad response (and OfflineError in

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
@@ -91,7 +92,8 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
                 else None,
                 "last_result": last.model_dump(mode="json") if last else None,
                 "counters": {
-                    k: str(v) if v is not None else None for k, v in counters.__dict__.items()
+                    k: v.isoformat() if isinstance(v, datetime) else v
+                    for k, v in counters.__dict__.items()
                 },
                 "counts": counts,
             }

@@ -164,7 +164,7 @@ async def list_bugs(
     """List bugs newest first, filtered by product, tests, feature, severity, status, known,
     report date or words. Each bug names its test and feature. detail="full" adds steps and
     expected results."""
-    with tool_errors("list_bugs"):
+    with tool_errors("list_bugs", not_found_hint="Use list_tests to see test ids."):
         page = await _state(ctx).app.mirror.bugs.list_bugs(
             product_id=product_id,
             test_ids=test_ids,
@@ -223,7 +223,7 @@ async def bug_stats(
 ) -> BugStats:
     """Bug counts and acceptance rates (accepted / decided) grouped by severity, status,
     feature, test, tester or month: for quality reviews of a product or a set of tests."""
-    with tool_errors("bug_stats"):
+    with tool_errors("bug_stats", not_found_hint="Use list_tests to see test ids."):
         answer = await _state(ctx).app.mirror.bugs.stats(
             group_by, product_id=product_id, test_ids=test_ids, since=since, until=until
         )

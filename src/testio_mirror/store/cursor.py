@@ -28,6 +28,11 @@ def decode_cursor(cursor: str) -> tuple[Any, int]:
         raise CursorError(
             "invalid cursor: pass back the next_cursor of a previous answer"
         ) from None
-    if not isinstance(item_id, int) or not isinstance(sort_value, str | int | float | None):
+    if (
+        isinstance(item_id, bool)
+        or not isinstance(item_id, int)
+        or not -(2**63) <= item_id < 2**63
+        or not isinstance(sort_value, str)
+    ):
         raise CursorError("invalid cursor: pass back the next_cursor of a previous answer")
     return sort_value, item_id

@@ -211,10 +211,21 @@ class SyncService:
                 await asyncio.gather(asyncio.shield(self._inflight_task()), return_exceptions=True)
                 continue
             task, joined = self._start(phases, scope, options, trigger, on_progress, wait_for_lock)
-            if joined:
+            if not joined:
+                return await task
+            assert self._run_state is not None
+            run_id = self._run_state.run_id
+            try:
                 # Shielded: a joiner giving up must not cancel the run for its owner.
                 return await asyncio.shield(task)
-            return await task
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if (me is not None and me.cancelling()) or not task.cancelled():
+                    raise  # this caller was cancelled
+                last = self.last_result
+                if last is None or last.run_id != run_id:
+                    raise
+                return last  # the owner cancelled the run: the joiner hears how it ended
 
     def _inflight_task(self) -> asyncio.Task[SyncResult]:
         assert self._inflight is not None
@@ -229,7 +240,18 @@ class SyncService:
         *,
         wait_for_lock: bool = True,
     ) -> tuple[str, bool]:
-        """Start (or join) a run in the background; returns its run id and whether it joined."""
+        """Start (or join) a run in the background; returns its run id and whether it joined.
+        A run in flight that does less than asked is not joined: ours runs after it."""
+        running = self._run_state if self.current is not None else None
+        if running is not None and not _covers(running, phases, scope, options):
+            run_id = self._new_run_id()
+            queued = asyncio.create_task(
+                self._after_current(phases, scope, options, trigger, wait_for_lock, run_id)
+            )
+            self._background.add(queued)
+            queued.add_done_callback(self._background.discard)
+            queued.add_done_callback(_log_background_failure)
+            return run_id, False
         task, joined = self._start(phases, scope, options, trigger, None, wait_for_lock)
         if not joined:
             self._background.add(task)
@@ -237,6 +259,23 @@ class SyncService:
             task.add_done_callback(_log_background_failure)
         assert self._run_state is not None
         return self._run_state.run_id, joined
+
+    def _new_run_id(self) -> str:
+        return f"{self._clock():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+    async def _after_current(
+        self,
+        phases: Iterable[SyncPhase | str] | None,
+        scope: SyncScope | None,
+        options: SyncOptions | None,
+        trigger: SyncTrigger,
+        wait_for_lock: bool,
+        run_id: str,
+    ) -> SyncResult:
+        while self.current is not None:
+            await asyncio.gather(asyncio.shield(self._inflight_task()), return_exceptions=True)
+        task, _ = self._start(phases, scope, options, trigger, None, wait_for_lock, run_id)
+        return await task
 
     async def cancel(self) -> bool:
         """Cancel the run in flight in this process; True when there was one."""
@@ -255,6 +294,7 @@ class SyncService:
         trigger: SyncTrigger,
         on_progress: OnProgress | None,
         wait_for_lock: bool,
+        run_id: str | None = None,
     ) -> tuple[asyncio.Task[SyncResult], bool]:
         if self._inflight is not None and not self._inflight.done():
             if on_progress is not None and self._run_state is not None:
@@ -262,7 +302,7 @@ class SyncService:
             return self._inflight, True
         scope = scope or SyncScope()
         chosen = normalize_phases(phases, scope.entity_types)
-        run_id = f"{self._clock():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        run_id = run_id or self._new_run_id()
         started = self._clock()
         view = RunView(run_id, trigger, chosen, started)
         run = _Run(

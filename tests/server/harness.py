@@ -1,0 +1,188 @@
+"""Shared helpers for the end-to-end MCP server tests.
+
+Every test talks to ``build_server(settings)`` through the SDK's in-memory ``Client``, exactly as
+an agent would, with the sandbox as TestIO. The truth an answer is checked against is the
+sandbox's ``world.snapshot()``; the sync history is read straight from ``sync_events``.
+
+Example::
+
+    with synced_sandbox(DatasetSpec(products=2), home, include_bugs=True) as mirrored:
+        ...
+    async with connect(mirrored.settings) as client:
+        products = await call(client, "list_products")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import re
+import sqlite3
+import time
+import unicodedata
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from mcp_types import CallToolResult
+
+from testio_mirror.sandbox import DatasetSpec, SandboxConfig, SandboxServer
+from testio_mirror.server import build_server
+from testio_mirror.settings import Settings, load_settings
+
+JSON = dict[str, Any]
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def make_settings(sandbox: SandboxServer, home: Path, **overrides: Any) -> Settings:
+    """Settings for ``sandbox``: no refresh loop, quick retries, every knob explicit."""
+    knobs: dict[str, Any] = {
+        "customer_api_token": sandbox.token,
+        "customer_api_base_url": sandbox.base_url,
+        "mirror_home": home,
+        "refresh_interval_seconds": 0,
+        "retry_max_attempts": 2,
+        "retry_max_delay_seconds": 0.05,
+        "http_timeout_seconds": 10.0,
+        "sync_lock_timeout_seconds": 5.0,
+        "log_level": "WARNING",
+    }
+    knobs.update(overrides)
+    return load_settings(**knobs)
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: Settings, *, initial_sync: bool = False) -> AsyncIterator[Client]:
+    """An MCP client connected in memory to a fresh server for ``settings``."""
+    async with Client(build_server(settings, initial_sync=initial_sync)) as client:
+        yield client
+
+
+def text_of(result: CallToolResult) -> str:
+    """All text blocks of a tool result, joined."""
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+async def call(client: Client, tool: str, args: JSON | None = None) -> JSON:
+    """Call a tool that must succeed; its structured answer."""
+    result = await client.call_tool(tool, args or {})
+    assert not result.is_error, f"{tool}({args}) failed: {text_of(result)}"
+    answer: JSON | None = result.structured_content
+    assert answer is not None, f"{tool} gave no structured content"
+    return answer
+
+
+async def call_error(client: Client, tool: str, args: JSON | None = None) -> str:
+    """Call a tool that must fail; the error text."""
+    result = await client.call_tool(tool, args or {})
+    assert result.is_error, f"{tool}({args}) should fail but answered {result.structured_content}"
+    return text_of(result)
+
+
+async def poll(
+    condition: Callable[[], Awaitable[bool]], seconds: float = 15.0, every: float = 0.05
+) -> bool:
+    """True as soon as ``await condition()`` holds; False when it still does not after
+    ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(every)
+    return True
+
+
+async def wait_idle(client: Client, seconds: float = 20.0) -> JSON:
+    """Poll ``sync_status`` until no sync runs; its last answer."""
+    latest: JSON = {}
+
+    async def idle() -> bool:
+        nonlocal latest
+        latest = await call(client, "sync_status")
+        return bool(latest["state"] != "running")
+
+    assert await poll(idle, seconds, every=0.1), f"the sync never ended: {latest}"
+    return latest
+
+
+def run_rows(settings: Settings) -> dict[str, str]:
+    """``run_id -> status`` of every run row in ``sync_events``, read straight from SQLite."""
+    uri = f"file:{settings.database_path}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        rows = conn.execute("SELECT run_id, status FROM sync_events WHERE kind = 'run'")
+        return {str(run_id): str(status) for run_id, status in rows}
+
+
+@dataclass
+class Mirrored:
+    """A sandbox and a mirror home already synced from it."""
+
+    sandbox: SandboxServer
+    settings: Settings
+    truth: JSON
+
+
+async def _sync_once(settings: Settings, include_bugs: bool) -> JSON:
+    async with connect(settings) as client:
+        return await call(client, "sync_data", {"include_bugs": include_bugs})
+
+
+@contextlib.contextmanager
+def synced_sandbox(dataset: DatasetSpec, home: Path, *, include_bugs: bool) -> Iterator[Mirrored]:
+    """A sandbox for ``dataset`` and a mirror synced from it through the ``sync_data`` tool.
+
+    The sync runs on its own thread and event loop, so a module-scoped fixture can use this."""
+    with SandboxServer(SandboxConfig(dataset=dataset)) as sandbox:
+        settings = make_settings(sandbox, home)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            answer = pool.submit(asyncio.run, _sync_once(settings, include_bugs)).result()
+        assert answer["result"]["status"] == "success", answer
+        yield Mirrored(sandbox, settings, sandbox.world.snapshot())
+
+
+def parse_time(text: str) -> datetime:
+    """A time as the sandbox or an answer writes it ("Z" or an offset)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def newest_first(items: Iterable[JSON], field: str) -> list[JSON]:
+    """Items ordered as the mirror pages them: by ``field`` (a time) then id, newest first."""
+    return sorted(items, key=lambda i: (parse_time(i[field]), i["id"]), reverse=True)
+
+
+def has_sections(product: JSON) -> bool:
+    """The API's rule: sections, or more than the default section."""
+    return bool(product["sections"]) or len(product["sections_with_default"]) > 1
+
+
+def words(text: str | None) -> list[str]:
+    """Lower-cased words without diacritics, as the search index tokenizes them."""
+    plain = unicodedata.normalize("NFKD", text or "")
+    plain = "".join(c for c in plain if not unicodedata.combining(c))
+    return [w.lower() for w in _WORD.findall(plain)]
+
+
+def bug_matches(bug: JSON, query: list[str]) -> bool:
+    """Does the search index find ``bug`` for these words (each a prefix of a word in its title
+    or results)?"""
+    tokens = words(bug["title"]) + words(bug["actual_result"]) + words(bug["expected_result"])
+    return all(any(t.startswith(q) for t in tokens) for q in query)
+
+
+async def pages(client: Client, tool: str, args: JSON, key: str) -> list[JSON]:
+    """Every item of a paged tool, following ``next_cursor`` to the end."""
+    found: list[JSON] = []
+    cursor: str | None = None
+    for _ in range(1000):
+        answer = await call(client, tool, {**args, "cursor": cursor} if cursor else args)
+        found.extend(answer[key])
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            assert answer["hint"] is None
+            return found
+        assert answer["hint"], "a page with more to come should say how to get it"
+    raise AssertionError(f"{tool} never reached its last page")
