@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from testio_mirror.store.cursor import decode_cursor, encode_cursor
+from testio_mirror.store.cursor import encode_cursor
 from testio_mirror.store.exploratory_tests import write_tests
+from testio_mirror.store.filters import Where
 from testio_mirror.store.readthrough import Local, OfflineError, read_through
 from testio_mirror.store.records import Answer, BugRecord, Freshness, Page, StatsGroup
 from testio_mirror.store.repository import ReadThroughRepository
@@ -269,25 +270,18 @@ class BugRepository(ReadThroughRepository):
             freshness = await self.ensure_fresh(test_ids)
         else:
             freshness = await self._collection_freshness(product_id)
-        where, params = _filters(
+        where = _filters(
             product_id, test_ids, feature_id, severities, statuses, known, since, until, text
         )
         if not include_deleted:
-            where.append("b.deleted_at IS NULL")
-        if cursor is not None:
-            reported, last_id = decode_cursor(cursor)
-            where.append(
-                "(coalesce(b.reported_at, '') < ? "
-                "OR (coalesce(b.reported_at, '') = ? AND b.id < ?))"
-            )
-            params.extend([reported, reported, last_id])
+            where.add("b.deleted_at IS NULL")
+        where.keyset("b.reported_at", "b.id", cursor)
         sql = (
-            f"SELECT b.*, {_NAMES} FROM bugs b"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + " ORDER BY coalesce(b.reported_at, '') DESC, b.id DESC LIMIT ?"
+            f"SELECT b.*, {_NAMES} FROM bugs b{where.sql}"
+            " ORDER BY coalesce(b.reported_at, '') DESC, b.id DESC LIMIT ?"
         )
         async with self._db.reader() as conn:
-            rows = list(await conn.execute_fetchall(sql, (*params, limit + 1)))
+            rows = list(await conn.execute_fetchall(sql, (*where.params, limit + 1)))
         items = [_record(r, include_raw) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
@@ -325,17 +319,17 @@ class BugRepository(ReadThroughRepository):
         else:
             freshness = await self._collection_freshness(product_id)
         key, label = GROUPS[group_by]
-        where, params = _filters(product_id, test_ids, None, None, None, None, since, until, None)
-        where.append("b.deleted_at IS NULL")
+        where = _filters(product_id, test_ids, None, None, None, None, since, until, None)
+        where.add("b.deleted_at IS NULL")
         sql = (
             f"SELECT {key} AS key, {label} AS label, count(*) AS total, "
             "sum(b.status = 'accepted') AS accepted, sum(b.status = 'rejected') AS rejected, "
             "sum(b.status = 'forwarded') AS forwarded FROM bugs b "
-            "LEFT JOIN features f ON f.id = b.feature_id LEFT JOIN tests t ON t.id = b.test_id "
-            f"WHERE {' AND '.join(where)} GROUP BY {key} ORDER BY total DESC, key"
+            "LEFT JOIN features f ON f.id = b.feature_id LEFT JOIN tests t ON t.id = b.test_id"
+            f"{where.sql} GROUP BY {key} ORDER BY total DESC, key"
         )
         async with self._db.reader() as conn:
-            rows = await conn.execute_fetchall(sql, params)
+            rows = await conn.execute_fetchall(sql, where.params)
         groups = []
         for row in rows:
             decided = row["accepted"] + row["rejected"]
@@ -471,40 +465,25 @@ def _filters(
     since: datetime | None,
     until: datetime | None,
     text: str | None,
-) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if product_id is not None:
-        where.append("b.product_id = ?")
-        params.append(product_id)
+) -> Where:
+    where = Where()
+    where.equal("b.product_id", product_id)
     if test_ids:
-        where.append("b.test_id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(list(test_ids)))
-    if feature_id is not None:
-        where.append("b.feature_id = ?")
-        params.append(feature_id)
-    for column, values in (("b.severity", severities), ("b.status", statuses)):
-        if values:
-            where.append(f"{column} IN ({','.join('?' * len(values))})")
-            params.extend(values)
-    if known is not None:
-        where.append("b.known = ?")
-        params.append(int(known))
-    if since is not None:
-        where.append("b.reported_at >= ?")
-        params.append(to_db(since))
-    if until is not None:
-        where.append("b.reported_at < ?")
-        params.append(to_db(until))
+        where.add("b.test_id IN (SELECT value FROM json_each(?))", json.dumps(list(test_ids)))
+    where.equal("b.feature_id", feature_id)
+    where.among("b.severity", severities)
+    where.among("b.status", statuses)
+    where.equal("b.known", None if known is None else int(known))
+    where.since("b.reported_at", since)
+    where.until("b.reported_at", until)
     if text is not None:
         query = fts_query(text)
-        # No searchable word: match nothing rather than everything.
-        where.append(
-            "b.id IN (SELECT entity_id FROM search_index WHERE search_index MATCH ? "
-            "AND kind = 'bug')"
-            if query
-            else "0"
-        )
-        if query:
-            params.append(query)
-    return where, params
+        if query is None:
+            where.add("0")  # no searchable word: match nothing rather than everything
+        else:
+            where.add(
+                "b.id IN (SELECT entity_id FROM search_index WHERE search_index MATCH ? "
+                "AND kind = 'bug')",
+                query,
+            )
+    return where

@@ -9,7 +9,8 @@ from typing import Any
 
 import aiosqlite
 
-from testio_mirror.store.cursor import decode_cursor, encode_cursor
+from testio_mirror.store.cursor import encode_cursor
+from testio_mirror.store.filters import Where
 from testio_mirror.store.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, Freshness, Page, TestRecord
@@ -201,36 +202,21 @@ class TestRepository(ReadThroughRepository):
             CursorError: ``cursor`` is not one this mirror handed out.
         """
         limit = max(1, min(limit, MAX_LIMIT))
-        where: list[str] = []
-        params: list[Any] = []
+        where = Where()
         if not include_deleted:
-            where.append("deleted_at IS NULL")
-        if product_id is not None:
-            where.append("product_id = ?")
-            params.append(product_id)
-        if statuses:
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params.extend(statuses)
-        if testing_type is not None:
-            where.append("testing_type = ?")
-            params.append(testing_type)
-        if since is not None:
-            where.append("end_at >= ?")
-            params.append(to_db(since))
-        if until is not None:
-            where.append("end_at < ?")
-            params.append(to_db(until))
-        if cursor is not None:
-            end_at, last_id = decode_cursor(cursor)
-            where.append("(coalesce(end_at, '') < ? OR (coalesce(end_at, '') = ? AND id < ?))")
-            params.extend([end_at, end_at, last_id])
+            where.add("deleted_at IS NULL")
+        where.equal("product_id", product_id)
+        where.among("status", statuses)
+        where.equal("testing_type", testing_type)
+        where.since("end_at", since)
+        where.until("end_at", until)
+        where.keyset("end_at", "id", cursor)
         query = (
-            f"SELECT *, {_PRODUCT_NAME} FROM tests"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + " ORDER BY coalesce(end_at, '') DESC, id DESC LIMIT ?"
+            f"SELECT *, {_PRODUCT_NAME} FROM tests{where.sql}"
+            " ORDER BY coalesce(end_at, '') DESC, id DESC LIMIT ?"
         )
         async with self._db.reader() as conn:
-            rows = list(await conn.execute_fetchall(query, (*params, limit + 1)))
+            rows = list(await conn.execute_fetchall(query, (*where.params, limit + 1)))
             features = await _feature_ids(conn, [r["id"] for r in rows[:limit]])
             freshness = await listing_freshness(conn, self._policy, product_id)
         items = [_record(r, features.get(r["id"], []), False) for r in rows[:limit]]

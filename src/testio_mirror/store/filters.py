@@ -1,0 +1,66 @@
+"""Building WHERE clauses from optional filters, with every value bound as a parameter.
+
+Example::
+
+    where = Where()
+    where.equal("product_id", product_id)       # skipped when product_id is None
+    where.among("status", statuses)             # skipped when empty
+    where.since("end_at", since)                # end_at >= since
+    where.keyset("end_at", cursor)              # rows after the cursor, newest first
+    sql = f"SELECT * FROM tests{where.sql}"     # " WHERE ... AND ..."
+    rows = await conn.execute_fetchall(sql, where.params)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from testio_mirror.store.cursor import decode_cursor
+from testio_mirror.store.timefmt import to_db
+
+
+class Where:
+    """Conditions joined with AND; column names are the store's own, values always bound."""
+
+    def __init__(self) -> None:
+        self.conditions: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, condition: str, *params: Any) -> None:
+        self.conditions.append(condition)
+        self.params.extend(params)
+
+    def equal(self, column: str, value: Any) -> None:
+        if value is not None:
+            self.add(f"{column} = ?", value)
+
+    def among(self, column: str, values: Sequence[Any] | None) -> None:
+        if values:
+            self.add(f"{column} IN ({','.join('?' * len(values))})", *values)
+
+    def since(self, column: str, moment: datetime | None) -> None:
+        if moment is not None:
+            self.add(f"{column} >= ?", to_db(moment))
+
+    def until(self, column: str, moment: datetime | None) -> None:
+        if moment is not None:
+            self.add(f"{column} < ?", to_db(moment))
+
+    def keyset(self, column: str, id_column: str, cursor: str | None) -> None:
+        """Rows after the cursor in ``ORDER BY coalesce(column, '') DESC, id DESC``.
+
+        Raises:
+            CursorError: a cursor this mirror did not hand out.
+        """
+        if cursor is None:
+            return
+        value, last_id = decode_cursor(cursor)
+        key = f"coalesce({column}, '')"
+        self.add(f"({key} < ? OR ({key} = ? AND {id_column} < ?))", value, value, last_id)
+
+    @property
+    def sql(self) -> str:
+        """`` WHERE a AND b``, or nothing without conditions."""
+        return f" WHERE {' AND '.join(self.conditions)}" if self.conditions else ""
