@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 SANDBOX_ARGS ?=
+DATASET ?= S
+BENCH_ARGS ?=
 
-.PHONY: help install demo test lint format sandbox clean
+.PHONY: help install demo test lint format sandbox bench clean
 
 help:
 	@echo "make demo     run the main job against the built-in sandbox"
@@ -16,6 +18,7 @@ help:
 	@echo "make lint     ruff check, ruff format --check, mypy --strict"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make sandbox  serve the simulated TestIO API (SANDBOX_ARGS='--port 9000 ...')"
+	@echo "make bench    measure speed and memory (DATASET=S|M, BENCH_ARGS='--repeat 5')"
 	@echo "make clean    remove .venv and caches"
 
 $(STAMP): pyproject.toml
@@ -34,16 +37,19 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
 
 sandbox: $(STAMP)
 	$(BIN)/testio-mirror sandbox $(SANDBOX_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py --dataset $(DATASET) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

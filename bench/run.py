@@ -1,0 +1,350 @@
+"""``make bench``: speed and memory of testio-mirror through its real entry points.
+
+Starts ``testio-mirror sandbox`` (a separate process) with a fixed latency and a named dataset,
+then measures each workload several times through the ``testio-mirror`` CLI and the MCP server
+over stdio with a real client, prints a table (median, min, max) and writes JSON to
+``bench/results/``.
+
+    python bench/run.py --dataset S --latency-ms 50 --repeat 3
+
+Workloads: W1 first full sync, W2 second sync with nothing changed, W3 bugs of every test,
+W4 server start-up to the ``tools/list`` answer, W5 query latency on a synced mirror,
+W6 worst query latency while a full sync runs. W1 to W3 also show the floor: the fewest requests
+the API's shape allows, times the latency, divided by the concurrency limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from testio_mirror.sandbox.dataset import PRESETS
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+TOKEN = "bench-token"
+PAGE_SIZE = 25
+BUG_BATCH = 15
+CONCURRENCY = 10
+QUERY_CALLS = 100
+
+TARGETS = {  # dataset S, 50 ms latency (issue 7)
+    "W1 seconds": 1.5,
+    "W1 peak RSS MB": 70,
+    "W2 seconds": 0.6,
+    "W2 requests": 11,
+    "W3 seconds": 1.5,
+    "W3 peak RSS MB": 90,
+    "W4 seconds": 1.0,
+    "W6 worst ms": 50,
+}
+
+
+@dataclass
+class Series:
+    """Repeated measurements of one metric."""
+
+    name: str
+    values: list[float] = field(default_factory=list)
+    floor: float | None = None
+
+    def row(self) -> dict[str, Any]:
+        median = statistics.median(self.values) if self.values else math.nan
+        return {
+            "metric": self.name,
+            "median": median,
+            "min": min(self.values, default=math.nan),
+            "max": max(self.values, default=math.nan),
+            "floor": self.floor,
+            "ratio": median / self.floor if self.floor else None,
+            "target": TARGETS.get(self.name),
+            "values": self.values,
+        }
+
+
+class Sandbox:
+    """``testio-mirror sandbox`` in its own process, stopped through its handle."""
+
+    def __init__(self, dataset: str, latency_ms: float) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "testio_mirror",
+                "sandbox",
+                "--port",
+                "0",
+                "--token",
+                TOKEN,
+                "--dataset",
+                dataset,
+                "--latency-ms",
+                str(latency_ms),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.base_url = ""
+        for line in self.process.stdout:
+            found = re.search(r"base URL\s+(\S+)", line)
+            if found:
+                self.base_url = found.group(1)
+            if "Ctrl-C" in line:
+                break
+        if not self.base_url:
+            self.stop()
+            raise RuntimeError("the sandbox did not start")
+        self.admin = self.base_url.removesuffix("/customer/v2") + "/_sandbox"
+        self.headers = {"Authorization": f"Token {TOKEN}"}
+
+    def clear_requests(self) -> None:
+        httpx.delete(f"{self.admin}/requests", headers=self.headers, timeout=30).raise_for_status()
+
+    def requests(self) -> int:
+        answer = httpx.get(f"{self.admin}/requests", headers=self.headers, timeout=60)
+        answer.raise_for_status()
+        return len(answer.json()["requests"])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+
+
+def environment(sandbox: Sandbox, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    env.update(
+        TESTIO_CUSTOMER_API_TOKEN=TOKEN,
+        TESTIO_CUSTOMER_API_BASE_URL=sandbox.base_url,
+        TESTIO_MIRROR_HOME=str(home),
+        TESTIO_REFRESH_INTERVAL_SECONDS="0",
+        TESTIO_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run ``testio-mirror <args>``; returns (wall seconds, peak RSS in MB) of that process.
+
+    Raises:
+        RuntimeError: the command failed.
+    """
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "testio_mirror", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            out.seek(0)
+            raise RuntimeError(f"testio-mirror {' '.join(args)} exited {process.returncode}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def floors(dataset: str, latency_s: float) -> dict[str, tuple[int, float]]:
+    """Fewest requests and the floor time for W1, W2, W3 of a dataset."""
+    sizes = PRESETS[dataset]
+    products, tests = sizes["products"], sizes["tests_per_product"]
+    sections = 2  # the first product has two sections: one features request each
+    feature_requests = (products - 1) + sections
+    pages = tests // PAGE_SIZE + 1  # the end shows as a short or empty page
+    w1 = 1 + feature_requests + products * pages
+    w2 = 1 + products
+    w3 = 1 + math.ceil(products * tests / BUG_BATCH)
+    return {
+        name: (count, count * latency_s / CONCURRENCY)
+        for name, count in (("W1", w1), ("W2", w2), ("W3", w3))
+    }
+
+
+def server_params(env: dict[str, str], initial_sync: bool = True) -> StdioServerParameters:
+    args = ["-m", "testio_mirror", "serve"]
+    if not initial_sync:
+        args.append("--no-initial-sync")
+    return StdioServerParameters(command=sys.executable, args=args, env=env)
+
+
+async def startup_seconds(env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    async with Client(server_params(env)) as client:
+        await client.list_tools()
+        return time.perf_counter() - started
+
+
+async def _timed(client: Client, tool: str, arguments: dict[str, Any]) -> float:
+    started = time.perf_counter()
+    result = await client.call_tool(tool, arguments)
+    elapsed = (time.perf_counter() - started) * 1000
+    if result.is_error:
+        raise RuntimeError(f"{tool} failed: {result.content}")
+    return elapsed
+
+
+async def _query_mix(client: Client) -> list[tuple[str, dict[str, Any]]]:
+    tests = await client.call_tool("list_tests", {"product_id": 101, "limit": 1})
+    assert tests.structured_content is not None
+    test_id = tests.structured_content["tests"][0]["id"]
+    return [
+        ("list_products", {}),
+        ("list_tests", {"product_id": 101, "limit": 20}),
+        ("get_test", {"test_id": test_id}),
+        ("list_bugs", {"product_id": 101, "severity": ["critical"], "limit": 20}),
+        ("search", {"query": "checkout crashes"}),
+        ("bug_stats", {"group_by": "severity", "product_id": 101}),
+    ]
+
+
+async def query_latencies(env: dict[str, str]) -> dict[str, list[float]]:
+    async with Client(server_params(env, initial_sync=False)) as client:
+        timings: dict[str, list[float]] = {}
+        for tool, arguments in await _query_mix(client):
+            await _timed(client, tool, arguments)  # warm up
+            timings[tool] = [await _timed(client, tool, arguments) for _ in range(QUERY_CALLS)]
+        return timings
+
+
+async def latencies_during_sync(env: dict[str, str]) -> list[float]:
+    async with Client(server_params(env, initial_sync=False)) as client:
+        mix = await _query_mix(client)
+        sync = asyncio.create_task(client.call_tool("sync_data", {"force": True}))
+        timings: list[float] = []
+        while not sync.done():
+            for tool, arguments in mix:
+                timings.append(await _timed(client, tool, arguments))
+        await sync
+        return timings
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=sorted(PRESETS), default="S")
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip", default="", help="workloads to skip, e.g. W5,W6")
+    args = parser.parse_args()
+    skip = {w.strip().upper() for w in args.skip.split(",") if w.strip()}
+    latency = args.latency_ms / 1000
+    floor = floors(args.dataset, latency)
+    series: dict[str, Series] = {}
+
+    def record(name: str, value: float, floor_value: float | None = None) -> None:
+        series.setdefault(name, Series(name, floor=floor_value)).values.append(value)
+
+    print(f"starting the sandbox: dataset {args.dataset}, {args.latency_ms:.0f} ms per request")
+    sandbox = Sandbox(args.dataset, args.latency_ms)
+    work = Path(tempfile.mkdtemp(prefix="testio-bench-"))
+    try:
+        for repeat in range(args.repeat):
+            home = work / f"run{repeat}"
+            env = environment(sandbox, home)
+            sandbox.clear_requests()
+            wall, rss = run_cli(["sync", "--json"], env)
+            record("W1 seconds", wall, floor["W1"][1])
+            record("W1 requests", sandbox.requests(), floor["W1"][0])
+            record("W1 peak RSS MB", rss)
+            sandbox.clear_requests()
+            wall, _ = run_cli(["sync", "--json"], env)
+            record("W2 seconds", wall, floor["W2"][1])
+            record("W2 requests", sandbox.requests(), floor["W2"][0])
+            if "W3" not in skip:
+                sandbox.clear_requests()
+                wall, rss = run_cli(["sync", "--bugs", "--json"], env)
+                record("W3 seconds", wall, floor["W3"][1])
+                record("W3 requests", sandbox.requests(), floor["W3"][0])
+                record("W3 peak RSS MB", rss)
+            if "W4" not in skip:
+                record(
+                    "W4 seconds",
+                    asyncio.run(startup_seconds(environment(sandbox, work / f"w4-{repeat}"))),
+                )
+            print(f"  repeat {repeat + 1}/{args.repeat} done")
+        synced = environment(sandbox, work / "run0")
+        if "W5" not in skip:
+            for tool, values in asyncio.run(query_latencies(synced)).items():
+                record(f"W5 {tool} p50 ms", percentile(values, 0.5))
+                record(f"W5 {tool} p95 ms", percentile(values, 0.95))
+        if "W6" not in skip:
+            during = asyncio.run(latencies_during_sync(synced))
+            record("W6 worst ms", max(during))
+            record("W6 p95 ms", percentile(during, 0.95))
+    finally:
+        sandbox.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [s.row() for s in series.values()]
+    _print_table(rows, args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = RESULTS / f"{stamp}-{args.dataset}.json"
+    target.write_text(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "latency_ms": args.latency_ms,
+                "repeat": args.repeat,
+                "machine": {
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                },
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"written {target.relative_to(ROOT)}")
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(f"\ndataset {args.dataset}, {args.latency_ms:.0f} ms latency, {args.repeat} repeats")
+    header = (
+        f"{'metric':28} {'median':>9} {'min':>9} {'max':>9} {'floor':>9} {'ratio':>6} {'target':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        floor = f"{row['floor']:.3f}" if row["floor"] is not None else "-"
+        ratio = f"{row['ratio']:.1f}" if row["ratio"] is not None else "-"
+        target = f"{row['target']}" if row["target"] is not None else "-"
+        print(
+            f"{row['metric']:28} {row['median']:9.3f} {row['min']:9.3f} {row['max']:9.3f} "
+            f"{floor:>9} {ratio:>6} {target:>7}"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
