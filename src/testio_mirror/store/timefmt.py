@@ -20,7 +20,8 @@ def from_db(text: str | None) -> datetime | None:
     """The aware UTC datetime of a stored time."""
     if text is None:
         return None
-    return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)
+    # fromisoformat reads "...Z" since Python 3.11, and is far quicker than strptime.
+    return datetime.fromisoformat(text)
 
 
 def utc_now() -> datetime:
