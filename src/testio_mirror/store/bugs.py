@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from testio_mirror.store.cursor import encode_cursor
+from testio_mirror.store.cursor import next_cursor
 from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.filters import Where
 from testio_mirror.store.readthrough import Local, OfflineError, read_through
 from testio_mirror.store.records import Answer, BugRecord, Freshness, Page, StatsGroup
 from testio_mirror.store.repository import ReadThroughRepository
 from testio_mirror.store.search import fts_query
-from testio_mirror.store.timefmt import from_db, to_db
+from testio_mirror.store.timefmt import from_db, required_from_db, to_db
 from testio_mirror.store.upsert import (
     WriteStats,
     canonical_json,
@@ -167,8 +167,6 @@ async def write_bugs(
 
 
 def _record(row: aiosqlite.Row, include_raw: bool) -> BugRecord:
-    fetched = from_db(row["fetched_at"])
-    assert fetched is not None
     return BugRecord(
         id=row["id"],
         test_id=row["test_id"],
@@ -190,7 +188,7 @@ def _record(row: aiosqlite.Row, include_raw: bool) -> BugRecord:
         feature_title=row["feature_title"],
         product_name=row["product_name"],
         deleted=row["deleted_at"] is not None,
-        fetched_at=fetched,
+        fetched_at=required_from_db(row["fetched_at"]),
         raw=json.loads(row["raw"]) if include_raw else None,
     )
 
@@ -283,11 +281,9 @@ class BugRepository(ReadThroughRepository):
         async with self._db.reader() as conn:
             rows = list(await conn.execute_fetchall(sql, (*where.params, limit + 1)))
         items = [_record(r, include_raw) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(last["reported_at"] or "", last["id"])
-        return Page(items=items, next_cursor=next_cursor, freshness=freshness)
+        return Page(
+            items=items, next_cursor=next_cursor(rows, limit, "reported_at"), freshness=freshness
+        )
 
     async def counts_for_test(self, test_id: int) -> dict[str, dict[str, int]]:
         """``{"severity": {...}, "status": {...}}`` counts of a test's bugs in the mirror."""

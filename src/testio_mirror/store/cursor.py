@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from testio_mirror.errors import MirrorError
@@ -36,3 +38,11 @@ def decode_cursor(cursor: str) -> tuple[Any, int]:
     ):
         raise CursorError("invalid cursor: pass back the next_cursor of a previous answer")
     return sort_value, item_id
+
+
+def next_cursor(rows: Sequence[sqlite3.Row], limit: int, sort_column: str) -> str | None:
+    """The cursor after a page of ``limit`` rows, when the query found one row more."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor(last[sort_column] or "", last["id"])

@@ -9,13 +9,13 @@ from typing import Any
 
 import aiosqlite
 
-from testio_mirror.store.cursor import encode_cursor
+from testio_mirror.store.cursor import next_cursor
 from testio_mirror.store.filters import Where
 from testio_mirror.store.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, Freshness, Page, TestRecord
 from testio_mirror.store.repository import ReadThroughRepository
-from testio_mirror.store.timefmt import from_db, to_db
+from testio_mirror.store.timefmt import from_db, required_from_db, to_db
 from testio_mirror.store.upsert import (
     WriteStats,
     canonical_json,
@@ -123,8 +123,6 @@ async def tombstone_tests(
 
 
 def _record(row: aiosqlite.Row, feature_ids: list[int], include_raw: bool) -> TestRecord:
-    fetched = from_db(row["fetched_at"])
-    assert fetched is not None
     return TestRecord(
         id=row["id"],
         product_id=row["product_id"],
@@ -143,7 +141,7 @@ def _record(row: aiosqlite.Row, feature_ids: list[int], include_raw: bool) -> Te
         submitted_by=row["submitted_by"],
         feature_ids=feature_ids,
         deleted=row["deleted_at"] is not None,
-        fetched_at=fetched,
+        fetched_at=required_from_db(row["fetched_at"]),
         bugs_fetched_at=from_db(row["bugs_fetched_at"]),
         raw=json.loads(row["raw"]) if include_raw else None,
     )
@@ -220,11 +218,9 @@ class TestRepository(ReadThroughRepository):
             features = await _feature_ids(conn, [r["id"] for r in rows[:limit]])
             freshness = await listing_freshness(conn, self._policy, product_id)
         items = [_record(r, features.get(r["id"], []), False) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(last["end_at"] or "", last["id"])
-        return Page(items=items, next_cursor=next_cursor, freshness=freshness)
+        return Page(
+            items=items, next_cursor=next_cursor(rows, limit, "end_at"), freshness=freshness
+        )
 
     async def _load(self, test_id: int, include_raw: bool) -> Local[TestRecord] | None:
         async with self._db.reader() as conn:

@@ -12,7 +12,7 @@ from testio_mirror.store.products import write_products
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, FeatureRecord
 from testio_mirror.store.repository import ReadThroughRepository
-from testio_mirror.store.timefmt import from_db
+from testio_mirror.store.timefmt import from_db, required_from_db
 from testio_mirror.store.upsert import (
     WriteStats,
     canonical_json,
@@ -63,8 +63,6 @@ async def write_features(
 
 
 def _record(row: aiosqlite.Row) -> FeatureRecord:
-    fetched = from_db(row["fetched_at"])
-    assert fetched is not None
     return FeatureRecord(
         id=row["id"],
         product_id=row["product_id"],
@@ -73,7 +71,7 @@ def _record(row: aiosqlite.Row) -> FeatureRecord:
         howtofind=row["howtofind"],
         user_stories=json.loads(row["user_stories"]),
         deleted=row["deleted_at"] is not None,
-        fetched_at=fetched,
+        fetched_at=required_from_db(row["fetched_at"]),
     )
 
 

@@ -10,7 +10,7 @@ import aiosqlite
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, ProductRecord
 from testio_mirror.store.repository import ReadThroughRepository
-from testio_mirror.store.timefmt import from_db
+from testio_mirror.store.timefmt import from_db, required_from_db
 from testio_mirror.store.upsert import (
     WriteStats,
     canonical_json,
@@ -82,8 +82,6 @@ async def write_products(
 
 
 def _record(row: aiosqlite.Row, section_ids: list[int]) -> ProductRecord:
-    fetched = from_db(row["fetched_at"])
-    assert fetched is not None
     return ProductRecord(
         id=row["id"],
         name=row["name"],
@@ -92,7 +90,7 @@ def _record(row: aiosqlite.Row, section_ids: list[int]) -> ProductRecord:
         has_sections=bool(row["has_sections"]),
         section_ids=section_ids,
         deleted=row["deleted_at"] is not None,
-        fetched_at=fetched,
+        fetched_at=required_from_db(row["fetched_at"]),
     )
 
 

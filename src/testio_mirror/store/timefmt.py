@@ -24,5 +24,12 @@ def from_db(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text)
 
 
+def required_from_db(text: str) -> datetime:
+    """A stored time from a NOT NULL column."""
+    moment = from_db(text)
+    assert moment is not None
+    return moment
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
