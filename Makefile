@@ -10,11 +10,12 @@ SANDBOX_ARGS ?=
 DATASET ?= S
 BENCH_ARGS ?=
 
-.PHONY: help install demo test lint format sandbox bench clean
+.PHONY: help install demo test reliability lint format sandbox bench clean
 
 help:
 	@echo "make demo     run the main job against the built-in sandbox"
 	@echo "make test     run the whole test suite"
+	@echo "make reliability  the long reliability suite (faults, crashes, concurrency, hostile input)"
 	@echo "make lint     ruff check, ruff format --check, mypy --strict"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make sandbox  serve the simulated TestIO API (SANDBOX_ARGS='--port 9000 ...')"
@@ -35,6 +36,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+reliability: $(STAMP)
+	TESTIO_RELIABILITY=long $(BIN)/python -m pytest tests/reliability --timeout 1800 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
