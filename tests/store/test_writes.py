@@ -3,6 +3,7 @@ derived columns (reject reasons, users, sections, test features) and WriteStats.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from testio_mirror.store import (
     write_reject_reasons,
     write_tests,
 )
+from testio_mirror.store.upsert import canonical_json, content_hash, hash_canonical
 from testio_mirror.upstream.models import ExploratoryTest
 from tests.store.builders import (
     STAMP_1,
@@ -270,6 +272,22 @@ async def test_sections_are_written_with_the_default_flagged(
     assert flags == {101: 1, 102: 0}
 
 
+async def test_each_section_keeps_its_own_json(db: Database, world: SandboxWorld) -> None:
+    products = products_of(world)
+    async with db.transaction() as conn:
+        await write_products(conn, products, STAMP_1, complete=True)
+        stored = await column_by_id(conn, "sections", "raw")
+        hashes = await column_by_id(conn, "sections", "content_hash")
+    sent = {
+        item["id"]: item
+        for p in products
+        for key in ("sections_with_default", "sections")
+        for item in p.raw.get(key) or []
+    }
+    assert {sid: json.loads(text) for sid, text in stored.items()} == sent
+    assert len(set(hashes.values())) == len(hashes)  # different sections, different digests
+
+
 async def test_test_features_follow_the_tests_features(db: Database, world: SandboxWorld) -> None:
     raw = world.test(listing_of(world, 101)[0].id)
     extra = {"id": 1, "feature_id": 29_999, "title": "Extra"}
@@ -302,6 +320,19 @@ async def test_a_test_without_any_product_is_refused(db: Database, world: Sandbo
             await write_tests(conn, listing_of(world, 101)[:1], STAMP_1)
     async with db.reader() as conn:
         assert await column_by_id(conn, "tests", "id") == {}
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ({"b": [1, {"z": None, "a": "é"}], "a": 2.5}, 105, "duplicate"),
+        ({}, None, None),
+        ("text", [], True),
+    ],
+)
+def test_hashing_from_canonical_text_matches_hashing_the_values(parts: tuple[object, ...]) -> None:
+    # Rows hash the raw text they already serialised; stored digests must not change with it.
+    assert hash_canonical(*(canonical_json(p) for p in parts)) == content_hash(*parts)
 
 
 def test_write_stats_add_up() -> None:

@@ -20,20 +20,23 @@ from testio_mirror.upstream import (
     TestFeature,
     UserStory,
     WireModel,
+    WirePart,
 )
 
 INSTANT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 EVERY_MODEL: list[tuple[type[WireModel], dict[str, Any]]] = [
-    (Ref, {"id": 1}),
-    (Section, {"id": 1}),
     (Product, {"id": 1}),
     (Feature, {"id": 1}),
     (UserStory, {"id": 1}),
-    (TestFeature, {"id": 1}),
     (ExploratoryTest, {"id": 1}),
-    (BugComment, {"id": 1}),
     (Bug, {"id": 1}),
     (RejectReason, {"key": "dup"}),
+]
+EVERY_PART: list[tuple[type[WirePart], dict[str, Any]]] = [
+    (Ref, {"id": 1}),
+    (Section, {"id": 1}),
+    (TestFeature, {"id": 1}),
+    (BugComment, {"id": 1}),
 ]
 
 
@@ -47,6 +50,17 @@ def test_unknown_fields_are_kept_and_raw_is_the_input(
     assert item.raw == data
 
 
+@pytest.mark.parametrize(("part", "minimal"), EVERY_PART)
+def test_parts_keep_unknown_fields_and_their_json_stays_in_the_entity(
+    part: type[WirePart], minimal: dict[str, Any]
+) -> None:
+    data = {**minimal, "brand_new": [1], "flag": None}
+    assert part.model_validate(data).model_extra == {"brand_new": [1], "flag": None}
+    bug = Bug.from_wire({"id": 7, "comments": [data], "author": data})
+    assert bug.raw["comments"] == [data]
+    assert bug.raw["author"] == data
+
+
 @pytest.mark.parametrize("model", [m for m, _ in EVERY_MODEL])
 @pytest.mark.parametrize("data", [[], "text", None, 5, [{"id": 1}]])
 def test_from_wire_of_a_non_object_is_a_bad_response(model: type[WireModel], data: Any) -> None:
@@ -57,8 +71,8 @@ def test_from_wire_of_a_non_object_is_a_bad_response(model: type[WireModel], dat
 @pytest.mark.parametrize(
     ("model", "data"),
     [
-        (Section, {"name": "x"}),
         (Product, {"name": "x"}),
+        (Product, {"id": 1, "sections": [{"name": "no id"}]}),
         (Feature, {}),
         (UserStory, {"title": "x"}),
         (ExploratoryTest, {"test_title": "x"}),
@@ -140,7 +154,7 @@ def test_null_lists_become_empty() -> None:
     product = Product.from_wire({"id": 1, "sections": None, "sections_with_default": None})
     assert (product.sections, product.sections_with_default) == ([], [])
     assert Feature.from_wire({"id": 1, "user_stories": None}).user_stories == []
-    assert TestFeature.from_wire({"id": 1, "user_stories": None}).user_stories == []
+    assert TestFeature.model_validate({"id": 1, "user_stories": None}).user_stories == []
 
 
 def test_test_reads_the_long_field_names() -> None:
@@ -162,7 +176,7 @@ def test_test_reads_the_long_field_names() -> None:
 
 
 def test_names_sent_as_objects_keep_the_readable_part() -> None:
-    assert Section.from_wire({"id": 1, "name": {"name": "Checkout"}}).name == "Checkout"
+    assert Section.model_validate({"id": 1, "name": {"name": "Checkout"}}).name == "Checkout"
     assert Feature.from_wire({"id": 1, "title": {"title": "Search"}}).title == "Search"
 
 

@@ -22,7 +22,7 @@ from testio_mirror.store.upsert import (
     WriteStats,
     canonical_json,
     chunks,
-    content_hash,
+    hash_canonical,
     record_users,
     tombstone_missing,
     upsert,
@@ -79,6 +79,8 @@ def _row(bug: Bug, test_products: dict[int, int], reasons: list[RejectReason]) -
     if product_id is None and bug.test_id is not None:
         product_id = test_products.get(bug.test_id)
     reason = bug.reject_reason(reasons)
+    reason_key = reason.key if reason else None
+    raw = canonical_json(bug.raw)
     return (
         bug.id,
         bug.test_id,
@@ -95,10 +97,10 @@ def _row(bug: Bug, test_products: dict[int, int], reasons: list[RejectReason]) -
         to_db(bug.reported_at),
         to_db(bug.exported_at),
         bug.author.name if bug.author else None,
-        reason.key if reason else None,
-        canonical_json(bug.raw),
+        reason_key,
+        raw,
         # The derived reason is part of the content: reasons learned later must fill it in.
-        content_hash(bug.raw, product_id, reason.key if reason else None),
+        hash_canonical(raw, canonical_json(product_id), canonical_json(reason_key)),
     )
 
 

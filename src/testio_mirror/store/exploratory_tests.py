@@ -20,7 +20,7 @@ from testio_mirror.store.upsert import (
     WriteStats,
     canonical_json,
     chunks,
-    content_hash,
+    hash_canonical,
     record_users,
     tombstone_missing,
     upsert,
@@ -50,8 +50,12 @@ _PRODUCT_NAME = "(SELECT name FROM products WHERE products.id = tests.product_id
 
 
 def _row(product_id: int, test: ExploratoryTest) -> tuple[Any, ...]:
+    raw = canonical_json(test.raw)
     # Listings leave out "product" and the detail has it: the same test must hash the same.
-    content = {key: value for key, value in test.raw.items() if key != "product"}
+    if "product" in test.raw:
+        content = canonical_json({k: v for k, v in test.raw.items() if k != "product"})
+    else:
+        content = raw
     return (
         test.id,
         product_id,
@@ -67,8 +71,8 @@ def _row(product_id: int, test: ExploratoryTest) -> tuple[Any, ...]:
         test.review_status,
         test.created_by,
         test.submitted_by,
-        canonical_json(test.raw),
-        content_hash(content, product_id),
+        raw,
+        hash_canonical(content, canonical_json(product_id)),
     )
 
 

@@ -19,7 +19,7 @@ from testio_mirror.store.upsert import (
     tombstone_missing,
     upsert,
 )
-from testio_mirror.upstream.models import Product
+from testio_mirror.upstream.models import Product, Section
 
 PRODUCT_COLUMNS = (
     "id",
@@ -49,17 +49,25 @@ def _product_row(product: Product) -> tuple[Any, ...]:
 
 
 def _section_rows(product: Product) -> list[tuple[Any, ...]]:
-    sections = {s.id: s for s in [*product.sections_with_default, *product.sections]}
+    # Sections are parts of the product: each one's JSON is the matching item of the product's
+    # raw list (validation keeps the lists' order and length).
+    sections: dict[int, tuple[Section, dict[str, Any]]] = {}
+    for key, parsed in (
+        ("sections_with_default", product.sections_with_default),
+        ("sections", product.sections),
+    ):
+        for section, data in zip(parsed, product.raw.get(key) or [], strict=True):
+            sections[section.id] = (section, data)
     return [
         (
             section.id,
             product.id,
             section.name,
             int(section.id == product.default_section_id),
-            canonical_json(section.raw),
-            content_hash(section.raw, product.id),
+            canonical_json(data),
+            content_hash(data, product.id),
         )
-        for section in sections.values()
+        for section, data in sections.values()
     ]
 
 

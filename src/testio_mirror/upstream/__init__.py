@@ -27,6 +27,7 @@ from testio_mirror.upstream.models import (
     TestFeature,
     UserStory,
     WireModel,
+    WirePart,
 )
 from testio_mirror.upstream.paging import TestListingPage, TestPager
 from testio_mirror.upstream.retry import RetryPolicy, parse_retry_after
@@ -58,6 +59,7 @@ __all__ = [
     "UpstreamUnavailableError",
     "UserStory",
     "WireModel",
+    "WirePart",
     "parse_retry_after",
     "redacted",
 ]

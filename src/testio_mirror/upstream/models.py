@@ -67,12 +67,20 @@ Steps = Annotated[list[str], BeforeValidator(_steps)]
 Text = Annotated[str | None, BeforeValidator(_text)]
 
 
-class WireModel(BaseModel):
-    """Base of every wire model: unknown fields kept, raw JSON kept."""
+class WirePart(BaseModel):
+    """A nested object inside an entity (a reference, a section, a comment): unknown fields kept.
+
+    Parts carry no ``raw`` of their own: their JSON is inside the entity's ``raw``. Only entities
+    pay for a private attribute, which pydantic initialises on every instance; a bug holds a
+    dozen parts, and that initialisation used to be most of the cost of reading one."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+class WireModel(WirePart):
+    """Base of every entity TestIO sends at the top level: unknown fields kept, raw JSON kept."""
+
+    _raw: dict[str, Any] | None = PrivateAttr(default=None)
 
     @classmethod
     def from_wire(cls, data: Any) -> Self:
@@ -94,11 +102,12 @@ class WireModel(BaseModel):
 
     @property
     def raw(self) -> dict[str, Any]:
-        """The JSON object exactly as TestIO sent it."""
-        return self._raw
+        """The JSON object exactly as TestIO sent it (empty for a model not built by
+        ``from_wire``)."""
+        return self._raw if self._raw is not None else {}
 
 
-class Ref(WireModel):
+class Ref(WirePart):
     """A reference to another object: ``{"id": ..., "name"/"title": ...}``."""
 
     id: int | None = None
@@ -106,7 +115,7 @@ class Ref(WireModel):
     title: str | None = None
 
 
-class Section(WireModel):
+class Section(WirePart):
     id: int
     name: Text = None
 
@@ -148,7 +157,7 @@ class UserStory(WireModel):
     section_id: int | None = None
 
 
-class TestFeature(WireModel):
+class TestFeature(WirePart):
     """A feature as it appears inside a test: ``id`` is the test-feature id."""
 
     __test__ = False  # not a pytest test class, whatever its name says
@@ -208,7 +217,7 @@ class ExploratoryTest(WireModel):
         return self.status in FINAL_TEST_STATUSES
 
 
-class BugComment(WireModel):
+class BugComment(WirePart):
     id: int | None = None
     body: str | None = None
     author: Ref | None = None
