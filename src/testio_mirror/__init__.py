@@ -1,10 +1,7 @@
 """testio-mirror: a local SQLite mirror of a TestIO account, served to LLM agents over MCP."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("testio-mirror")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+# The one place the version is written (pyproject.toml reads it from here): a constant, because
+# asking importlib.metadata costs ~50 ms on every start of the command.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

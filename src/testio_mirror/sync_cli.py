@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from testio_mirror.app import open_app
 from testio_mirror.settings import Settings
@@ -105,6 +103,15 @@ async def _sync(
 ) -> SyncResult:
     async with open_app(settings) as app:
         if err.is_terminal and not quiet:
+            # Imported here: only a terminal gets a progress bar, and rich.progress is not cheap.
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -132,6 +139,8 @@ async def _sync(
 
 
 def _print_result(out: Console, result: SyncResult) -> None:
+    from rich.table import Table
+
     out.print(result.summary())
     table = Table(title=f"run {result.run_id} ({result.status.value})", title_justify="left")
     for column in ("phase", "fetched", "new", "updated", "unchanged", "deleted", "requests"):
@@ -159,6 +168,8 @@ def _print_result(out: Console, result: SyncResult) -> None:
 
 
 def run_status(settings: Settings, *, as_json: bool, period_hours: float, out: Console) -> int:
+    from rich.table import Table
+
     """Print what the mirror holds and how its syncs went; returns the exit code."""
     report = asyncio.run(status_report(settings, period_hours))
     if as_json:

@@ -28,6 +28,7 @@ from testio_mirror.sync import (
     SyncStatus,
     SyncTrigger,
 )
+from testio_mirror.sync.service import FULL_LISTING_WINDOW
 from tests.conftest import SandboxFactory
 from tests.sync.mirror_equality import mirror_differences
 
@@ -106,13 +107,22 @@ async def run_sync(
 
 def listing_pages(sandbox: SandboxServer, product_id: int, since: float = 0.0) -> list[int]:
     """The pages of ``PAGE_SIZE`` tests of a product's listing asked for (from ``since``, Unix
-    time), in order."""
+    time), in page order (a full listing asks for a window of pages at once)."""
     pages: list[int] = []
     for record in sandbox.requests.records(f"products/{product_id}/exploratory_tests"):
         query = parse_qs(record.query)
         if record.at >= since and query["per_page"] == [str(PAGE_SIZE)]:
             pages.append(int(query["page"][0]))
-    return pages
+    return sorted(pages)
+
+
+def pages_asked(last: int, start: int = 1) -> list[int]:
+    """The pages a full listing from ``start`` asks for when page ``last`` ends it: ``start``
+    alone, then windows of ``FULL_LISTING_WINDOW`` pages, the one holding ``last`` read whole."""
+    end = start
+    while end < last:
+        end += FULL_LISTING_WINDOW
+    return list(range(start, end + 1))
 
 
 def mirrored(database: Path, test_id: int) -> tuple[str | None, str | None]:
@@ -159,8 +169,8 @@ async def test_full_sync_mirrors_sections_and_a_long_listing_exactly(
     assert (stats["new_tests"].fetched, stats["new_tests"].inserted) == (4000, 4000)
     assert (stats["bugs"].fetched, stats["bugs"].inserted) == (bugs, bugs)
     assert result.items_synced == 2 + features + 4000 + bugs
-    # 80 full pages, then the empty page that ends each listing.
-    assert listing_pages(sandbox, 101) == listing_pages(sandbox, 102) == list(range(1, 82))
+    # 80 full pages, then the empty page 81 that ends each listing.
+    assert listing_pages(sandbox, 101) == listing_pages(sandbox, 102) == pages_asked(81)
     assert stats["new_tests"].api_requests == len(sandbox.requests.records("products/*/exp*"))
     assert result.api_requests == sum(s.api_requests for s in stats.values())
     assert all(s.complete and s.full_listing and s.next_page == 1 for s in states.values())
@@ -177,7 +187,7 @@ async def test_a_server_capping_per_page_below_the_page_size_still_gives_a_compl
     assert result.status is SyncStatus.SUCCESS, result.errors
     assert mirror_differences(settings.database_path, sandbox.world, bugs=True) == []
     # 20 + 20 + 20 + 10: a round short page is not trusted as the end, the empty page 5 is.
-    assert listing_pages(sandbox, 102) == [1, 2, 3, 4, 5]
+    assert listing_pages(sandbox, 102) == pages_asked(5)
     assert result.stats["new_tests"].inserted == 140
 
 
@@ -249,7 +259,7 @@ async def test_scheduled_reconciliation_lists_everything_and_tombstones(
     # Every page to the end: 120 tests end on an empty page 6 (20 is a round short page), 119
     # on the short page 5.
     pages = {pid: listing_pages(sandbox, pid) for pid in (101, 102, 103)}
-    assert pages == {101: [*range(1, 7)], 102: [*range(1, 6)], 103: [*range(1, 7)]}
+    assert pages == {101: pages_asked(6), 102: pages_asked(5), 103: pages_asked(6)}
     assert mirrored(database, gone)[1] is not None
     assert due.stats["new_tests"].deleted == 1
     assert mirror_differences(database, sandbox.world) == []

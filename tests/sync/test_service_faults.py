@@ -25,6 +25,7 @@ from tests.sync.test_service import (
     make_settings,
     mirrored,
     only_extra,
+    pages_asked,
     run_sync,
 )
 
@@ -175,8 +176,9 @@ async def test_cancel_keeps_committed_pages_releases_the_lock_and_the_next_sync_
         resumed = await run_sync(app, wait_for_lock=False)
         runs = await app.mirror.sync_state.events(kind="run")
     assert resumed.status is SyncStatus.SUCCESS, resumed.errors
-    # Full from where it stopped to the (empty) page 13, then one look at the head.
-    assert listing_pages(sandbox, 101, since=resumed_at) == [*range(state.next_page, 14), 1]
+    # Full from where it stopped to the (empty) page 13, then one look at the head (page 1).
+    resumed_pages = [1, *pages_asked(13, start=state.next_page)]
+    assert listing_pages(sandbox, 101, since=resumed_at) == resumed_pages
     assert resumed.stats["new_tests"].inserted == 300 - kept
     assert [r.status for r in runs] == ["success", "cancelled"]
     assert mirror_differences(settings.database_path, sandbox.world, bugs=True) == []

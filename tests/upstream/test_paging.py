@@ -242,3 +242,70 @@ async def test_boundary_checks_cost_nothing_more_when_nothing_moves() -> None:
     probes = [call for call in fetch.calls if call[1] == 1]
     pages = [call for call in fetch.calls if call[1] == 10]
     assert len(probes) == len(pages) - 1  # one probe per page after the first, no re-reads
+
+
+# -- windows: several pages at once --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("count", "window", "asked"),
+    [
+        (95, 4, list(range(1, 14))),  # page 1, windows 2-5, 6-9, 10-13: the short page 10 ends it
+        (100, 4, list(range(1, 14))),  # the empty page 11 ends it, inside the window 10-13
+        (7, 4, [1]),  # a short first page: no window at all
+        (50, 1, list(range(1, 7))),  # one page at a time, to the empty page 6
+    ],
+)
+async def test_windows_read_the_same_tests_in_fewer_round_trips(
+    count: int, window: int, asked: list[int]
+) -> None:
+    fetch = Listing(count)
+    pages = await pages_of(TestPager(fetch, 10, window=window))
+    assert ids_of(pages) == list(range(count, 0, -1))
+    assert [p.number for p in pages] == sorted(p.number for p in pages)  # handed out in order
+    assert pages[-1].last
+    assert sum(p.last for p in pages) == 1  # pages past the end are dropped
+    assert sorted(call[0] for call in fetch.calls) == asked
+
+
+class FailingPage(Listing):
+    """An honest listing whose page ``broken`` fails."""
+
+    def __init__(self, count: int, broken: int) -> None:
+        super().__init__(count)
+        self.broken = broken
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        if page == self.broken and per_page > 1:
+            raise BadResponseError(f"page {page} is broken")
+        return await super().__call__(page, per_page)
+
+
+async def test_a_failed_page_in_a_window_keeps_the_pages_before_it() -> None:
+    pager = TestPager(FailingPage(100, broken=4), 10, window=4)
+    handed_out: list[int] = []
+
+    async def read() -> None:
+        async for page in pager:
+            handed_out.append(page.number)
+
+    with pytest.raises(BadResponseError, match="page 4"):
+        await read()
+    assert handed_out == [1, 2, 3]  # 5 was read too, but nothing after a gap is handed out
+    assert not pager.complete
+
+
+async def test_boundary_checks_guard_each_window() -> None:
+    fetch = Shrinking(75, vanishing=73, after=1)
+    pager = TestPager(fetch, page_size=10, check_boundaries=True, window=3)
+    listed = await _all_ids(pager)
+    assert sorted(listed) == list(range(1, 76))  # 65 slid back onto page 1 and was recovered
+    assert pager.slid_back == 1
+    probes = sorted(call[0] for call in fetch.calls if call[1] == 1)
+    assert probes == [10, 40, 70]  # the slot before each window: pages 2-4, 5-7, 8-10
+
+
+@pytest.mark.parametrize("window", [0, -1])
+async def test_a_window_below_one_is_refused(window: int) -> None:
+    with pytest.raises(ValueError, match=">= 1"):
+        TestPager(Listing(1), 10, window=window)

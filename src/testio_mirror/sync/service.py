@@ -77,6 +77,10 @@ from testio_mirror.upstream.models import Product
 
 logger = logging.getLogger("testio_mirror.sync")
 
+# Pages of one product asked for at once in a full listing (after its first page). Larger
+# windows save round trips on big products and waste up to window - 1 empty pages at the end.
+FULL_LISTING_WINDOW = 4
+
 _ENTITY_PHASES = {
     "products": SyncPhase.PRODUCTS,
     "features": SyncPhase.FEATURES,
@@ -626,9 +630,16 @@ class SyncService:
     ) -> WriteStats:
         stats = WriteStats()
         since = run.scope.since
-        # Boundary checks cost one tiny request per page after the first; they guard tests the
+        # Boundary checks cost one tiny request per window of pages; they guard tests the
         # mirror does not know yet (known ones are re-checked by the sweep after a full listing).
-        pager = self._client.test_pages(product_id, start_page=start_page, check_boundaries=True)
+        # A full listing reads every page, so it asks for several at once; an incremental one
+        # usually stops after its first page, so it asks for one at a time.
+        pager = self._client.test_pages(
+            product_id,
+            start_page=start_page,
+            check_boundaries=True,
+            window=FULL_LISTING_WINDOW if full else 1,
+        )
         reached_end = False
         async for page in pager:
             stamp = self._stamp()

@@ -196,9 +196,11 @@ class CustomerApiClient:
         page_size: int | None = None,
         start_page: int = 1,
         check_boundaries: bool = False,
+        window: int = 1,
     ) -> TestPager:
         """The product's tests page by page, newest first, to the real end (never capped);
-        ``check_boundaries`` also recovers tests skipped because one vanished mid-listing."""
+        ``check_boundaries`` also recovers tests skipped because one vanished mid-listing;
+        ``window`` pages are asked for at once after the first (see ``TestPager``)."""
         size = page_size or self._settings.page_size
 
         async def fetch(page: int, per_page: int) -> list[Any]:
@@ -209,7 +211,7 @@ class CustomerApiClient:
             items: list[Any] = _member(body, "exploratory_tests", list, "GET", "exploratory_tests")
             return items
 
-        return TestPager(fetch, size, start_page, check_boundaries=check_boundaries)
+        return TestPager(fetch, size, start_page, check_boundaries=check_boundaries, window=window)
 
     async def test(self, test_id: int) -> ExploratoryTest:
         return await self._get_one(

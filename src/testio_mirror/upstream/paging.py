@@ -63,18 +63,26 @@ class TestPager:
         start_page: int = 1,
         *,
         check_boundaries: bool = False,
+        window: int = 1,
     ) -> None:
         """``fetch(page, per_page)`` answers the decoded ``exploratory_tests`` list of one page.
 
-        ``check_boundaries``: with every page after the first, also ask (concurrently, one item)
-        for the last slot of the previous page; a test found there that was not listed slid back
-        because a test before it vanished, and the previous page is read again to collect it.
+        ``window``: after the first page, ask for this many pages at once. The listing has no
+        page count, so a window may run past the end (those pages come back empty and are
+        dropped); a full listing of many pages takes a fraction of the round trips.
+
+        ``check_boundaries``: with every window after the first page, also ask (concurrently,
+        one item) for the last slot of the page before it; a test found there that was not
+        listed slid back because a test before it vanished, and that page is read again to
+        collect it. The pages of one window are read at the same moment, so one probe guards
+        the window.
         """
-        if page_size < 1 or start_page < 1:
-            raise ValueError("page_size and start_page must be >= 1")
+        if page_size < 1 or start_page < 1 or window < 1:
+            raise ValueError("page_size, start_page and window must be >= 1")
         self._fetch = fetch
         self._asked = page_size
         self._start = start_page
+        self._window = window
         self._check_boundaries = check_boundaries
         self.complete = False
         self.pages_fetched = 0
@@ -88,50 +96,65 @@ class TestPager:
         expected = self._asked  # the size a full page has; shrinks if the server caps
         number = self._start
         while True:
-            probe: list[Any] = []
+            count = 1 if number == self._start else self._window
+            probe_slot = None
             if self._check_boundaries and number > self._start:
-                # The last slot of the previous page is item number (number - 1) * expected.
-                items, probe = await asyncio.gather(
-                    self._fetch(number, self._asked), self._fetch((number - 1) * expected, 1)
-                )
-                self.pages_fetched += 2
-            else:
-                items = await self._fetch(number, self._asked)
-                self.pages_fetched += 1
-            received = len(items)
-            tests = [ExploratoryTest.from_wire(item) for item in items]
-            fresh = await self._slid_back(probe, number - 1, seen)
-            fresh += [t for t in tests if t.id not in seen]
-            seen.update(t.id for t in fresh)
-            if received > self._asked:
-                last = True  # paging ignored: this one answer is the whole list
-            elif received == 0:
-                last = True
-            elif received < expected:
-                if received % ROUND_PAGE == 0:
-                    # Maybe a silent cap, maybe the end: the next page tells.
-                    expected = received
-                    last = False
-                else:
+                # The last slot of the page before the window is item (number - 1) * expected.
+                probe_slot = (number - 1) * expected
+            answers, probe = await self._fetch_window(number, count, probe_slot)
+            for offset, answer in enumerate(answers):
+                if isinstance(answer, BaseException):
+                    raise answer  # the pages before it were handed out and can be kept
+                page_number = number + offset
+                received = len(answer)
+                tests = [ExploratoryTest.from_wire(item) for item in answer]
+                fresh = await self._slid_back(probe, number - 1, seen) if offset == 0 else []
+                fresh += [t for t in tests if t.id not in seen]
+                seen.update(t.id for t in fresh)
+                if received > self._asked:
+                    last = True  # paging ignored: this one answer is the whole list
+                elif received == 0:
                     last = True
-            else:
-                last = False
-                if not fresh:
-                    if await self._answers_everything(len(seen)):
-                        # Paging is ignored altogether: every answer is the whole list, all seen.
-                        self.complete = True
-                        yield TestListingPage(number, [], received, True)
-                        return
-                    raise BadResponseError(
-                        f"page {number} repeated tests already listed: the server seems to "
-                        "ignore the page parameter, so the listing cannot be completed"
-                    )
-            # Set before the last page is handed out: a caller may stop on ``page.last``.
-            self.complete = last
-            yield TestListingPage(number, fresh, received, last)
-            if last:
-                return
-            number += 1
+                elif received < expected:
+                    if received % ROUND_PAGE == 0:
+                        # Maybe a silent cap, maybe the end: the next page tells.
+                        expected = received
+                        last = False
+                    else:
+                        last = True
+                else:
+                    last = False
+                    if not fresh:
+                        if await self._answers_everything(len(seen)):
+                            # Paging is ignored altogether: every answer is the whole list.
+                            self.complete = True
+                            yield TestListingPage(page_number, [], received, True)
+                            return
+                        raise BadResponseError(
+                            f"page {page_number} repeated tests already listed: the server "
+                            "seems to ignore the page parameter, so the listing cannot be "
+                            "completed"
+                        )
+                # Set before the last page is handed out: a caller may stop on ``page.last``.
+                self.complete = last
+                yield TestListingPage(page_number, fresh, received, last)
+                if last:
+                    return  # pages of the window past the end are dropped
+            number += count
+
+    async def _fetch_window(
+        self, first: int, count: int, probe_slot: int | None
+    ) -> tuple[list[list[Any] | BaseException], list[Any]]:
+        """Pages ``first`` .. ``first + count - 1`` (each a list, or the error it raised) and
+        the boundary probe's answer, all asked for at once. A failed probe raises."""
+        pages = [self._fetch(first + i, self._asked) for i in range(count)]
+        probe_call = self._fetch(probe_slot, 1) if probe_slot is not None else _nothing()
+        answers = await asyncio.gather(probe_call, *pages, return_exceptions=True)
+        self.pages_fetched += count + (probe_slot is not None)
+        probe = answers[0]
+        if isinstance(probe, BaseException):
+            raise probe
+        return list(answers[1:]), probe
 
     async def _slid_back(
         self, probe: list[Any], previous: int, seen: set[int]
@@ -155,3 +178,7 @@ class TestPager:
         probe = await self._fetch(self._start, known - 1)
         self.pages_fetched += 1
         return len(probe) > known - 1
+
+
+async def _nothing() -> list[Any]:
+    return []
