@@ -335,6 +335,22 @@ def test_hashing_from_canonical_text_matches_hashing_the_values(parts: tuple[obj
     assert hash_canonical(*(canonical_json(p) for p in parts)) == content_hash(*parts)
 
 
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (
+            {"b": 1, "a": {"d": [None, True], "c": "é\n"}},
+            '{"a":{"c":"é\\n","d":[null,true]},"b":1}',
+        ),
+        ({"id": 2**70}, '{"id":1180591620717411303424}'),  # beyond 64 bits: still exact
+        ([1.5, -3, "\u2028"], '[1.5,-3,"\u2028"]'),
+    ],
+)
+def test_canonical_json_is_sorted_compact_and_exact(value: object, text: str) -> None:
+    assert canonical_json(value) == text
+    assert json.loads(canonical_json(value)) == value
+
+
 def test_write_stats_add_up() -> None:
     total = WriteStats(3, 1, 1, 1, 0) + WriteStats(fetched=2, unchanged=2, deleted=4)
     assert total == WriteStats(fetched=5, inserted=1, updated=1, unchanged=3, deleted=4)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import aiosqlite
+import orjson
 
 # SQLite's default limit on host parameters is 32766; stay far below it per statement.
 _CHUNK = 500
@@ -38,8 +39,17 @@ class WriteStats:
 
 
 def canonical_json(value: Any) -> str:
-    """The one text form of a JSON value: what is stored as ``raw`` and what is hashed."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The one text form of a JSON value: what is stored as ``raw`` and what is hashed.
+
+    Keys sorted, no spaces, UTF-8 as is. orjson writes it four times faster than ``json`` (a
+    sync serialises every object it stores); values orjson refuses (integers beyond 64 bits)
+    fall back to ``json``. Both write the same text for strings, integers, booleans, nulls and
+    plain floats; tiny floats in exponent form differ (``1e-7`` and ``1e-07``), which at worst
+    makes a row stored by an older version look changed once."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def content_hash(*parts: Any) -> str:
