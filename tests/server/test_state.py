@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from testio_mirror.app import open_app
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs
 from testio_mirror.server.state import ServerState
 from testio_mirror.sync.models import SyncStatus, SyncTrigger
 from tests.conftest import SandboxFactory
 from tests.polling import wait_for
-from tests.server.harness import make_settings
+from tests.server.harness import call_error, connect, make_settings, run_rows
 
 TINY = DatasetSpec(products=2, section_products=0, tests_per_product=6, bugs_per_test=1)
 
 
 async def _runs(state: ServerState) -> list[tuple[str | None, str | None]]:
-    events = await state.app.mirror.sync_state.events(kind="run", limit=50)
+    events = await (await state.app()).mirror.sync_state.events(kind="run", limit=50)
     return [(e.trigger, e.status) for e in reversed(events)]
 
 
@@ -26,34 +25,34 @@ async def test_startup_sync_then_scheduled_refreshes(
 ) -> None:
     sandbox = make_sandbox(dataset=TINY)
     settings = make_settings(sandbox, tmp_path / "home", refresh_interval_seconds=1)
-    async with open_app(settings) as app:
-        state = ServerState(app)
-        state.start()
-        try:
-            results: list[str] = []
+    state = ServerState(settings)
+    state.start()
+    try:
+        app = await state.app()
+        results: list[str] = []
 
-            async def record(result: object) -> None:
-                results.append(getattr(result, "trigger", "?"))
+        async def record(result: object) -> None:
+            results.append(getattr(result, "trigger", "?"))
 
-            state.run_end_listeners.append(record)
-            runs: list[tuple[str | None, str | None]] = []
+        state.run_end_listeners.append(record)
+        runs: list[tuple[str | None, str | None]] = []
 
-            async def refreshed() -> bool:
-                runs[:] = await _runs(state)
-                return (SyncTrigger.SCHEDULE.value, SyncStatus.SUCCESS.value) in runs
+        async def refreshed() -> bool:
+            runs[:] = await _runs(state)
+            return (SyncTrigger.SCHEDULE.value, SyncStatus.SUCCESS.value) in runs
 
-            for _ in range(100):
-                if await refreshed():
-                    break
-                await asyncio.sleep(0.05)
-            assert runs[0] == (SyncTrigger.STARTUP.value, SyncStatus.SUCCESS.value)
-            assert (SyncTrigger.SCHEDULE.value, SyncStatus.SUCCESS.value) in runs
-            assert state.next_refresh_at is not None
-            assert SyncTrigger.SCHEDULE in results
-        finally:
-            await state.stop()
-        assert app.sync.current is None
-        assert all(status != "running" for _, status in await _runs(state))
+        for _ in range(100):
+            if await refreshed():
+                break
+            await asyncio.sleep(0.05)
+        assert runs[0] == (SyncTrigger.STARTUP.value, SyncStatus.SUCCESS.value)
+        assert (SyncTrigger.SCHEDULE.value, SyncStatus.SUCCESS.value) in runs
+        assert state.next_refresh_at is not None
+        assert SyncTrigger.SCHEDULE in results
+    finally:
+        await state.stop()
+    assert app.sync.current is None
+    assert "running" not in run_rows(settings).values()
 
 
 async def test_failures_back_off_the_refresh(make_sandbox: SandboxFactory, tmp_path: Path) -> None:
@@ -61,28 +60,27 @@ async def test_failures_back_off_the_refresh(make_sandbox: SandboxFactory, tmp_p
     settings = make_settings(
         sandbox, tmp_path / "home", refresh_interval_seconds=1, customer_api_token="wrong"
     )
-    async with open_app(settings) as app:
-        state = ServerState(app, initial_sync=False)
-        state.start()
-        try:
-            # First wait is one interval; after a failed refresh the next is two.
-            assert await asyncio.to_thread(wait_for, lambda: state.next_refresh_at is not None)
-            first = state.next_refresh_at
-            assert first is not None
-            for _ in range(100):
-                if state.next_refresh_at != first:
-                    break
-                await asyncio.sleep(0.05)
-            second = state.next_refresh_at
-            assert second is not None
-            assert second != first
-            runs = await _runs(state)
-            assert (SyncTrigger.SCHEDULE.value, SyncStatus.FAILED.value) in runs
-            # The gap before the next try doubled: the loop backs off after a failure.
-            gap = (second - first).total_seconds()
-            assert gap > 1.5
-        finally:
-            await state.stop()
+    state = ServerState(settings, initial_sync=False)
+    state.start()
+    try:
+        # First wait is one interval; after a failed refresh the next is two.
+        assert await asyncio.to_thread(wait_for, lambda: state.next_refresh_at is not None)
+        first = state.next_refresh_at
+        assert first is not None
+        for _ in range(100):
+            if state.next_refresh_at != first:
+                break
+            await asyncio.sleep(0.05)
+        second = state.next_refresh_at
+        assert second is not None
+        assert second != first
+        runs = await _runs(state)
+        assert (SyncTrigger.SCHEDULE.value, SyncStatus.FAILED.value) in runs
+        # The gap before the next try doubled: the loop backs off after a failure.
+        gap = (second - first).total_seconds()
+        assert gap > 1.5
+    finally:
+        await state.stop()
 
 
 async def test_stop_cancels_a_running_startup_sync_cleanly(
@@ -90,15 +88,54 @@ async def test_stop_cancels_a_running_startup_sync_cleanly(
 ) -> None:
     sandbox = make_sandbox(dataset=TINY, knobs=SandboxKnobs(latency_ms=200))
     settings = make_settings(sandbox, tmp_path / "home")
-    async with open_app(settings) as app:
-        state = ServerState(app)
-        state.start()
-        for _ in range(100):
-            if app.sync.current is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert app.sync.current is not None
+    state = ServerState(settings)
+    state.start()
+    app = await state.app()
+    for _ in range(100):
+        if app.sync.current is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert app.sync.current is not None
+    await state.stop()
+    assert app.sync.current is None
+    assert list(run_rows(settings).values()) == [SyncStatus.CANCELLED.value]
+    assert await asyncio.to_thread(app.sync.lock.holder) is None
+
+
+async def test_a_mirror_that_cannot_open_leaves_the_server_answering_with_the_reason(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(dataset=TINY)
+    home = tmp_path / "not-a-directory"
+    home.write_text("a file where the mirror's directory should be\n")
+    settings = make_settings(sandbox, home)
+    async with connect(settings, initial_sync=True) as client:
+        tools = await client.list_tools()
+        assert "list_products" in {tool.name for tool in tools.tools}
+        for tool in ("list_products", "sync_status", "sync_data"):
+            message = await call_error(client, tool)
+            assert "cannot prepare the mirror" in message, (tool, message)
+            assert "TESTIO_MIRROR_HOME" in message
+    assert home.read_text() == "a file where the mirror's directory should be\n"
+
+
+async def test_a_tool_called_before_the_mirror_is_open_waits_for_it(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(dataset=TINY)
+    settings = make_settings(sandbox, tmp_path / "home")
+    state = ServerState(settings, initial_sync=False)
+    assert state.opened_app is None
+    state.start()
+    try:
+        assert state.opened_app is None  # opening runs in the background
+        app = await state.app()
+        assert state.opened_app is app
+        assert await app.mirror.sync_state.counts() == {
+            "products": 0,
+            "features": 0,
+            "tests": 0,
+            "bugs": 0,
+        }
+    finally:
         await state.stop()
-        assert app.sync.current is None
-        assert await _runs(state) == [(SyncTrigger.STARTUP.value, SyncStatus.CANCELLED.value)]
-        assert await asyncio.to_thread(app.sync.lock.holder) is None

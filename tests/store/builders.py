@@ -12,14 +12,11 @@ from typing import Any
 import aiosqlite
 
 from testio_mirror.sandbox import DatasetSpec, SandboxWorld
-from testio_mirror.store import (
-    Database,
-    write_bugs,
-    write_features,
-    write_products,
-    write_reject_reasons,
-    write_tests,
-)
+from testio_mirror.store.bugs import write_bugs, write_reject_reasons
+from testio_mirror.store.db import Database
+from testio_mirror.store.exploratory_tests import write_tests
+from testio_mirror.store.features import write_features
+from testio_mirror.store.products import write_products
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Feature, Product, RejectReason
 
 JSON = dict[str, Any]

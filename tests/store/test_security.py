@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from testio_mirror.settings import Settings, load_settings
-from testio_mirror.store import Mirror
+from testio_mirror.store.mirror import Mirror
 from tests.store.builders import small_world, write_world
 
 TOKEN = "tok-SECRET-123"

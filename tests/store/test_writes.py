@@ -11,17 +11,12 @@ import aiosqlite
 import pytest
 
 from testio_mirror.sandbox import SandboxWorld
-from testio_mirror.store import (
-    Database,
-    WriteStats,
-    tombstone_tests,
-    write_bugs,
-    write_features,
-    write_products,
-    write_reject_reasons,
-    write_tests,
-)
-from testio_mirror.store.upsert import canonical_json, content_hash, hash_canonical
+from testio_mirror.store.bugs import write_bugs, write_reject_reasons
+from testio_mirror.store.db import Database
+from testio_mirror.store.exploratory_tests import tombstone_tests, write_tests
+from testio_mirror.store.features import write_features
+from testio_mirror.store.products import write_products
+from testio_mirror.store.upsert import WriteStats, canonical_json, content_hash, hash_canonical
 from testio_mirror.upstream.models import ExploratoryTest
 from tests.store.builders import (
     STAMP_1,

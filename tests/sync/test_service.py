@@ -19,7 +19,7 @@ from testio_mirror.sandbox import DatasetSpec, SandboxKnobs, SandboxServer
 from testio_mirror.settings import Settings, load_settings
 from testio_mirror.store.sync_state import SyncEvent, add_event
 from testio_mirror.store.timefmt import utc_now
-from testio_mirror.sync import (
+from testio_mirror.sync.models import (
     PHASE_ORDER,
     SyncOptions,
     SyncPhase,

@@ -11,7 +11,7 @@ import pytest
 
 from testio_mirror.app import open_app
 from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs, SandboxServer
-from testio_mirror.sync import SyncOptions, SyncStatus, SyncTrigger
+from testio_mirror.sync.models import SyncOptions, SyncStatus, SyncTrigger
 from tests.conftest import SandboxFactory
 from tests.sync.mirror_equality import mirror_differences
 from tests.sync.test_service import (

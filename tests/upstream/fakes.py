@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from testio_mirror.settings import load_settings
-from testio_mirror.upstream import CustomerApiClient
+from testio_mirror.upstream.client import CustomerApiClient
 
 BASE = "https://api.example.test/customer/v2"
 TOKEN = "tok-unit-7f3a"

@@ -10,16 +10,16 @@ import httpx
 import pytest
 import respx
 
-from testio_mirror.upstream import (
+from testio_mirror.upstream.errors import (
     AuthError,
     BadResponseError,
     NotFoundError,
-    Product,
     RateLimitedError,
     RequestRejectedError,
     UpstreamError,
     UpstreamUnavailableError,
 )
+from testio_mirror.upstream.models import Product
 from tests.upstream.fakes import BASE, BUG, Sleeps, make_client
 
 

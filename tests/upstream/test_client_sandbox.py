@@ -15,13 +15,9 @@ import pytest
 from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs, SandboxServer
 from testio_mirror.sandbox.faults import FaultKind, RequestRecord
 from testio_mirror.settings import load_settings
-from testio_mirror.upstream import (
-    AuthError,
-    BadResponseError,
-    CustomerApiClient,
-    NotFoundError,
-    TestListingPage,
-)
+from testio_mirror.upstream.client import CustomerApiClient
+from testio_mirror.upstream.errors import AuthError, BadResponseError, NotFoundError
+from testio_mirror.upstream.paging import TestListingPage
 from tests.conftest import SandboxFactory
 
 SECTION_PRODUCT = 101  # the one product with sections in the small set

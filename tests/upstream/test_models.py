@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from testio_mirror.upstream import (
-    BadResponseError,
+from testio_mirror.upstream.errors import BadResponseError
+from testio_mirror.upstream.models import (
     Bug,
     BugComment,
     ExploratoryTest,

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import respx
 
-from testio_mirror.upstream import BadResponseError, TestListingPage, TestPager
+from testio_mirror.upstream.errors import BadResponseError
+from testio_mirror.upstream.paging import TestListingPage, TestPager
 from tests.upstream.fakes import BASE, make_client
 
 

@@ -11,7 +11,8 @@ import pytest
 import respx
 
 from testio_mirror import __version__
-from testio_mirror.upstream import CustomerApiClient, UpstreamError, redacted
+from testio_mirror.upstream.client import CustomerApiClient, redacted
+from testio_mirror.upstream.errors import UpstreamError
 from tests.upstream.fakes import BASE, BUG, make_client
 
 SECRET = "s3cr3t-Zq81-token-Wv42-do-not-log"

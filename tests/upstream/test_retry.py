@@ -11,8 +11,8 @@ import httpx
 import pytest
 import respx
 
-from testio_mirror.upstream import RetryPolicy, UpstreamUnavailableError, parse_retry_after
-from testio_mirror.upstream.retry import DEFAULT_RETRY_AFTER_SECONDS
+from testio_mirror.upstream.errors import UpstreamUnavailableError
+from testio_mirror.upstream.retry import DEFAULT_RETRY_AFTER_SECONDS, RetryPolicy, parse_retry_after
 from tests.upstream.fakes import BASE, BUG, Sleeps, make_client
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)

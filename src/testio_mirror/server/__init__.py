@@ -16,7 +16,6 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
 
 from testio_mirror import __version__
-from testio_mirror.app import open_app
 from testio_mirror.server import query_tools, sync_tools
 from testio_mirror.server.prompts import register as register_prompts
 from testio_mirror.server.state import ServerState
@@ -41,20 +40,19 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
 
     @contextlib.asynccontextmanager
     async def lifespan(_server: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
-        async with open_app(settings) as app:
-            state = ServerState(app, initial_sync=initial_sync)
+        state = ServerState(settings, initial_sync=initial_sync)
 
-            async def announce(_result: SyncResult) -> None:
-                await bus.publish(ResourceUpdated(uri=STATUS_URI))
+        async def announce(_result: SyncResult) -> None:
+            await bus.publish(ResourceUpdated(uri=STATUS_URI))
 
-            state.run_end_listeners.append(announce)
-            holder["state"] = state
-            state.start()
-            try:
-                yield state
-            finally:
-                await state.stop()
-                holder.pop("state", None)
+        state.run_end_listeners.append(announce)
+        holder["state"] = state
+        state.start()
+        try:
+            yield state
+        finally:
+            await state.stop()
+            holder.pop("state", None)
 
     server: MCPServer[ServerState] = MCPServer(
         "testio-mirror",
@@ -80,10 +78,11 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
         state = holder.get("state")
         if state is None:
             return json.dumps({"state": "starting"})
-        counters = await state.app.mirror.sync_state.counters()
-        counts = await state.app.mirror.sync_state.counts()
-        running = state.app.sync.current
-        last = state.app.sync.last_result
+        app = await state.app()
+        counters = await app.mirror.sync_state.counters()
+        counts = await app.mirror.sync_state.counts()
+        running = app.sync.current
+        last = app.sync.last_result
         return json.dumps(
             {
                 "state": "running" if running else "idle",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
@@ -27,7 +27,10 @@ from testio_mirror.server.answers import (
 )
 from testio_mirror.server.errors import tool_errors
 from testio_mirror.server.state import ServerState
-from testio_mirror.store.search import SearchKind
+from testio_mirror.store.records import SearchKind
+
+if TYPE_CHECKING:
+    from testio_mirror.store.mirror import Mirror
 
 # TestIO ids are positive integers; SQLite stores at most 64-bit ones.
 MAX_ID = 2**63 - 1
@@ -50,8 +53,10 @@ Since = Annotated[
 ]
 
 
-def _state(ctx: Context) -> ServerState:
-    return cast(ServerState, ctx.request_context.lifespan_context)
+async def _mirror(ctx: Context) -> Mirror:
+    """The mirror, once the App is open (it opens in the background at start-up)."""
+    state = cast(ServerState, ctx.request_context.lifespan_context)
+    return (await state.app()).mirror
 
 
 def _more(next_cursor: str | None, noun: str) -> str | None:
@@ -64,7 +69,7 @@ async def list_products(ctx: Context) -> ProductList:
     """List the TestIO products of the account (id, name, type). Start here to find product ids
     for the other tools."""
     with tool_errors("list_products"):
-        answer = await _state(ctx).app.mirror.products.list_products()
+        answer = await (await _mirror(ctx)).products.list_products()
         return ProductList(
             products=[Product.of(p) for p in answer.value], freshness=answer.freshness
         )
@@ -73,7 +78,7 @@ async def list_products(ctx: Context) -> ProductList:
 async def list_features(product_id: ProductId, ctx: Context) -> FeatureList:
     """List a product's features (what testers test), with their user stories."""
     with tool_errors("list_features", not_found_hint="Use list_products to see product ids."):
-        answer = await _state(ctx).app.mirror.features.list_features(product_id)
+        answer = await (await _mirror(ctx)).features.list_features(product_id)
         return FeatureList(
             product_id=product_id,
             features=[Feature.of(f) for f in answer.value],
@@ -96,7 +101,7 @@ async def list_tests(
     """List exploratory tests newest first (by end date), filtered by product, status, testing
     type and end date. Use get_test for one test's details and bug counts."""
     with tool_errors("list_tests"):
-        page = await _state(ctx).app.mirror.tests.list_tests(
+        page = await (await _mirror(ctx)).tests.list_tests(
             product_id=product_id,
             statuses=status,
             testing_type=testing_type,
@@ -121,7 +126,7 @@ async def get_test(
     """One exploratory test with its bug counts by severity and status: the basis of a test's
     status report. detail="full" adds goal, instructions and out-of-scope texts."""
     with tool_errors("get_test", not_found_hint="Use list_tests to see test ids."):
-        mirror = _state(ctx).app.mirror
+        mirror = await _mirror(ctx)
         answer = await mirror.tests.get_test(test_id)
         bugs_freshness = await mirror.bugs.ensure_fresh([test_id])
         counts = await mirror.bugs.counts_for_test(test_id)
@@ -165,7 +170,7 @@ async def list_bugs(
     report date or words. Each bug names its test and feature. detail="full" adds steps and
     expected results."""
     with tool_errors("list_bugs", not_found_hint="Use list_tests to see test ids."):
-        page = await _state(ctx).app.mirror.bugs.list_bugs(
+        page = await (await _mirror(ctx)).bugs.list_bugs(
             product_id=product_id,
             test_ids=test_ids,
             feature_id=feature_id,
@@ -192,7 +197,7 @@ async def get_bug(
 ) -> BugAnswer:
     """One bug in full: steps, actual and expected result, reject reason, test and feature."""
     with tool_errors("get_bug", not_found_hint="Use list_bugs to see bug ids."):
-        answer = await _state(ctx).app.mirror.bugs.get_bug(bug_id)
+        answer = await (await _mirror(ctx)).bugs.get_bug(bug_id)
         return BugAnswer(bug=Bug.of(answer.value, "full"), freshness=answer.freshness)
 
 
@@ -206,7 +211,7 @@ async def search(
     """Full-text search over test titles and goals, feature titles and descriptions, and bug
     titles and results; every word must match (as a word prefix), best matches first."""
     with tool_errors("search"):
-        hits = await _state(ctx).app.mirror.search.search(query, kinds, product_id, limit)
+        hits = await (await _mirror(ctx)).search.search(query, kinds, product_id, limit)
         hint = None if hits else "nothing matched: try fewer or other words, or sync_data first"
         return SearchResults(query=query, hits=hits, hint=hint)
 
@@ -224,7 +229,7 @@ async def bug_stats(
     """Bug counts and acceptance rates (accepted / decided) grouped by severity, status,
     feature, test, tester or month: for quality reviews of a product or a set of tests."""
     with tool_errors("bug_stats", not_found_hint="Use list_tests to see test ids."):
-        answer = await _state(ctx).app.mirror.bugs.stats(
+        answer = await (await _mirror(ctx)).bugs.stats(
             group_by, product_id=product_id, test_ids=test_ids, since=since, until=until
         )
         groups = answer.value

@@ -1,10 +1,13 @@
 """What the MCP server keeps for its lifetime: the App, the start-up sync, the refresh loop, and a
 cached health check.
 
-The start-up sync runs in the background, so the server answers ``initialize`` and ``tools/list``
-at once. The refresh loop syncs every ``TESTIO_REFRESH_INTERVAL_SECONDS`` (0: never), skips a
-tick while a sync runs, and waits longer after failures (doubling, at most 8 intervals). Shutdown
-cancels both; a cancelled run is recorded as ``cancelled`` and releases the lock.
+Nothing slow stands between a client and the server's first answers: the App (mirror, client,
+sync service, and the modules behind them: httpx, aiosqlite, the store) is loaded and opened in
+the background, so ``initialize`` and ``tools/list`` are answered at once; a tool called before
+the App is open waits for it. The start-up sync follows in the background. The refresh loop syncs
+every ``TESTIO_REFRESH_INTERVAL_SECONDS`` (0: never), skips a tick while a sync runs, and waits
+longer after failures (doubling, at most 8 intervals). Shutdown cancels both; a cancelled run is
+recorded as ``cancelled`` and releases the lock.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from testio_mirror.app import App
-from testio_mirror.sync.lock import SyncLockBusyError
+from testio_mirror.settings import Settings
 from testio_mirror.sync.models import SyncResult, SyncStatus, SyncTrigger
-from testio_mirror.upstream.health import HealthReport
+
+if TYPE_CHECKING:
+    from testio_mirror.app import App
+    from testio_mirror.upstream.health import HealthReport
 
 logger = logging.getLogger("testio_mirror.server")
 
@@ -29,12 +35,19 @@ MAX_BACKOFF_FACTOR = 8
 OnRunEnd = Callable[[SyncResult], Awaitable[None]]
 
 
-class ServerState:
-    """The App plus the server's background work."""
+def _load_app_modules() -> None:
+    """Import what the App needs; run in a thread while the event loop answers the client."""
+    import testio_mirror.app  # noqa: F401
 
-    def __init__(self, app: App, *, initial_sync: bool = True) -> None:
-        self.app = app
-        self._initial_sync = initial_sync and app.settings.customer_api_token is not None
+
+class ServerState:
+    """The App (opened in the background) plus the server's background work."""
+
+    def __init__(self, settings: Settings, *, initial_sync: bool = True) -> None:
+        self.settings = settings
+        self._initial_sync = initial_sync and settings.customer_api_token is not None
+        self._app_scope = contextlib.AsyncExitStack()
+        self._opening: asyncio.Task[App] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._health: HealthReport | None = None
         self._health_checked = 0.0
@@ -44,25 +57,61 @@ class ServerState:
 
     @property
     def has_token(self) -> bool:
-        return self.app.settings.customer_api_token is not None
+        return self.settings.customer_api_token is not None
 
     def start(self) -> None:
-        """Start the background work; returns at once."""
+        """Start opening the App and the background work; returns at once."""
+        self._opening = asyncio.create_task(self._open_app(), name="open-app")
         if self._initial_sync:
             self._tasks.append(asyncio.create_task(self._startup_sync(), name="startup-sync"))
-        interval = self.app.settings.refresh_interval_seconds
+        interval = self.settings.refresh_interval_seconds
         if interval > 0 and self.has_token:
             self._tasks.append(asyncio.create_task(self._refresh_forever(interval), name="refresh"))
 
+    async def app(self) -> App:
+        """The open App, once it is open.
+
+        Raises:
+            StoreError: the mirror could not be opened (every call says so again).
+        """
+        if self._opening is None:
+            raise RuntimeError("ServerState.start() was not called")
+        # Shielded: a cancelled tool call must not cancel the opening for everyone else.
+        return await asyncio.shield(self._opening)
+
+    @property
+    def opened_app(self) -> App | None:
+        """The App if it is open already (for answers that must not wait)."""
+        if self._opening is None or not self._opening.done() or self._opening.cancelled():
+            return None
+        return None if self._opening.exception() else self._opening.result()
+
     async def stop(self) -> None:
-        """Cancel the background work and any run in flight; waits until they ended."""
+        """Cancel the background work and any run in flight, close the App; waits for all."""
         for task in self._tasks:
             task.cancel()
-        await self.app.sync.cancel()
+        app = self.opened_app
+        if app is not None:
+            await app.sync.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._opening is not None:
+            # Let an opening in progress finish, so what it opened is closed below.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._opening
+        await self._app_scope.aclose()
+
+    async def _open_app(self) -> App:
+        await asyncio.to_thread(_load_app_modules)
+        from testio_mirror.app import open_app
+
+        try:
+            return await self._app_scope.enter_async_context(open_app(self.settings))
+        except Exception:
+            logger.exception("the mirror could not be opened")
+            raise
 
     async def run_ended(self, result: SyncResult) -> None:
         """Tell listeners (the status resource) that a run ended."""
@@ -77,7 +126,7 @@ class ServerState:
         async with self._health_lock:
             stale = time.monotonic() - self._health_checked > HEALTH_CACHE_SECONDS
             if self._health is None or stale:
-                self._health = await self.app.client.check_health()
+                self._health = await (await self.app()).client.check_health()
                 self._health_checked = time.monotonic()
             return self._health
 
@@ -85,8 +134,14 @@ class ServerState:
         await self._sync(SyncTrigger.STARTUP)
 
     async def _sync(self, trigger: SyncTrigger) -> SyncResult | None:
+        from testio_mirror.sync.lock import SyncLockBusyError
+
         try:
-            result = await self.app.sync.execute_sync(trigger=trigger)
+            app = await self.app()
+        except Exception:
+            return None  # _open_app logged why; tools answer with the reason
+        try:
+            result = await app.sync.execute_sync(trigger=trigger)
         except SyncLockBusyError as exc:
             logger.info("%s sync skipped: %s", trigger.value, exc)
             return None
@@ -104,7 +159,8 @@ class ServerState:
             delay = interval * min(2**failures, MAX_BACKOFF_FACTOR)
             self.next_refresh_at = datetime.now(UTC) + timedelta(seconds=delay)
             await asyncio.sleep(delay)
-            if self.app.sync.current is not None:
+            app = self.opened_app
+            if app is not None and app.sync.current is not None:
                 logger.info("refresh skipped: a sync is running")
                 continue
             result = await self._sync(SyncTrigger.SCHEDULE)

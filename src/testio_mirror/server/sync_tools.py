@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
@@ -30,7 +30,9 @@ from testio_mirror.sync.models import (
     SyncScope,
     SyncTrigger,
 )
-from testio_mirror.sync.service import RunView
+
+if TYPE_CHECKING:
+    from testio_mirror.sync.service import RunView
 
 SYNC = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
@@ -75,7 +77,7 @@ async def sync_data(
         phases = [*DEFAULT_PHASES, SyncPhase.BUGS] if include_bugs else list(DEFAULT_PHASES)
         scope = SyncScope(product_ids=tuple(product_ids) if product_ids else None, since=since)
         options = SyncOptions(force_refresh=force)
-        service = state.app.sync
+        service = (await state.app()).sync
         if not wait:
             run_id, joined = service.start_sync(phases, scope, options, SyncTrigger.TOOL)
             return SyncDataAnswer(
@@ -112,7 +114,7 @@ async def sync_status(
         if period not in _PERIODS:
             raise ValueError(f"period must be one of {', '.join(_PERIODS)}")
         state = _state(ctx)
-        app = state.app
+        app = await state.app()
         sync_state = app.mirror.sync_state
         hours = _PERIODS[period]
         counters, stats, counts, listings, holder = await asyncio.gather(
@@ -189,7 +191,7 @@ def _running(view: RunView | None) -> RunningSync | None:
 
 
 async def _last_recorded_result(state: ServerState) -> SyncResult | None:
-    for event in await state.app.mirror.sync_state.events(kind="run", limit=5):
+    for event in await (await state.app()).mirror.sync_state.events(kind="run", limit=5):
         if event.status != "running" and event.data and "result" in event.data:
             return SyncResult.model_validate(event.data["result"])
     return None

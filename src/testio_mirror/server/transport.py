@@ -12,7 +12,6 @@ import ipaddress
 import json
 import secrets
 
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -110,6 +109,8 @@ def serve_http(server: MCPServer[ServerState], host: str, port: int, token: str 
         ServeError: a non-loopback host without a token.
     """
     app = http_app(server, host, token)
+    import uvicorn  # only HTTP serving needs it
+
     uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
 
 

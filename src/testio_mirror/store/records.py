@@ -11,6 +11,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+SearchKind = Literal["test", "feature", "bug"]
+
 T = TypeVar("T")
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from testio_mirror.store.db import Database
-from testio_mirror.store.records import SearchHit
+from testio_mirror.store.records import SearchHit, SearchKind
 
-SearchKind = Literal["test", "feature", "bug"]
 KINDS: tuple[SearchKind, ...] = ("test", "feature", "bug")
 MAX_LIMIT = 100
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -36,9 +36,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import filelock
-import psutil
-
 from testio_mirror.errors import MirrorError
 
 logger = logging.getLogger("testio_mirror.sync")
@@ -48,6 +45,14 @@ STALE_AFTER_SECONDS = 60.0
 POLL_SECONDS = 0.1
 _FILE_LOCK_TIMEOUT = 10.0
 _START_TIME_TOLERANCE = 1.0
+
+
+def _process_started(pid: int) -> float:
+    # psutil and filelock are imported where they are used: this module's errors are needed
+    # by the server before its first answer, the lock machinery only when a sync starts.
+    import psutil
+
+    return psutil.Process(pid).create_time()
 
 
 class SyncLockBusyError(MirrorError):
@@ -80,7 +85,7 @@ class LockOwner:
         now = _now_text()
         return cls(
             pid=os.getpid(),
-            process_started=psutil.Process().create_time(),
+            process_started=_process_started(os.getpid()),
             host=socket.gethostname(),
             run_id=run_id,
             started_at=now,
@@ -94,8 +99,10 @@ class LockOwner:
     def gone_because(self, stale_after: float) -> str | None:
         """Why this owner no longer holds the claim, or None when it is alive."""
         if self.host == socket.gethostname():
+            import psutil
+
             try:
-                started = psutil.Process(self.pid).create_time()
+                started = _process_started(self.pid)
             except psutil.NoSuchProcess:
                 return f"its process {self.pid} is dead"
             except psutil.Error:
@@ -129,6 +136,8 @@ class SyncLock:
     ) -> None:
         self.lock_path = data_dir / "sync.lock"
         self.owner_path = data_dir / "sync.lock.json"
+        import filelock
+
         self._file_lock = filelock.FileLock(self.lock_path, timeout=_FILE_LOCK_TIMEOUT)
         self._heartbeat_every = heartbeat_every
         self._stale_after = stale_after
