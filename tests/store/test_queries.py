@@ -168,6 +168,29 @@ async def test_cursor_paging_visits_every_test_exactly_once(seeded: Seeded, limi
     assert len(set(found)) == len(seeded.snap["tests"])
 
 
+@pytest.mark.parametrize("limit", [1, 2, 5])
+async def test_tests_and_bugs_without_a_time_come_last_and_page_through(
+    seeded: Seeded, limit: int
+) -> None:
+    undated = [9_000_003, 9_000_001, 9_000_002]
+    async with seeded.mirror.db.transaction() as conn:
+        tests = [
+            ExploratoryTest.from_wire({"id": tid, "title": "undated", "end_at": None})
+            for tid in undated
+        ]
+        await write_tests(conn, tests, seeded.mirror.policy.stamp(), product_id=103)
+        bugs = [
+            Bug.from_wire({"id": tid, "test": {"id": tid}, "reported_at": None}) for tid in undated
+        ]
+        await write_bugs(conn, bugs, seeded.mirror.policy.stamp())
+    dated_tests = seeded.newest("tests", lambda t: t["product"]["id"] == 103)
+    found = await ids_of(seeded.mirror.tests.list_tests, product_id=103, limit=limit)
+    assert found == [*dated_tests, *sorted(undated, reverse=True)]
+    dated_bugs = seeded.newest("bugs", lambda b: b["product"]["id"] == 103)
+    found = await ids_of(seeded.mirror.bugs.list_bugs, product_id=103, limit=limit)
+    assert found == [*dated_bugs, *sorted(undated, reverse=True)]
+
+
 @pytest.mark.parametrize(
     "cursor",
     [

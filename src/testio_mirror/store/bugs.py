@@ -12,7 +12,7 @@ import aiosqlite
 
 from testio_mirror.store.cursor import next_cursor
 from testio_mirror.store.exploratory_tests import write_tests
-from testio_mirror.store.filters import Where
+from testio_mirror.store.filters import Where, newest
 from testio_mirror.store.readthrough import Local, OfflineError, read_through
 from testio_mirror.store.records import Answer, BugRecord, Freshness, Page, StatsGroup
 from testio_mirror.store.repository import ReadThroughRepository
@@ -277,8 +277,7 @@ class BugRepository(ReadThroughRepository):
             where.add("b.deleted_at IS NULL")
         where.keyset("b.reported_at", "b.id", cursor)
         sql = (
-            f"SELECT b.*, {_NAMES} FROM bugs b{where.sql}"
-            " ORDER BY coalesce(b.reported_at, '') DESC, b.id DESC LIMIT ?"
+            f"SELECT b.*, {_NAMES} FROM bugs b{where.sql}{newest('b.reported_at', 'b.id')} LIMIT ?"
         )
         async with self._db.reader() as conn:
             rows = list(await conn.execute_fetchall(sql, (*where.params, limit + 1)))

@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 
 from testio_mirror.store.cursor import next_cursor
-from testio_mirror.store.filters import Where
+from testio_mirror.store.filters import Where, newest
 from testio_mirror.store.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, Freshness, Page, TestRecord
@@ -213,10 +213,7 @@ class TestRepository(ReadThroughRepository):
         where.since("end_at", since)
         where.until("end_at", until)
         where.keyset("end_at", "id", cursor)
-        query = (
-            f"SELECT *, {_PRODUCT_NAME} FROM tests{where.sql}"
-            " ORDER BY coalesce(end_at, '') DESC, id DESC LIMIT ?"
-        )
+        query = f"SELECT *, {_PRODUCT_NAME} FROM tests{where.sql}{newest('end_at')} LIMIT ?"
         async with self._db.reader() as conn:
             rows = list(await conn.execute_fetchall(query, (*where.params, limit + 1)))
             features = await _feature_ids(conn, [r["id"] for r in rows[:limit]])

@@ -21,6 +21,11 @@ from testio_mirror.store.cursor import decode_cursor
 from testio_mirror.store.timefmt import to_db
 
 
+def newest(column: str, id_column: str = "id") -> str:
+    """`` ORDER BY`` newest first, the order ``Where.keyset`` pages through."""
+    return f" ORDER BY {column} DESC, {id_column} DESC"
+
+
 class Where:
     """Conditions joined with AND; column names are the store's own, values always bound."""
 
@@ -49,7 +54,9 @@ class Where:
             self.add(f"{column} < ?", to_db(moment))
 
     def keyset(self, column: str, id_column: str, cursor: str | None) -> None:
-        """Rows after the cursor in ``ORDER BY coalesce(column, '') DESC, id DESC``.
+        """Rows after the cursor in ``ORDER BY column DESC, id DESC`` (the order ``newest()``
+        writes; SQLite sorts NULL lowest, so rows without a time come last). Written without
+        functions on the column, so the ``(..., column DESC, id DESC)`` indexes serve the order.
 
         Raises:
             CursorError: a cursor this mirror did not hand out.
@@ -57,8 +64,15 @@ class Where:
         if cursor is None:
             return
         value, last_id = decode_cursor(cursor)
-        key = f"coalesce({column}, '')"
-        self.add(f"({key} < ? OR ({key} = ? AND {id_column} < ?))", value, value, last_id)
+        if value == "":  # the cursor stopped among the rows without a time
+            self.add(f"({column} IS NULL AND {id_column} < ?)", last_id)
+        else:
+            self.add(
+                f"({column} < ? OR {column} IS NULL OR ({column} = ? AND {id_column} < ?))",
+                value,
+                value,
+                last_id,
+            )
 
     @property
     def sql(self) -> str:

@@ -318,7 +318,7 @@ class SyncStateRepository:
                 " AND bugs_fetched_at < ?))"
             )
             params.extend([*finals, *finals, to_db(stale_before)])
-        sql += " ORDER BY coalesce(end_at, '') DESC, id DESC"
+        sql += " ORDER BY end_at DESC, id DESC"  # newest tests first
         async with self._db.reader() as conn:
             rows = await conn.execute_fetchall(sql, params)
         return [int(row[0]) for row in rows]
