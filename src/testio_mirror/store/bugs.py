@@ -53,13 +53,14 @@ BUG_COLUMNS = (
 MAX_LIMIT = 200
 GroupBy = Literal["severity", "status", "feature", "test", "tester", "month"]
 GROUPS: dict[str, tuple[str, str]] = {
-    # group key expression, label expression
-    "severity": ("b.severity", "b.severity"),
-    "status": ("b.status", "b.status"),
-    "feature": ("b.feature_id", "f.title"),
-    "test": ("b.test_id", "t.title"),
-    "tester": ("b.author", "b.author"),
-    "month": ("substr(b.reported_at, 1, 7)", "substr(b.reported_at, 1, 7)"),
+    # group key expression over bugs b; label expression over the grouped row g. Labels are
+    # looked up once per group, after grouping, so counting reads only the covering index.
+    "severity": ("b.severity", "g.key"),
+    "status": ("b.status", "g.key"),
+    "feature": ("b.feature_id", "(SELECT title FROM features WHERE id = g.key)"),
+    "test": ("b.test_id", "(SELECT title FROM tests WHERE id = g.key)"),
+    "tester": ("b.author", "g.key"),
+    "month": ("substr(b.reported_at, 1, 7)", "g.key"),
 }
 _FINAL = tuple(sorted(FINAL_TEST_STATUSES))
 # Names next to ids, so an answer reads without a second lookup.
@@ -318,12 +319,15 @@ class BugRepository(ReadThroughRepository):
         key, label = GROUPS[group_by]
         where = _filters(product_id, test_ids, None, None, None, None, since, until, None)
         where.add("b.deleted_at IS NULL")
+        # Without statistics SQLite prefers the newest-first index, which reads every bug row;
+        # the covering index counts without them (3 to 5 times faster). Bugs of a few tests are
+        # found faster through bugs_by_test, so the planner chooses there.
+        index = "" if test_ids else " INDEXED BY bugs_for_stats"
         sql = (
-            f"SELECT {key} AS key, {label} AS label, count(*) AS total, "
+            f"SELECT g.*, {label} AS label FROM (SELECT {key} AS key, count(*) AS total, "
             "sum(b.status = 'accepted') AS accepted, sum(b.status = 'rejected') AS rejected, "
-            "sum(b.status = 'forwarded') AS forwarded FROM bugs b "
-            "LEFT JOIN features f ON f.id = b.feature_id LEFT JOIN tests t ON t.id = b.test_id"
-            f"{where.sql} GROUP BY {key} ORDER BY total DESC, key"
+            f"sum(b.status = 'forwarded') AS forwarded FROM bugs b{index}{where.sql} "
+            f"GROUP BY {key}) g ORDER BY g.total DESC, g.key"
         )
         async with self._db.reader() as conn:
             rows = await conn.execute_fetchall(sql, where.params)
