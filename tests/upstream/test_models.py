@@ -109,6 +109,7 @@ def test_missing_optional_fields_are_none_or_empty() -> None:
         "2026-01-02T03:04:05.000Z",
         "2026-01-02T03:04:05",
         " 2026-01-02T03:04:05+00:00 ",
+        "2026-01-02t03:04:05z",
     ],
 )
 def test_dates_become_aware_utc(text: str) -> None:

@@ -311,13 +311,14 @@ class SyncStateRepository:
             sql += " AND end_at >= ?"
             params.append(to_db(since))
         if not force:
+            # A test that changed since its bugs were fetched (it closed, it moved to another
+            # product, ...) has them fetched again, open or not; open tests also when stale.
             sql += (
-                " AND (bugs_fetched_at IS NULL"
-                f" OR (status IN ({','.join('?' * len(finals))}) AND bugs_fetched_at < changed_at)"
+                " AND (bugs_fetched_at IS NULL OR bugs_fetched_at < changed_at"
                 f" OR (coalesce(status, '') NOT IN ({','.join('?' * len(finals))})"
                 " AND bugs_fetched_at < ?))"
             )
-            params.extend([*finals, *finals, to_db(stale_before)])
+            params.extend([*finals, to_db(stale_before)])
         sql += " ORDER BY end_at DESC, id DESC"  # newest tests first
         async with self._db.reader() as conn:
             rows = await conn.execute_fetchall(sql, params)

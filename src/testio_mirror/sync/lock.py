@@ -138,7 +138,7 @@ class SyncLock:
         self.owner_path = data_dir / "sync.lock.json"
         import filelock
 
-        self._file_lock = filelock.FileLock(self.lock_path, timeout=_FILE_LOCK_TIMEOUT)
+        self._file_lock = filelock.FileLock(self.lock_path, timeout=_FILE_LOCK_TIMEOUT, mode=0o600)
         self._heartbeat_every = heartbeat_every
         self._stale_after = stale_after
 

@@ -176,10 +176,13 @@ class SyncService:
     async def recover(self) -> int:
         """At start: runs left ``running`` by a dead process become ``interrupted``; returns
         how many. Does nothing while another live process holds the sync lock."""
-        if await asyncio.to_thread(self._lock.holder) is not None:
-            return 0
         running = await self._mirror.sync_state.running_runs()
         if not running:
+            return 0
+        # Only now look at the lock: a run is recorded once its process holds the lock and
+        # leaves "running" before releasing it, so a sync starting between the two looks is
+        # seen holding the lock, never declared dead.
+        if await asyncio.to_thread(self._lock.holder) is not None:
             return 0
         async with self._mirror.db.transaction() as conn:
             count = await mark_interrupted(
@@ -772,7 +775,16 @@ class SyncService:
                 if asyncio.iscoroutine(outcome):
                     await outcome
 
-        await asyncio.gather(*(bounded(item) for item in items))
+        tasks = [asyncio.ensure_future(bounded(item)) for item in items]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # gather leaves the others running when one fails (a refused token, a cancel): they
+            # would go on calling TestIO and writing to the mirror after their run had ended.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     def _stamp(self) -> str:
         return self._mirror.policy.stamp()

@@ -31,7 +31,8 @@ def _utc(value: Any) -> datetime | None:
         moment = value
     elif isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            # RFC 3339 allows a lowercase "t" and "z"; fromisoformat does not.
+            moment = datetime.fromisoformat(value.strip().upper().replace("Z", "+00:00"))
         except ValueError:
             return None
     else:
