@@ -679,8 +679,10 @@ class SyncService:
                 reached_end = True
                 break
         if reached_end:
+            checked = True
             if full:
-                stats.deleted += await self._sweep(run, product_id, started_at)
+                deleted, checked = await self._sweep(run, product_id, started_at)
+                stats.deleted += deleted
             finished = self._clock()
             async with self._mirror.db.transaction() as conn:
                 await save_listing_state(
@@ -688,21 +690,25 @@ class SyncService:
                     ListingState(
                         product_id=product_id,
                         next_page=1,
-                        complete=True,
+                        # Tests the sweep could not check may be gone: list in full next time.
+                        complete=checked,
                         full_listing=full,
                         run_id=run.run_id,
                         started_at=started_at,
                         finished_at=finished,
                         last_full_listing_at=finished
-                        if full
+                        if full and checked
                         else (state.last_full_listing_at if state else None),
                     ),
                 )
         return stats
 
-    async def _sweep(self, run: _Run, product_id: int, listing_started: datetime) -> int:
+    async def _sweep(
+        self, run: _Run, product_id: int, listing_started: datetime
+    ) -> tuple[int, bool]:
         """Tests of the product the full listing did not show: gone, or skipped by a moving list?
-        Each one is asked for; only a 404 tombstones it."""
+        Each one is asked for; only a 404 tombstones it. Returns how many were tombstoned and
+        whether every one could be checked."""
         async with self._mirror.db.reader() as conn:
             rows = await conn.execute_fetchall(
                 "SELECT id FROM tests WHERE product_id = ? AND deleted_at IS NULL "
@@ -711,6 +717,7 @@ class SyncService:
             )
         candidates = [int(row[0]) for row in rows]
         deleted = 0
+        unchecked = 0
         for test_id in candidates:
             try:
                 test = await self._client.test(test_id)
@@ -723,13 +730,16 @@ class SyncService:
                 deleted += 1
                 continue
             except UpstreamError as exc:
-                run.warnings.append(
-                    f"could not check test {test_id} missing from its listing: {exc}"
+                # An error, not a warning: the mirror may hold a test TestIO deleted.
+                run.errors.append(
+                    f"tests of product {product_id}: could not check test {test_id} missing "
+                    f"from its listing: {exc}"
                 )
+                unchecked += 1
                 continue
             async with self._mirror.db.transaction() as conn:
                 await write_tests(conn, [test], self._stamp())
-        return deleted
+        return deleted, unchecked == 0
 
     async def _bugs_phase(self, run: _Run, products: list[Product], stats: PhaseStats) -> None:
         policy = self._mirror.policy
