@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import traceback
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ import pytest
 import respx
 
 from testio_mirror import __version__
+from testio_mirror.settings import load_settings
 from testio_mirror.upstream.client import CustomerApiClient, redacted
 from testio_mirror.upstream.errors import UpstreamError
 from tests.upstream.fakes import BASE, BUG, make_client
@@ -121,3 +123,21 @@ def test_redacted_hides_only_credentials() -> None:
     }
     assert redacted({"proxy-authorization": "Basic y"}) == {"proxy-authorization": "[redacted]"}
     assert headers["Authorization"] == "Token x"  # the input is not changed
+
+
+@pytest.mark.parametrize(
+    ("base_url", "verify_mode"),
+    [
+        ("https://api.test.io/customer/v2", ssl.CERT_REQUIRED),
+        ("http://127.0.0.1:8765/customer/v2", ssl.CERT_NONE),  # plain http never speaks TLS
+    ],
+)
+async def test_https_always_verifies_certificates(base_url: str, verify_mode: int) -> None:
+    client = CustomerApiClient(load_settings(customer_api_base_url=base_url))
+    try:
+        transport = client._http._transport
+        assert isinstance(transport, httpx.AsyncHTTPTransport)
+        assert transport._pool._ssl_context is not None
+        assert transport._pool._ssl_context.verify_mode == verify_mode
+    finally:
+        await client.aclose()
