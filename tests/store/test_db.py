@@ -36,8 +36,23 @@ async def keys(db: Database) -> list[str]:
     return [row[0] for row in rows]
 
 
+async def test_readers_open_on_first_use_and_never_beyond_the_pool(db: Database) -> None:
+    assert db._all_readers == []  # a database that is only written to opens no reader
+    seen: set[int] = set()
+
+    async def read() -> None:
+        async with db.reader() as conn:
+            seen.add(id(conn))
+            await conn.execute_fetchall("SELECT count(*) FROM sqlite_master")
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(read() for _ in range(8)))
+    assert len(db._all_readers) == len(seen) == 2
+
+
 async def test_every_connection_has_the_pragmas(db: Database) -> None:
-    connections = [db._writer, *db._all_readers]
+    async with db.reader(), db.reader():  # both readers of the pool, opened on first use
+        connections = [db._writer, *db._all_readers]
     assert len(connections) == 3
     for conn in connections:
         assert await pragma(conn, "journal_mode") == "wal"
@@ -62,8 +77,8 @@ async def test_pragmas_seen_through_the_public_context_managers(db: Database) ->
 
 
 async def test_a_reader_cannot_write(db: Database) -> None:
-    for _ in db._all_readers:  # each reader of the pool, in turn
-        async with db.reader() as conn:
+    async with db.reader() as first, db.reader() as second:  # each reader of the pool
+        for conn in (first, second):
             with pytest.raises(sqlite3.OperationalError):
                 await conn.execute(PENDING, ("nope",))
     assert await keys(db) == []

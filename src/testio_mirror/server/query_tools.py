@@ -47,7 +47,10 @@ GroupBy = Literal["severity", "status", "feature", "test", "tester", "month"]
 
 ProductId = Annotated[int, Field(ge=1, le=MAX_ID, description="a product id (see list_products)")]
 Limit = Annotated[int, Field(ge=1, le=100, description="how many to return (1-100)")]
-Cursor = Annotated[str | None, Field(description="next_cursor of a previous answer")]
+# The SDK json-decodes a string argument unless its annotation is exactly ``str``: typed
+# ``str | None``, the text "null" would arrive as None and "[]" as a list (python-sdk #1873).
+# So optional text is a ``str`` whose default "" means "not given".
+Cursor = Annotated[str, Field(description="next_cursor of a previous answer; omit for page 1")]
 Since = Annotated[
     datetime | None, Field(description="ISO 8601 date or date-time (UTC if no offset)")
 ]
@@ -91,12 +94,14 @@ async def list_tests(
     product_id: Annotated[
         int | None, Field(ge=1, le=MAX_ID, description="only this product")
     ] = None,
-    status: Annotated[list[TestStatus] | None, Field(description="only these statuses")] = None,
+    status: Annotated[
+        list[TestStatus] | None, Field(max_length=20, description="only these statuses")
+    ] = None,
     testing_type: TestingType | None = None,
     since: Since = None,
     until: Since = None,
     limit: Limit = 20,
-    cursor: Cursor = None,
+    cursor: Cursor = "",
 ) -> TestList:
     """List exploratory tests newest first (by end date), filtered by product, status, testing
     type and end date. Use get_test for one test's details and bug counts."""
@@ -108,7 +113,7 @@ async def list_tests(
             since=since,
             until=until,
             limit=limit,
-            cursor=cursor,
+            cursor=cursor or None,
         )
         return TestList(
             tests=[Test.of(t, "concise") for t in page.items],
@@ -154,16 +159,16 @@ async def list_bugs(
     feature_id: Annotated[
         int | None, Field(ge=1, le=MAX_ID, description="only this feature")
     ] = None,
-    severity: list[Severity] | None = None,
-    status: list[BugStatus] | None = None,
+    severity: Annotated[list[Severity] | None, Field(max_length=20)] = None,
+    status: Annotated[list[BugStatus] | None, Field(max_length=20)] = None,
     known: bool | None = None,
     since: Since = None,
     until: Since = None,
     text: Annotated[
-        str | None, Field(max_length=500, description="words in title or results")
-    ] = None,
+        str, Field(max_length=500, description="words in title or results; omit for any")
+    ] = "",
     limit: Limit = 20,
-    cursor: Cursor = None,
+    cursor: Cursor = "",
     detail: Detail = "concise",
 ) -> BugList:
     """List bugs newest first, filtered by product, tests, feature, severity, status, known,
@@ -179,9 +184,9 @@ async def list_bugs(
             known=known,
             since=since,
             until=until,
-            text=text,
+            text=text or None,
             limit=limit,
-            cursor=cursor,
+            cursor=cursor or None,
         )
         return BugList(
             bugs=[Bug.of(b, detail) for b in page.items],
@@ -204,7 +209,7 @@ async def get_bug(
 async def search(
     query: Annotated[str, Field(min_length=1, max_length=500, description="words to find")],
     ctx: Context,
-    kinds: list[SearchKind] | None = None,
+    kinds: Annotated[list[SearchKind] | None, Field(max_length=20)] = None,
     product_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Field(ge=1, le=50)] = 10,
 ) -> SearchResults:

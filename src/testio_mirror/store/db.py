@@ -55,16 +55,16 @@ class StoreError(MirrorError):
 class Database:
     """The mirror's SQLite database: a writer connection and a pool of readers."""
 
-    def __init__(
-        self, path: Path, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]
-    ) -> None:
+    def __init__(self, path: Path, writer: aiosqlite.Connection, readers: int) -> None:
         self.path = path
         self._writer = writer
         self._write_lock = asyncio.Lock()
+        # Readers open on first use, up to ``readers``: a CLI sync rarely reads, and each
+        # connection costs a thread and ~10 ms to open.
+        self._max_readers = readers
+        self._reader_count = 0
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        self._all_readers = readers
-        for reader in readers:
-            self._readers.put_nowait(reader)
+        self._all_readers: list[aiosqlite.Connection] = []
         self._closed = False
 
     @classmethod
@@ -93,8 +93,6 @@ class Database:
             await migrate(
                 writer, MIGRATIONS if target_version is None else MIGRATIONS[:target_version]
             )
-            for _ in range(readers):
-                opened.append(await _connect(path, query_only=True))
         except (sqlite3.Error, OSError, StoreError) as exc:
             for connection in opened:
                 await connection.close()
@@ -104,7 +102,7 @@ class Database:
                 f"cannot open the mirror at {path}: {exc}; if the file is damaged, move it "
                 "away and sync again"
             ) from exc
-        return cls(path, writer, opened[1:])
+        return cls(path, writer, readers)
 
     async def close(self) -> None:
         """Close every connection; safe to call twice."""
@@ -138,11 +136,27 @@ class Database:
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[aiosqlite.Connection]:
         """A read-only connection from the pool; never waits behind a write transaction."""
-        connection = await self._readers.get()
+        connection = await self._take_reader()
         try:
             yield connection
         finally:
             self._readers.put_nowait(connection)
+
+    async def _take_reader(self) -> aiosqlite.Connection:
+        if self._closed:
+            raise StoreError(f"the mirror at {self.path} is closed")
+        if self._readers.empty() and self._reader_count < self._max_readers:
+            self._reader_count += 1  # counted before the await: no two callers open one slot
+            try:
+                connection = await _connect(self.path, query_only=True)
+            except BaseException as exc:
+                self._reader_count -= 1
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"cannot read the mirror at {self.path}: {exc}") from exc
+                raise
+            self._all_readers.append(connection)
+            return connection
+        return await self._readers.get()
 
     async def schema_version(self) -> int:
         async with self.reader() as conn:

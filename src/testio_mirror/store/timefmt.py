@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
 
 
 def to_db(moment: datetime | None) -> str | None:
-    """``2026-11-21T05:30:00.000000Z`` for an aware datetime (naive ones are taken as UTC)."""
+    """``2026-11-21T05:30:00.000000Z`` for an aware datetime (naive ones are taken as UTC).
+
+    Always four-digit years (strftime writes year 999 as "999", which sorts after "2026"); a
+    moment whose UTC time falls outside datetime's range (year 1 at +14:00, year 9999 at
+    -14:00) is stored as the first or last one there is, which orders the same against every
+    stored time.
+    """
     if moment is None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime(_FORMAT)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = _FIRST if moment.year == 1 else _LAST
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_db(text: str | None) -> datetime | None:
