@@ -271,7 +271,7 @@ def main() -> int:
 
     def record(name: str, value: float, floor_value: float | None = None) -> None:
         target = TARGETS.get(args.dataset, {}).get(name)
-        series.setdefault(name, Series(name, floor_value, target)).values.append(value)
+        series.setdefault(name, Series(name, floor=floor_value, target=target)).values.append(value)
 
     print(f"starting the sandbox: dataset {args.dataset}, {args.latency_ms:.0f} ms per request")
     sandbox = Sandbox(args.dataset, args.latency_ms)
