@@ -182,7 +182,7 @@ async def pages(client: Client, tool: str, args: JSON, key: str) -> list[JSON]:
         found.extend(answer[key])
         cursor = answer["next_cursor"]
         if cursor is None:
-            assert answer["hint"] is None
+            assert "hint" not in answer
             return found
-        assert answer["hint"], "a page with more to come should say how to get it"
+        assert answer.get("hint"), "a page with more to come should say how to get it"
     raise AssertionError(f"{tool} never reached its last page")

@@ -6,11 +6,14 @@ Field descriptions become the tools' output schemas, so they are written for the
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
+from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
+from testio_mirror.schema import CompactSchema
 from testio_mirror.store.records import (
     BugRecord,
     FeatureRecord,
@@ -26,13 +29,39 @@ Detail = Literal["concise", "full"]
 _SNIPPET = 280
 
 
+def respond(answer: BaseModel) -> CallToolResult:
+    """A tool's result for ``answer``, as structured content and the same JSON as text.
+
+    Optional fields left empty (the long texts of a concise answer, a hint when there is none)
+    are left out rather than sent as null: a page of 20 bugs is about a third smaller, an agent
+    reads fewer tokens, and a client validating the answer against the output schema does
+    less work. Fields the schema requires are always there, null or not."""
+    data = answer.model_dump(mode="json")
+    _drop_empty_optionals(answer, data)
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def _drop_empty_optionals(model: BaseModel, data: dict[str, Any]) -> None:
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None and not field.is_required():
+            data.pop(name, None)
+        elif isinstance(value, BaseModel):
+            _drop_empty_optionals(value, data[name])
+        elif isinstance(value, list):
+            for item, item_data in zip(value, data[name], strict=True):
+                if isinstance(item, BaseModel):
+                    _drop_empty_optionals(item, item_data)
+
+
 def _cut(text: str | None, limit: int = _SNIPPET) -> str | None:
     if text is None or len(text) <= limit:
         return text
     return text[: limit - 1].rstrip() + "…"
 
 
-class Product(BaseModel):
+class Product(CompactSchema):
     id: int
     name: str | None
     type: str | None = Field(description="website, mobile_app_ios, mobile_app_android, ...")
@@ -50,12 +79,12 @@ class Product(BaseModel):
         )
 
 
-class ProductList(BaseModel):
+class ProductList(CompactSchema):
     products: list[Product]
     freshness: Freshness
 
 
-class Feature(BaseModel):
+class Feature(CompactSchema):
     id: int
     title: str | None
     description: str | None
@@ -71,13 +100,13 @@ class Feature(BaseModel):
         )
 
 
-class FeatureList(BaseModel):
+class FeatureList(CompactSchema):
     product_id: int
     features: list[Feature]
     freshness: Freshness
 
 
-class Test(BaseModel):
+class Test(CompactSchema):
     """An exploratory test (a test cycle)."""
 
     __test__ = False  # not a pytest test class
@@ -121,7 +150,7 @@ class Test(BaseModel):
         )
 
 
-class TestList(BaseModel):
+class TestList(CompactSchema):
     __test__ = False
 
     tests: list[Test]
@@ -130,13 +159,13 @@ class TestList(BaseModel):
     freshness: Freshness
 
 
-class BugCounts(BaseModel):
+class BugCounts(CompactSchema):
     by_severity: dict[str, int]
     by_status: dict[str, int]
     total: int
 
 
-class TestReport(BaseModel):
+class TestReport(CompactSchema):
     __test__ = False
 
     test: Test
@@ -145,7 +174,7 @@ class TestReport(BaseModel):
     bugs_freshness: Freshness
 
 
-class Bug(BaseModel):
+class Bug(CompactSchema):
     id: int
     title: str | None
     severity: str | None = Field(description="low, high, critical, visual, content, custom")
@@ -190,25 +219,25 @@ class Bug(BaseModel):
         )
 
 
-class BugList(BaseModel):
+class BugList(CompactSchema):
     bugs: list[Bug]
     next_cursor: str | None = Field(description="pass as cursor to get the next bugs")
     hint: str | None = Field(default=None, description="what to do when more results exist")
     freshness: Freshness
 
 
-class BugAnswer(BaseModel):
+class BugAnswer(CompactSchema):
     bug: Bug
     freshness: Freshness
 
 
-class SearchResults(BaseModel):
+class SearchResults(CompactSchema):
     query: str
     hits: list[SearchHit]
     hint: str | None = None
 
 
-class BugStats(BaseModel):
+class BugStats(CompactSchema):
     group_by: str
     groups: list[StatsGroup]
     total: int
@@ -218,7 +247,7 @@ class BugStats(BaseModel):
     freshness: Freshness
 
 
-class RunningSync(BaseModel):
+class RunningSync(CompactSchema):
     run_id: str
     trigger: str
     phase: str | None
@@ -228,7 +257,7 @@ class RunningSync(BaseModel):
     started_at: datetime
 
 
-class LockHolder(BaseModel):
+class LockHolder(CompactSchema):
     pid: int
     host: str
     run_id: str
@@ -236,21 +265,21 @@ class LockHolder(BaseModel):
     heartbeat_at: str
 
 
-class Health(BaseModel):
+class Health(CompactSchema):
     state: Literal["healthy", "unauthorized", "rate_limited", "unreachable"]
     latency_ms: float | None
     detail: str
     checked_at: datetime
 
 
-class ProductListing(BaseModel):
+class ProductListing(CompactSchema):
     product_id: int
     last_complete_listing: datetime | None
     complete: bool
     last_full_listing: datetime | None
 
 
-class SyncStatusAnswer(BaseModel):
+class SyncStatusAnswer(CompactSchema):
     state: Literal["idle", "running", "never_synced"] = Field(
         description="running: a sync is in progress (see running); never_synced: the mirror "
         "is empty, call sync_data"
@@ -274,7 +303,7 @@ class SyncStatusAnswer(BaseModel):
     next_refresh_at: datetime | None
 
 
-class SyncDataAnswer(BaseModel):
+class SyncDataAnswer(CompactSchema):
     run_id: str
     joined: bool = Field(description="true when this call joined a sync already running")
     started: bool = Field(description="true when this call started the run")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from testio_mirror.server.answers import (
@@ -24,6 +24,7 @@ from testio_mirror.server.answers import (
     Test,
     TestList,
     TestReport,
+    respond,
 )
 from testio_mirror.server.errors import tool_errors
 from testio_mirror.server.state import ServerState
@@ -68,24 +69,28 @@ def _more(next_cursor: str | None, noun: str) -> str | None:
     return f"more {noun} exist: call again with cursor set to next_cursor"
 
 
-async def list_products(ctx: Context) -> ProductList:
+async def list_products(ctx: Context) -> Annotated[CallToolResult, ProductList]:
     """List the TestIO products of the account (id, name, type). Start here to find product ids
     for the other tools."""
     with tool_errors("list_products"):
         answer = await (await _mirror(ctx)).products.list_products()
-        return ProductList(
-            products=[Product.of(p) for p in answer.value], freshness=answer.freshness
+        return respond(
+            ProductList(products=[Product.of(p) for p in answer.value], freshness=answer.freshness)
         )
 
 
-async def list_features(product_id: ProductId, ctx: Context) -> FeatureList:
+async def list_features(
+    product_id: ProductId, ctx: Context
+) -> Annotated[CallToolResult, FeatureList]:
     """List a product's features (what testers test), with their user stories."""
     with tool_errors("list_features", not_found_hint="Use list_products to see product ids."):
         answer = await (await _mirror(ctx)).features.list_features(product_id)
-        return FeatureList(
-            product_id=product_id,
-            features=[Feature.of(f) for f in answer.value],
-            freshness=answer.freshness,
+        return respond(
+            FeatureList(
+                product_id=product_id,
+                features=[Feature.of(f) for f in answer.value],
+                freshness=answer.freshness,
+            )
         )
 
 
@@ -102,7 +107,7 @@ async def list_tests(
     until: Since = None,
     limit: Limit = 20,
     cursor: Cursor = "",
-) -> TestList:
+) -> Annotated[CallToolResult, TestList]:
     """List exploratory tests newest first (by end date), filtered by product, status, testing
     type and end date. Use get_test for one test's details and bug counts."""
     with tool_errors("list_tests"):
@@ -115,11 +120,13 @@ async def list_tests(
             limit=limit,
             cursor=cursor or None,
         )
-        return TestList(
-            tests=[Test.of(t, "concise") for t in page.items],
-            next_cursor=page.next_cursor,
-            hint=_more(page.next_cursor, "tests"),
-            freshness=page.freshness,
+        return respond(
+            TestList(
+                tests=[Test.of(t, "concise") for t in page.items],
+                next_cursor=page.next_cursor,
+                hint=_more(page.next_cursor, "tests"),
+                freshness=page.freshness,
+            )
         )
 
 
@@ -127,7 +134,7 @@ async def get_test(
     test_id: Annotated[int, Field(ge=1, le=MAX_ID, description="a test id (see list_tests)")],
     ctx: Context,
     detail: Detail = "concise",
-) -> TestReport:
+) -> Annotated[CallToolResult, TestReport]:
     """One exploratory test with its bug counts by severity and status: the basis of a test's
     status report. detail="full" adds goal, instructions and out-of-scope texts."""
     with tool_errors("get_test", not_found_hint="Use list_tests to see test ids."):
@@ -135,15 +142,17 @@ async def get_test(
         answer = await mirror.tests.get_test(test_id)
         bugs_freshness = await mirror.bugs.ensure_fresh([test_id])
         counts = await mirror.bugs.counts_for_test(test_id)
-        return TestReport(
-            test=Test.of(answer.value, detail),
-            bug_counts=BugCounts(
-                by_severity=counts["severity"],
-                by_status=counts["status"],
-                total=sum(counts["status"].values()),
-            ),
-            freshness=answer.freshness,
-            bugs_freshness=bugs_freshness,
+        return respond(
+            TestReport(
+                test=Test.of(answer.value, detail),
+                bug_counts=BugCounts(
+                    by_severity=counts["severity"],
+                    by_status=counts["status"],
+                    total=sum(counts["status"].values()),
+                ),
+                freshness=answer.freshness,
+                bugs_freshness=bugs_freshness,
+            )
         )
 
 
@@ -170,7 +179,7 @@ async def list_bugs(
     limit: Limit = 20,
     cursor: Cursor = "",
     detail: Detail = "concise",
-) -> BugList:
+) -> Annotated[CallToolResult, BugList]:
     """List bugs newest first, filtered by product, tests, feature, severity, status, known,
     report date or words. Each bug names its test and feature. detail="full" adds steps and
     expected results."""
@@ -188,22 +197,24 @@ async def list_bugs(
             limit=limit,
             cursor=cursor or None,
         )
-        return BugList(
-            bugs=[Bug.of(b, detail) for b in page.items],
-            next_cursor=page.next_cursor,
-            hint=_more(page.next_cursor, "bugs"),
-            freshness=page.freshness,
+        return respond(
+            BugList(
+                bugs=[Bug.of(b, detail) for b in page.items],
+                next_cursor=page.next_cursor,
+                hint=_more(page.next_cursor, "bugs"),
+                freshness=page.freshness,
+            )
         )
 
 
 async def get_bug(
     bug_id: Annotated[int, Field(ge=1, le=MAX_ID, description="a bug id (see list_bugs)")],
     ctx: Context,
-) -> BugAnswer:
+) -> Annotated[CallToolResult, BugAnswer]:
     """One bug in full: steps, actual and expected result, reject reason, test and feature."""
     with tool_errors("get_bug", not_found_hint="Use list_bugs to see bug ids."):
         answer = await (await _mirror(ctx)).bugs.get_bug(bug_id)
-        return BugAnswer(bug=Bug.of(answer.value, "full"), freshness=answer.freshness)
+        return respond(BugAnswer(bug=Bug.of(answer.value, "full"), freshness=answer.freshness))
 
 
 async def search(
@@ -212,13 +223,13 @@ async def search(
     kinds: Annotated[list[SearchKind] | None, Field(max_length=20)] = None,
     product_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Field(ge=1, le=50)] = 10,
-) -> SearchResults:
+) -> Annotated[CallToolResult, SearchResults]:
     """Full-text search over test titles and goals, feature titles and descriptions, and bug
     titles and results; every word must match (as a word prefix), best matches first."""
     with tool_errors("search"):
         hits = await (await _mirror(ctx)).search.search(query, kinds, product_id, limit)
         hint = None if hits else "nothing matched: try fewer or other words, or sync_data first"
-        return SearchResults(query=query, hits=hits, hint=hint)
+        return respond(SearchResults(query=query, hits=hits, hint=hint))
 
 
 async def bug_stats(
@@ -230,7 +241,7 @@ async def bug_stats(
     ] = None,
     since: Since = None,
     until: Since = None,
-) -> BugStats:
+) -> Annotated[CallToolResult, BugStats]:
     """Bug counts and acceptance rates (accepted / decided) grouped by severity, status,
     feature, test, tester or month: for quality reviews of a product or a set of tests."""
     with tool_errors("bug_stats", not_found_hint="Use list_tests to see test ids."):
@@ -240,12 +251,14 @@ async def bug_stats(
         groups = answer.value
         accepted = sum(g.accepted for g in groups)
         decided = accepted + sum(g.rejected for g in groups)
-        return BugStats(
-            group_by=group_by,
-            groups=groups,
-            total=sum(g.total for g in groups),
-            acceptance_rate=round(accepted / decided, 4) if decided else None,
-            freshness=answer.freshness,
+        return respond(
+            BugStats(
+                group_by=group_by,
+                groups=groups,
+                total=sum(g.total for g in groups),
+                acceptance_rate=round(accepted / decided, 4) if decided else None,
+                freshness=answer.freshness,
+            )
         )
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from testio_mirror.schema import CompactSchema
 
 SearchKind = Literal["test", "feature", "bug"]
 
 T = TypeVar("T")
 
 
-class Freshness(BaseModel):
+class Freshness(CompactSchema):
     """How current an answer is."""
 
     model_config = ConfigDict(frozen=True)
@@ -30,14 +32,14 @@ class Freshness(BaseModel):
     stale_reason: str | None = Field(default=None, description="why it may be out of date")
 
 
-class Answer(BaseModel, Generic[T]):
+class Answer(CompactSchema, Generic[T]):
     """One value and how fresh it is."""
 
     value: T
     freshness: Freshness
 
 
-class Page(BaseModel, Generic[T]):
+class Page(CompactSchema, Generic[T]):
     """Some results, a cursor for the next ones, and how fresh they are."""
 
     items: list[T]
@@ -45,7 +47,7 @@ class Page(BaseModel, Generic[T]):
     freshness: Freshness
 
 
-class ProductRecord(BaseModel):
+class ProductRecord(CompactSchema):
     id: int
     name: str | None
     description: str | None
@@ -56,7 +58,7 @@ class ProductRecord(BaseModel):
     fetched_at: datetime
 
 
-class FeatureRecord(BaseModel):
+class FeatureRecord(CompactSchema):
     id: int
     product_id: int
     title: str | None
@@ -67,7 +69,7 @@ class FeatureRecord(BaseModel):
     fetched_at: datetime
 
 
-class TestRecord(BaseModel):
+class TestRecord(CompactSchema):
     __test__ = False  # not a pytest test class
 
     id: int
@@ -92,7 +94,7 @@ class TestRecord(BaseModel):
     raw: dict[str, Any] | None = None
 
 
-class BugRecord(BaseModel):
+class BugRecord(CompactSchema):
     id: int
     test_id: int | None
     product_id: int | None
@@ -117,7 +119,7 @@ class BugRecord(BaseModel):
     raw: dict[str, Any] | None = None
 
 
-class SearchHit(BaseModel):
+class SearchHit(CompactSchema):
     kind: Literal["test", "feature", "bug"]
     id: int
     product_id: int | None
@@ -126,7 +128,7 @@ class SearchHit(BaseModel):
     rank: float
 
 
-class StatsGroup(BaseModel):
+class StatsGroup(CompactSchema):
     key: str | None
     label: str | None
     total: int

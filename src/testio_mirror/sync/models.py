@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from testio_mirror.schema import CompactSchema
 
 
 class SyncPhase(StrEnum):
@@ -43,7 +45,7 @@ class SyncStatus(StrEnum):
     INTERRUPTED = "interrupted"  # the process died mid-run; found at the next start
 
 
-class SyncScope(BaseModel):
+class SyncScope(CompactSchema):
     """Which part of the account a run covers."""
 
     model_config = ConfigDict(frozen=True)
@@ -61,7 +63,7 @@ class SyncScope(BaseModel):
     )
 
 
-class SyncOptions(BaseModel):
+class SyncOptions(CompactSchema):
     """How a run goes about it."""
 
     model_config = ConfigDict(frozen=True)
@@ -77,7 +79,7 @@ class SyncOptions(BaseModel):
     )
 
 
-class PhaseStats(BaseModel):
+class PhaseStats(CompactSchema):
     """What one phase did."""
 
     fetched: int = 0
@@ -89,7 +91,7 @@ class PhaseStats(BaseModel):
     retries: int = 0
 
 
-class SyncResult(BaseModel):
+class SyncResult(CompactSchema):
     """The outcome of one run."""
 
     run_id: str
