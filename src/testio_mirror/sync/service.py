@@ -74,6 +74,7 @@ from testio_mirror.sync.progress import OnProgress, ProgressTracker
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import AuthError, NotFoundError, UpstreamError
 from testio_mirror.upstream.models import Product
+from testio_mirror.upstream.paging import TestListingPage
 
 logger = logging.getLogger("testio_mirror.sync")
 
@@ -613,6 +614,10 @@ class SyncService:
                 run, product_id, state, True, state.next_page, started_at
             )
             refreshed = await self._mirror.sync_state.listing_state(product_id)
+            if refreshed is None or not refreshed.complete:
+                # Its deletion check failed: the next run lists this product in full, head and
+                # all, and a head pass now must not mark the listing complete.
+                return stats
             return stats + await self._page_through(run, product_id, refreshed, False, 1, now)
         full = (
             run.options.force_refresh
@@ -648,41 +653,35 @@ class SyncService:
             stamp = self._stamp()
             async with self._mirror.db.transaction() as conn:
                 written = await write_tests(conn, page.tests, stamp, product_id=product_id)
+                reached_end = page.last or (not full and _incremental_end(page, written, since))
+                # An incremental listing that ends here has nothing left to do (no sweep): it is
+                # complete in the transaction of its last page, so a kill cannot leave it looking
+                # unfinished (the next run would list every page after this one again).
+                done = reached_end and not full
+                finished = self._clock()
                 await save_listing_state(
                     conn,
                     ListingState(
                         product_id=product_id,
-                        next_page=page.number + 1,
-                        complete=False,
+                        next_page=1 if done else page.number + 1,
+                        complete=done,
                         full_listing=full,
                         run_id=run.run_id,
                         started_at=started_at,
-                        finished_at=state.finished_at if state else None,
+                        finished_at=finished if done else (state.finished_at if state else None),
                         last_full_listing_at=state.last_full_listing_at if state else None,
                     ),
                 )
             stats += written
             await run.tracker.step(f"product {product_id}: page {page.number}")
             if page.last:
-                reached_end = True
                 break
             run.tracker.expect(1)
-            if not full and page.received and not written.inserted and not written.updated:
-                reached_end = True  # the known boundary: a whole page known and unchanged
+            if reached_end:
                 break
-            if (
-                not full
-                and since is not None
-                and page.tests
-                and all(t.end_at is not None and t.end_at < since for t in page.tests)
-            ):
-                reached_end = True
-                break
-        if reached_end:
-            checked = True
-            if full:
-                deleted, checked = await self._sweep(run, product_id, started_at)
-                stats.deleted += deleted
+        if reached_end and full:
+            deleted, checked = await self._sweep(run, product_id, started_at)
+            stats.deleted += deleted
             finished = self._clock()
             async with self._mirror.db.transaction() as conn:
                 await save_listing_state(
@@ -692,12 +691,12 @@ class SyncService:
                         next_page=1,
                         # Tests the sweep could not check may be gone: list in full next time.
                         complete=checked,
-                        full_listing=full,
+                        full_listing=True,
                         run_id=run.run_id,
                         started_at=started_at,
                         finished_at=finished,
                         last_full_listing_at=finished
-                        if full and checked
+                        if checked
                         else (state.last_full_listing_at if state else None),
                     ),
                 )
@@ -824,6 +823,18 @@ def _covers(
     if options.force_refresh and not run.options.force_refresh:
         return False
     return not (options.nuke and not run.options.nuke)
+
+
+def _incremental_end(page: TestListingPage, written: WriteStats, since: datetime | None) -> bool:
+    """Where an incremental listing stops: a whole page known and unchanged (the known
+    boundary), or with ``since`` a page of tests that all ended before it."""
+    if page.received and not written.inserted and not written.updated:
+        return True
+    return (
+        since is not None
+        and bool(page.tests)
+        and all(t.end_at is not None and t.end_at < since for t in page.tests)
+    )
 
 
 def _add(stats: PhaseStats, written: WriteStats) -> None:

@@ -94,11 +94,18 @@ class TestPager:
     async def _pages(self) -> AsyncIterator[TestListingPage]:
         seen: set[int] = set()
         expected = self._asked  # the size a full page has; shrinks if the server caps
+        saw_full = False  # a page came back with all it asked for: the server does not cap
+        # Does ``expected`` say where a page's last slot is? From page 1 on, or once a page came
+        # back full. A listing resumed at a short page cannot tell, nor can one whose short page
+        # after full ones made ``expected`` shrink (it is the end: a cap shows on every page).
+        # A probe of a slot from a wrong size points into an earlier page, never read by this
+        # pager when it resumed, so its test would look slid back and a page be read again.
+        size_known = self._start == 1
         number = self._start
         while True:
             count = 1 if number == self._start else self._window
             probe_slot = None
-            if self._check_boundaries and number > self._start:
+            if self._check_boundaries and number > self._start and size_known:
                 # The last slot of the page before the window is item (number - 1) * expected.
                 probe_slot = (number - 1) * expected
             answers, probe = await self._fetch_window(number, count, probe_slot)
@@ -120,10 +127,13 @@ class TestPager:
                         # Maybe a silent cap, maybe the end: the next page tells.
                         expected = received
                         last = False
+                        size_known = size_known and not saw_full
                     else:
                         last = True
                 else:
                     last = False
+                    size_known = True
+                    saw_full = saw_full or received == self._asked
                     if not fresh:
                         if await self._answers_everything(len(seen)):
                             # Paging is ignored altogether: every answer is the whole list.
