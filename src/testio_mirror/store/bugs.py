@@ -127,9 +127,12 @@ async def write_bugs(
     bugs: Sequence[Bug],
     fetched_at: str,
     complete_for_tests: Sequence[int] | None = None,
+    reasons: list[RejectReason] | None = None,
 ) -> WriteStats:
     """Store bugs. ``complete_for_tests``: these are *all* the bugs of those tests, so their
-    bugs missing here are tombstoned and the tests' bug lists are marked fetched."""
+    bugs missing here are tombstoned and the tests' bug lists are marked fetched. ``reasons``:
+    the stored reject reasons, when the caller has them already (one load per sync, not per
+    batch)."""
     test_ids = sorted(
         {b.test_id for b in bugs if b.test_id is not None} | set(complete_for_tests or [])
     )
@@ -140,7 +143,8 @@ async def write_bugs(
             f"SELECT id, product_id FROM tests WHERE id IN ({marks})", tuple(part)
         )
         test_products.update({row[0]: row[1] for row in found})
-    reasons = await load_reject_reasons(conn)
+    if reasons is None:
+        reasons = await load_reject_reasons(conn)
     stats, _ = await upsert(
         conn, "bugs", BUG_COLUMNS, [_row(b, test_products, reasons) for b in bugs], fetched_at
     )

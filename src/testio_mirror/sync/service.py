@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 import aiosqlite
 
 from testio_mirror.settings import Settings
-from testio_mirror.store.bugs import write_bugs, write_reject_reasons
+from testio_mirror.store.bugs import load_reject_reasons, write_bugs, write_reject_reasons
 from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.features import write_features
 from testio_mirror.store.mirror import Mirror
@@ -751,6 +751,8 @@ class SyncService:
         else:
             async with self._mirror.db.transaction() as conn:
                 await write_reject_reasons(conn, reasons, self._stamp())
+        async with self._mirror.db.reader() as conn:
+            stored_reasons = await load_reject_reasons(conn)
         test_ids = await self._mirror.sync_state.tests_needing_bugs(
             [p.id for p in products],
             run.scope.since,
@@ -768,7 +770,11 @@ class SyncService:
                 continue
             async with self._mirror.db.transaction() as conn:
                 written = await write_bugs(
-                    conn, result.bugs, self._stamp(), complete_for_tests=result.test_ids
+                    conn,
+                    result.bugs,
+                    self._stamp(),
+                    complete_for_tests=result.test_ids,
+                    reasons=stored_reasons,
                 )
             _add(stats, written)
             run.succeeded_units += 1
