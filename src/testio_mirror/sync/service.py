@@ -71,7 +71,7 @@ from testio_mirror.sync.models import (
     SyncTrigger,
 )
 from testio_mirror.sync.progress import OnProgress, ProgressTracker
-from testio_mirror.upstream.client import CustomerApiClient
+from testio_mirror.upstream.client import BugBatch, CustomerApiClient
 from testio_mirror.upstream.errors import AuthError, NotFoundError, UpstreamError
 from testio_mirror.upstream.models import Product
 from testio_mirror.upstream.paging import TestListingPage
@@ -761,24 +761,36 @@ class SyncService:
         )
         batch = self._settings.bug_batch_size
         run.tracker.expect(math.ceil(len(test_ids) / batch) if test_ids else 0)
-        async for result in self._client.bug_batches(test_ids):
-            if isinstance(result.error, AuthError):
-                raise result.error
-            if result.error is not None:
-                run.errors.append(f"bugs of tests {_ids(result.test_ids)}: {result.error}")
-                await run.tracker.step("bugs: a batch failed")
+        # Batches that arrived while the last ones were written go in one transaction: fewer
+        # commits (each flushes the search index) when writing is the bottleneck.
+        async for group in self._client.bug_batch_groups(test_ids):
+            fetched: list[BugBatch] = []
+            for result in group:
+                if isinstance(result.error, AuthError):
+                    raise result.error
+                if result.error is not None:
+                    run.errors.append(f"bugs of tests {_ids(result.test_ids)}: {result.error}")
+                    await run.tracker.step("bugs: a batch failed")
+                else:
+                    fetched.append(result)
+            if not fetched:
                 continue
+            stamp = self._stamp()
             async with self._mirror.db.transaction() as conn:
-                written = await write_bugs(
-                    conn,
-                    result.bugs,
-                    self._stamp(),
-                    complete_for_tests=result.test_ids,
-                    reasons=stored_reasons,
-                )
-            _add(stats, written)
-            run.succeeded_units += 1
-            await run.tracker.step(f"bugs of {len(result.test_ids)} tests: {len(result.bugs)}")
+                for result in fetched:
+                    _add(
+                        stats,
+                        await write_bugs(
+                            conn,
+                            result.bugs,
+                            stamp,
+                            complete_for_tests=result.test_ids,
+                            reasons=stored_reasons,
+                        ),
+                    )
+            for result in fetched:
+                run.succeeded_units += 1
+                await run.tracker.step(f"bugs of {len(result.test_ids)} tests: {len(result.bugs)}")
 
     async def _each(self, items: Sequence[Product], work: Callable[[Product], object]) -> None:
         """Run ``work`` for every product, at most ``max_concurrent_requests`` at once."""

@@ -243,6 +243,14 @@ class CustomerApiClient:
         At most ``max_concurrent_requests`` batches are in flight; a failed batch is reported in
         its ``error`` and the others go on.
         """
+        async for group in self.bug_batch_groups(test_ids):
+            for batch in group:
+                yield batch
+
+    async def bug_batch_groups(self, test_ids: Sequence[int]) -> AsyncIterator[list[BugBatch]]:
+        """Like ``bug_batches``, but every batch that completed while the caller was busy comes
+        in one list: a caller that writes each list in one transaction commits less often the
+        slower it writes."""
         unique = list(dict.fromkeys(test_ids))
         size = self._settings.bug_batch_size
         pending_ids = [unique[i : i + size] for i in range(0, len(unique), size)]
@@ -253,8 +261,7 @@ class CustomerApiClient:
                 while pending_ids and len(running) < self._settings.max_concurrent_requests:
                     running.add(asyncio.create_task(self._bug_batch(pending_ids.pop())))
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    yield task.result()
+                yield [task.result() for task in done]
         finally:
             for task in running:
                 task.cancel()
