@@ -658,7 +658,6 @@ class SyncService:
                 # complete in the transaction of its last page, so a kill cannot leave it looking
                 # unfinished (the next run would list every page after this one again).
                 done = reached_end and not full
-                finished = self._clock()
                 await save_listing_state(
                     conn,
                     ListingState(
@@ -668,7 +667,9 @@ class SyncService:
                         full_listing=full,
                         run_id=run.run_id,
                         started_at=started_at,
-                        finished_at=finished if done else (state.finished_at if state else None),
+                        finished_at=self._clock()
+                        if done
+                        else (state.finished_at if state else None),
                         last_full_listing_at=state.last_full_listing_at if state else None,
                     ),
                 )
