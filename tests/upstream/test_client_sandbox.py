@@ -358,7 +358,7 @@ async def test_triage_changes_the_bugs_in_the_sandbox(sandbox: SandboxServer) ->
     assert marked_known.known is True
     assert world.bug(known)["known"] is True
     assert world.bug(fixed).get("fixed_at") is not None
-    assert (marked_fixed.model_extra or {}).get("fixed_at") == world.bug(fixed)["fixed_at"]
+    assert marked_fixed.raw.get("fixed_at") == world.bug(fixed)["fixed_at"]
     assert world.bug(exported)["exported_at"] is not None
     assert marked_exported.exported_at is not None
     puts = [r for r in sandbox.requests.records() if r.method == "PUT"]

@@ -1,4 +1,4 @@
-"""Wire models: tolerant reading, extra fields and raw JSON kept, UTC dates, helper properties."""
+"""Wire models: tolerant reading, raw JSON kept (unknown fields included), UTC dates, helpers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from testio_mirror.upstream.errors import BadResponseError
 from testio_mirror.upstream.models import (
     Bug,
-    BugComment,
     ExploratoryTest,
     Feature,
     Product,
@@ -36,29 +35,63 @@ EVERY_PART: list[tuple[type[WirePart], dict[str, Any]]] = [
     (Ref, {"id": 1}),
     (Section, {"id": 1}),
     (TestFeature, {"id": 1}),
-    (BugComment, {"id": 1}),
 ]
 
 
 @pytest.mark.parametrize(("model", "minimal"), EVERY_MODEL)
-def test_unknown_fields_are_kept_and_raw_is_the_input(
+def test_unknown_fields_are_kept_in_raw_which_is_the_input(
     model: type[WireModel], minimal: dict[str, Any]
 ) -> None:
     data = {**minimal, "brand_new": {"nested": [1, 2]}, "flag": None}
     item = model.from_wire(data)
-    assert item.model_extra == {"brand_new": {"nested": [1, 2]}, "flag": None}
     assert item.raw == data
+    assert item.raw is data  # kept as received, not rebuilt
+    assert "brand_new" not in type(item).model_fields
 
 
 @pytest.mark.parametrize(("part", "minimal"), EVERY_PART)
-def test_parts_keep_unknown_fields_and_their_json_stays_in_the_entity(
+def test_parts_read_what_they_name_and_their_json_stays_in_the_entity(
     part: type[WirePart], minimal: dict[str, Any]
 ) -> None:
     data = {**minimal, "brand_new": [1], "flag": None}
-    assert part.model_validate(data).model_extra == {"brand_new": [1], "flag": None}
-    bug = Bug.from_wire({"id": 7, "comments": [data], "author": data})
-    assert bug.raw["comments"] == [data]
-    assert bug.raw["author"] == data
+    read = part.model_validate(data)
+    assert read.model_dump(include=set(minimal)) == minimal
+    test = ExploratoryTest.from_wire({"id": 7, "product": data, "features": [data]})
+    assert test.raw["product"] == data
+    assert test.raw["features"] == [data]
+
+
+def test_bug_references_become_ids_and_comments_stay_plain_with_their_json_in_raw() -> None:
+    comment = {"id": 9, "body": "dup", "author": {"name": "Ana", "role": "customer"}, "x": 1}
+    data = {
+        "id": 7,
+        "test": {"id": 11, "title": "Checkout"},
+        "product": {"id": 12, "name": "Shop"},
+        "feature": {"id": 13, "title": "Cart"},
+        "author": {"name": "tester_ana", "country": "PT"},
+        "comments": [comment],
+    }
+    bug = Bug.from_wire(data)
+    assert (bug.test_id, bug.product_id, bug.feature_id, bug.author_name) == (
+        11,
+        12,
+        13,
+        "tester_ana",
+    )
+    assert bug.comments == [{"id": 9, "body": "dup", "author": {"name": "Ana"}}]
+    assert bug.raw["comments"] == [comment]
+    assert bug.raw["author"] == data["author"]
+
+
+@pytest.mark.parametrize("reference", [None, "text", [1], {}, {"name": "no id"}])
+def test_a_bug_reference_without_an_id_reads_as_none(reference: Any) -> None:
+    bug = Bug.from_wire({"id": 1, "test": reference, "product": reference, "feature": reference})
+    assert (bug.test_id, bug.product_id, bug.feature_id) == (None, None, None)
+
+
+def test_a_bug_reference_with_an_unusable_id_is_a_bad_response() -> None:
+    with pytest.raises(BadResponseError, match=r"unusable Bug: test\.id"):
+        Bug.from_wire({"id": 1, "test": {"id": "not a number"}})
 
 
 @pytest.mark.parametrize("model", [m for m, _ in EVERY_MODEL])
@@ -90,9 +123,9 @@ def test_from_wire_without_a_usable_id_is_a_bad_response(
 
 def test_missing_optional_fields_are_none_or_empty() -> None:
     bug = Bug.from_wire({"id": 3})
-    assert (bug.title, bug.severity, bug.status, bug.reported_at, bug.author) == (None,) * 5
-    assert (bug.steps, bug.comments, bug.devices, bug.attachments) == ([], [], [], [])
-    assert bug.test_id is None
+    assert (bug.title, bug.severity, bug.status, bug.reported_at, bug.author_name) == (None,) * 5
+    assert (bug.steps, bug.comments) == ([], [])
+    assert (bug.test_id, bug.product_id, bug.feature_id) == (None, None, None)
     test = ExploratoryTest.from_wire({"id": 4})
     assert (test.title, test.goal, test.start_at, test.product, test.product_id) == (None,) * 5
     assert (test.features, test.requirements) == ([], [])
@@ -149,7 +182,8 @@ def test_steps_become_a_list_of_text(steps: Any, expected: list[str]) -> None:
 
 def test_null_lists_become_empty() -> None:
     bug = Bug.from_wire({"id": 1, "comments": None, "devices": None, "attachments": None})
-    assert (bug.comments, bug.devices, bug.attachments) == ([], [], [])
+    assert bug.comments == []
+    assert (bug.raw["devices"], bug.raw["attachments"]) == (None, None)
     test = ExploratoryTest.from_wire({"id": 1, "features": None, "requirements": None})
     assert (test.features, test.requirements) == ([], [])
     product = Product.from_wire({"id": 1, "sections": None, "sections_with_default": None})

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import aiosqlite
+import orjson
 
 from testio_mirror.store.cursor import next_cursor
 from testio_mirror.store.exploratory_tests import write_tests
@@ -76,7 +77,7 @@ def _bool(value: bool | None) -> int | None:
 
 
 def _row(bug: Bug, test_products: dict[int, int], reasons: list[RejectReason]) -> tuple[Any, ...]:
-    product_id = bug.product.id if bug.product and bug.product.id else None
+    product_id = bug.product_id or None
     if product_id is None and bug.test_id is not None:
         product_id = test_products.get(bug.test_id)
     reason = bug.reject_reason(reasons)
@@ -86,7 +87,7 @@ def _row(bug: Bug, test_products: dict[int, int], reasons: list[RejectReason]) -
         bug.id,
         bug.test_id,
         product_id,
-        bug.feature.id if bug.feature else None,
+        bug.feature_id,
         bug.title,
         bug.severity,
         bug.status,
@@ -94,10 +95,10 @@ def _row(bug: Bug, test_products: dict[int, int], reasons: list[RejectReason]) -
         _bool(bug.known),
         bug.actual_result,
         bug.expected_result,
-        json.dumps(bug.steps, ensure_ascii=False),
+        orjson.dumps(bug.steps).decode("utf-8"),
         to_db(bug.reported_at),
         to_db(bug.exported_at),
-        bug.author.name if bug.author else None,
+        bug.author_name,
         reason_key,
         raw,
         # The derived reason is part of the content: reasons learned later must fill it in.
@@ -164,11 +165,12 @@ async def write_bugs(
             )
     people: list[tuple[str, str]] = []
     for bug in bugs:
-        if bug.author and bug.author.name:
-            people.append((bug.author.name, "tester"))
-        people.extend(
-            (c.author.name, "customer") for c in bug.comments if c.author and c.author.name
-        )
+        if bug.author_name:
+            people.append((bug.author_name, "tester"))
+        for comment in bug.comments:
+            name = (comment.get("author") or {}).get("name")
+            if name:
+                people.append((name, "customer"))
     await record_users(conn, people, fetched_at)
     return stats
 

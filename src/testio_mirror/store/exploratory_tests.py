@@ -21,6 +21,7 @@ from testio_mirror.store.upsert import (
     canonical_json,
     chunks,
     hash_canonical,
+    insert_rows,
     record_users,
     tombstone_missing,
     upsert,
@@ -100,15 +101,17 @@ async def write_tests(
         for part in chunks(written):
             marks = ",".join("?" * len(part))
             await conn.execute(f"DELETE FROM test_features WHERE test_id IN ({marks})", part)
-        await conn.executemany(
-            "INSERT OR IGNORE INTO test_features (test_id, feature_id, test_feature_id, title) "
-            "VALUES (?, ?, ?, ?)",
+        await insert_rows(
+            conn,
+            "test_features",
+            ("test_id", "feature_id", "test_feature_id", "title"),
             [
                 (test_id, f.feature_id, f.id, f.title)
                 for test_id in written
                 for f in by_id[test_id].features
                 if f.feature_id is not None
             ],
+            verb="INSERT OR IGNORE",
         )
     people = [(t.created_by, "customer") for t in tests] + [
         (t.submitted_by, "customer") for t in tests
