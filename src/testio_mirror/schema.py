@@ -6,19 +6,25 @@ each optional field costs a validator three schema visits instead of one: for a 
 tests the Python SDK's client spent ~10 ms per call on it, several times what the server took
 to answer. ``{"type": ["string", "null"]}`` means the same and is checked in one step, and it
 reads more plainly for a model reading the schema.
+
+Two more trims, for the same reason: the titles pydantic generates ("Test Id" for ``test_id``)
+are left out (descriptions stay), and a list of answers (the bugs of ``list_bugs``) has its item
+schema written in place (``inline_list``) instead of a ``$ref`` resolved for every item. Together
+they cut the SDK client's check of a page of 20 bugs from 2.5 to 2.0 ms.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, GetJsonSchemaHandler
+from pydantic import BaseModel, GetJsonSchemaHandler, TypeAdapter, WithJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 
 class CompactSchema(BaseModel):
-    """A model whose JSON schema writes optional simple fields as a list of types."""
+    """A model whose JSON schema writes optional simple fields as a list of types, without the
+    titles pydantic generates."""
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -26,9 +32,21 @@ class CompactSchema(BaseModel):
     ) -> JsonSchemaValue:
         schema = handler(core_schema)
         definition = handler.resolve_ref_schema(schema)
+        definition.pop("title", None)
         for name, field in definition.get("properties", {}).items():
+            field.pop("title", None)
             definition["properties"][name] = compact_nullable(field)
         return schema
+
+
+def inline_list(item: type[BaseModel]) -> WithJsonSchema:
+    """The JSON schema of a list of ``item`` with the item's schema written in place: a
+    validator resolves a ``$ref`` for every item (twenty per page), which cost a tenth of
+    checking a page of bugs. ``item`` must not nest models itself."""
+    schema = TypeAdapter(item).json_schema()
+    if "$defs" in schema:
+        raise TypeError(f"{item.__name__} nests models; its list cannot be inlined")
+    return WithJsonSchema({"items": schema, "type": "array"})
 
 
 def compact_nullable(field: dict[str, Any]) -> dict[str, Any]:

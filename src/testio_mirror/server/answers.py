@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
-from testio_mirror.schema import CompactSchema
+from testio_mirror.schema import CompactSchema, inline_list
 from testio_mirror.store.records import (
     BugRecord,
     FeatureRecord,
@@ -80,7 +80,7 @@ class Product(CompactSchema):
 
 
 class ProductList(CompactSchema):
-    products: list[Product]
+    products: Annotated[list[Product], inline_list(Product)]
     freshness: Freshness
 
 
@@ -102,7 +102,7 @@ class Feature(CompactSchema):
 
 class FeatureList(CompactSchema):
     product_id: int
-    features: list[Feature]
+    features: Annotated[list[Feature], inline_list(Feature)]
     freshness: Freshness
 
 
@@ -153,7 +153,7 @@ class Test(CompactSchema):
 class TestList(CompactSchema):
     __test__ = False
 
-    tests: list[Test]
+    tests: Annotated[list[Test], inline_list(Test)]
     next_cursor: str | None = Field(description="pass as cursor to get the next tests")
     hint: str | None = Field(default=None, description="what to do when more results exist")
     freshness: Freshness
@@ -220,7 +220,7 @@ class Bug(CompactSchema):
 
 
 class BugList(CompactSchema):
-    bugs: list[Bug]
+    bugs: Annotated[list[Bug], inline_list(Bug)]
     next_cursor: str | None = Field(description="pass as cursor to get the next bugs")
     hint: str | None = Field(default=None, description="what to do when more results exist")
     freshness: Freshness
@@ -233,13 +233,13 @@ class BugAnswer(CompactSchema):
 
 class SearchResults(CompactSchema):
     query: str
-    hits: list[SearchHit]
+    hits: Annotated[list[SearchHit], inline_list(SearchHit)]
     hint: str | None = None
 
 
 class BugStats(CompactSchema):
     group_by: str
-    groups: list[StatsGroup]
+    groups: Annotated[list[StatsGroup], inline_list(StatsGroup)]
     total: int
     acceptance_rate: float | None = Field(
         description="accepted / (accepted + rejected) over all groups; null when none decided"
@@ -298,7 +298,7 @@ class SyncStatusAnswer(CompactSchema):
     period_items_synced: int
     lock_holder: LockHolder | None = Field(description="the process holding the sync lock")
     counts: dict[str, int] = Field(description="products, features, tests, bugs in the mirror")
-    products: list[ProductListing]
+    products: Annotated[list[ProductListing], inline_list(ProductListing)]
     upstream: Health | None = Field(description="null when no TestIO token is configured")
     next_refresh_at: datetime | None
 
