@@ -134,9 +134,8 @@ async def write_bugs(
     bugs missing here are tombstoned and the tests' bug lists are marked fetched. ``reasons``:
     the stored reject reasons, when the caller has them already (one load per sync, not per
     batch)."""
-    test_ids = sorted(
-        {b.test_id for b in bugs if b.test_id is not None} | set(complete_for_tests or [])
-    )
+    # A bug that does not name its product takes its test's: look up only those tests.
+    test_ids = sorted({b.test_id for b in bugs if b.test_id is not None and not b.product_id})
     test_products: dict[int, int] = {}
     for part in chunks(test_ids):
         marks = ",".join("?" * len(part))

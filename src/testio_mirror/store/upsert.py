@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -19,6 +20,8 @@ import orjson
 
 # SQLite's default limit on host parameters is 32766; stay far below it per statement.
 _CHUNK = 500
+# Parameters in one multi-row INSERT: SQLite before 3.32 allowed only 999.
+_MAX_PARAMETERS = 30_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 @dataclass
@@ -79,33 +82,26 @@ async def insert_rows(
     conflict: str = "",
     verb: str = "INSERT",
 ) -> None:
-    """Insert ``rows`` (values in ``columns`` order) with one SQLite statement.
+    """Insert ``rows`` (values in ``columns`` order) with one multi-row ``VALUES`` statement per
+    chunk.
 
-    The rows travel as one JSON array that ``json_each`` unpacks inside SQLite. ``executemany``
-    would hand the GIL back and forth around every row (SQLite runs without it, binding needs
-    it); each time the event loop's thread is busy, the writer thread then waits for the switch
-    interval, and a sync wrote ten times slower than SQLite can. One statement is one hand-off.
-    Rows JSON cannot carry exactly (integers beyond 64 bits) go through ``executemany``, which
-    reports them as it always did. ``table``, ``columns``, ``conflict`` and ``verb`` are the
-    store's own constants, never user input.
+    ``executemany`` would hand the GIL back and forth around every row (SQLite runs without it,
+    binding needs it); each time the event loop's thread is busy, the writer thread then waits
+    for the switch interval, and a sync wrote ten times slower than SQLite can. One statement
+    is one hand-off. (Rows as one JSON array unpacked by ``json_each`` also work, but SQLite
+    spends longer parsing the JSON than binding the values.) ``table``, ``columns``,
+    ``conflict`` and ``verb`` are the store's own constants, never user input.
     """
     if not rows:
         return
     names = ", ".join(columns)
-    try:
-        payload = orjson.dumps(rows).decode("utf-8")
-    except (orjson.JSONEncodeError, TypeError):
-        await conn.executemany(
-            f"{verb} INTO {table} ({names}) VALUES ({','.join('?' * len(columns))}) {conflict}",
-            rows,
+    row_marks = "(" + ",".join("?" * len(columns)) + ")"
+    per_statement = max(1, _MAX_PARAMETERS // len(columns))
+    for part in chunks(rows, per_statement):
+        await conn.execute(
+            f"{verb} INTO {table} ({names}) VALUES {','.join([row_marks] * len(part))} {conflict}",
+            [value for row in part for value in row],
         )
-        return
-    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
-    # "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT, not a join.
-    await conn.execute(
-        f"{verb} INTO {table} ({names}) SELECT {picks} FROM json_each(?) WHERE true {conflict}",
-        (payload,),
-    )
 
 
 async def upsert(

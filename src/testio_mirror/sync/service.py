@@ -762,8 +762,9 @@ class SyncService:
         )
         batch = self._settings.bug_batch_size
         run.tracker.expect(math.ceil(len(test_ids) / batch) if test_ids else 0)
-        # Batches that arrived while the last ones were written go in one transaction: fewer
-        # commits (each flushes the search index) when writing is the bottleneck.
+        # Batches that arrived while the last ones were written are written together, in one
+        # transaction: fewer commits (each flushes the search index) and fewer statements when
+        # writing is the bottleneck.
         async for group in self._client.bug_batch_groups(test_ids):
             fetched: list[BugBatch] = []
             for result in group:
@@ -776,19 +777,18 @@ class SyncService:
                     fetched.append(result)
             if not fetched:
                 continue
-            stamp = self._stamp()
+            # One write for all of them: each statement is a round trip to the writer thread.
             async with self._mirror.db.transaction() as conn:
-                for result in fetched:
-                    _add(
-                        stats,
-                        await write_bugs(
-                            conn,
-                            result.bugs,
-                            stamp,
-                            complete_for_tests=result.test_ids,
-                            reasons=stored_reasons,
-                        ),
-                    )
+                _add(
+                    stats,
+                    await write_bugs(
+                        conn,
+                        [bug for result in fetched for bug in result.bugs],
+                        self._stamp(),
+                        complete_for_tests=[t for result in fetched for t in result.test_ids],
+                        reasons=stored_reasons,
+                    ),
+                )
             for result in fetched:
                 run.succeeded_units += 1
                 await run.tracker.step(f"bugs of {len(result.test_ids)} tests: {len(result.bugs)}")
