@@ -16,7 +16,13 @@ from testio_mirror.store.db import Database
 from testio_mirror.store.exploratory_tests import tombstone_tests, write_tests
 from testio_mirror.store.features import write_features
 from testio_mirror.store.products import write_products
-from testio_mirror.store.upsert import WriteStats, canonical_json, content_hash, hash_canonical
+from testio_mirror.store.upsert import (
+    WriteStats,
+    canonical_json,
+    content_hash,
+    hash_canonical,
+    insert_rows,
+)
 from testio_mirror.upstream.models import ExploratoryTest
 from tests.store.builders import (
     STAMP_1,
@@ -357,3 +363,19 @@ def test_write_stats_add_up() -> None:
         "deleted": 4,
     }
     assert sum([WriteStats(1), WriteStats(2)], WriteStats()) == WriteStats(fetched=3)
+
+
+@pytest.mark.parametrize("count", [0, 1, 63, 64, 75, 130])
+async def test_insert_rows_writes_every_row_once_and_applies_the_conflict_clause(
+    db: Database, count: int
+) -> None:
+    rows = [(f"person {n}", "tester", "2026-01-01", "2026-01-01") for n in range(count)]
+    columns = ("name", "role", "first_seen_at", "last_seen_at")
+    conflict = "ON CONFLICT (name, role) DO UPDATE SET last_seen_at = excluded.last_seen_at"
+    async with db.transaction() as conn:
+        await insert_rows(conn, "users", columns, rows, conflict=conflict)
+        again = [(name, role, first, "2026-02-02") for name, role, first, _ in rows]
+        await insert_rows(conn, "users", columns, again, conflict=conflict)
+    async with db.reader() as conn:
+        found = await conn.execute_fetchall("SELECT name, last_seen_at FROM users ORDER BY name")
+    assert sorted((name, "2026-02-02") for name, *_ in rows) == [tuple(r) for r in found]

@@ -80,7 +80,7 @@ logger = logging.getLogger("testio_mirror.sync")
 
 # Pages of one product asked for at once in a full listing (after its first page). Larger
 # windows save round trips on big products and waste up to window - 1 empty pages at the end.
-FULL_LISTING_WINDOW = 4
+FULL_LISTING_WINDOW = 8
 
 _ENTITY_PHASES = {
     "products": SyncPhase.PRODUCTS,
