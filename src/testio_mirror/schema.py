@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, GetJsonSchemaHandler, TypeAdapter, WithJsonSchema
+from pydantic import BaseModel, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -39,14 +39,27 @@ class CompactSchema(BaseModel):
         return schema
 
 
-def inline_list(item: type[BaseModel]) -> WithJsonSchema:
+def inline_list(item: type[BaseModel]) -> InlineList:
     """The JSON schema of a list of ``item`` with the item's schema written in place: a
     validator resolves a ``$ref`` for every item (twenty per page), which cost a tenth of
     checking a page of bugs. ``item`` must not nest models itself."""
-    schema = TypeAdapter(item).json_schema()
-    if "$defs" in schema:
-        raise TypeError(f"{item.__name__} nests models; its list cannot be inlined")
-    return WithJsonSchema({"items": schema, "type": "array"})
+    return InlineList(item)
+
+
+class InlineList:
+    """``Annotated`` metadata: see ``inline_list``. The item's schema is made when the
+    list's is (when a tool is registered), not when the module is imported."""
+
+    def __init__(self, item: type[BaseModel]) -> None:
+        self.item = item
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = self.item.model_json_schema()
+        if "$defs" in schema:
+            raise TypeError(f"{self.item.__name__} nests models; its list cannot be inlined")
+        return {"items": schema, "type": "array"}
 
 
 def compact_nullable(field: dict[str, Any]) -> dict[str, Any]:
