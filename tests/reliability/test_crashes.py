@@ -84,7 +84,7 @@ HEAD_CHECK_SPEC = DatasetSpec(
     seed=7, products=1, section_products=0, tests_per_product=40, bugs_per_test=1
 )
 ROUND_END_SPEC = DatasetSpec(
-    seed=8, products=1, section_products=0, tests_per_product=60, bugs_per_test=1
+    seed=8, products=1, section_products=0, tests_per_product=35, bugs_per_test=1
 )
 
 
@@ -639,29 +639,30 @@ def test_a_kill_between_the_head_check_and_its_completion_costs_no_relisting(
 def test_a_listing_resumed_at_its_short_last_page_asks_for_nothing_committed(
     new_lab: LabFactory, ledger: Ledger
 ) -> None:
-    # One product of 60 tests: pages of 25, 25 and 10 (a round number: maybe a server's cap,
-    # maybe the end). The first sync is killed once page 2 is committed; the restart resumes at
-    # page 3, and must not probe a slot of the pages committed before the kill (nor read a page
-    # twice because such a probe's test looks like one that slid back).
+    # One product of 35 tests: pages of 25 and 10 (a round number: maybe a server's cap, maybe
+    # the end). A full listing commits page 1 alone and then a window of pages at a time, so a
+    # resumed listing starts after page 1: the first sync is killed once page 1 is committed,
+    # and the restart resumes at page 2, the short one. It must not probe a slot of page 1
+    # (nor read page 1 again because such a probe's test looks like one that slid back).
     lab = new_lab(ROUND_END_SPEC, bugs=False, counted="products/*/exploratory_tests", latency=100.0)
-    context = "a kill after page 2 of 3, the last one holding 10 tests"
+    context = "a kill after page 1 of 2, the last one holding 10 tests"
 
     def listing() -> Listing | None:
         return lab.committed().listings.get(101)
 
-    # Shut when the request after page 1 arrives (so page 1's progress line is out), killed
-    # once page 2 is committed, blocked on the progress line after it.
+    # The window after page 1 is asked for before page 1 is stored: shut the output then, so
+    # the run blocks on page 1's progress line after its commit, and kill it there.
     first = lab.start(gated=True)
     lab.kill_at(
         first,
         lambda: lab.arrived(first) >= 2,
-        then=lambda: (state := listing()) is not None and state.next_page == 3,
+        then=lambda: (state := listing()) is not None and state.next_page == 2,
     )
     committed = lab.committed()
     lab.finish()
     differences = record_trial(lab, ledger)
 
     # The kill landed where it was meant to.
-    assert committed.listings[101] == Listing(3, complete=False, full_listing=True), context
-    assert len(committed.tests) == 2 * PAGE_SIZE, context
+    assert committed.listings[101] == Listing(2, complete=False, full_listing=True), context
+    assert len(committed.tests) == PAGE_SIZE, context
     assert_converged(lab, [committed], context, differences)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -267,6 +268,52 @@ async def test_windows_read_the_same_tests_in_fewer_round_trips(
     assert pages[-1].last
     assert sum(p.last for p in pages) == 1  # pages past the end are dropped
     assert sorted(call[0] for call in fetch.calls) == asked
+
+
+async def settle() -> None:
+    """Let every task that can run do so (a few turns of the event loop)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_windows_come_whole_and_the_next_is_asked_for_while_one_is_stored() -> None:
+    fetch = Listing(95)
+    pager = TestPager(fetch, 10, window=4)
+    seen: list[list[int]] = []
+    asked_when_handed: list[int] = []
+    async for window in pager.windows():
+        seen.append([page.number for page in window])
+        await settle()  # the caller stores the window: other tasks run meanwhile
+        asked_when_handed.append(max(call[0] for call in fetch.calls))
+        assert pager.complete == window[-1].last
+    assert seen == [[1], [2, 3, 4, 5], [6, 7, 8, 9], [10]]
+    # While the caller stores a window that does not end the listing, the next one is asked for;
+    # the window holding the end (page 10, short) asks for nothing more.
+    assert asked_when_handed == [5, 9, 13, 13]
+    assert sorted(call[0] for call in fetch.calls) == list(range(1, 14))
+
+
+async def test_a_caller_that_stops_early_cancels_the_window_asked_for_ahead() -> None:
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def fetch(page: int, per_page: int) -> list[Any]:
+        started.append(page)
+        if page > 1:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.append(page)
+                raise
+        return [{"id": 1000 - n} for n in range(per_page)]
+
+    windows = TestPager(fetch, 10, window=3).windows()
+    first = await anext(windows)
+    assert [page.number for page in first] == [1]
+    await settle()  # the window 2-4 is in flight
+    assert sorted(started) == [1, 2, 3, 4]
+    await windows.aclose()
+    assert sorted(cancelled) == [2, 3, 4]
 
 
 class FailingPage(Listing):

@@ -649,10 +649,15 @@ class SyncService:
             window=FULL_LISTING_WINDOW if full else 1,
         )
         reached_end = False
-        async for page in pager:
+        # A window of pages is stored in one transaction: a killed run resumes after the last
+        # window committed, and a full listing commits a few times instead of once per page.
+        async for window in pager.windows():
+            page = window[-1]
             stamp = self._stamp()
             async with self._mirror.db.transaction() as conn:
-                written = await write_tests(conn, page.tests, stamp, product_id=product_id)
+                written = await write_tests(
+                    conn, [test for each in window for test in each.tests], stamp, product_id
+                )
                 reached_end = page.last or (not full and _incremental_end(page, written, since))
                 # An incremental listing that ends here has nothing left to do (no sweep): it is
                 # complete in the transaction of its last page, so a kill cannot leave it looking
@@ -674,10 +679,11 @@ class SyncService:
                     ),
                 )
             stats += written
-            await run.tracker.step(f"product {product_id}: page {page.number}")
+            for each in window:
+                await run.tracker.step(f"product {product_id}: page {each.number}")
             if page.last:
                 break
-            run.tracker.expect(1)
+            run.tracker.expect(len(window))
             if reached_end:
                 break
         if reached_end and full:

@@ -37,6 +37,8 @@ from testio_mirror.upstream.models import ExploratoryTest
 ROUND_PAGE = 10
 
 FetchPage = Callable[[int, int], Awaitable[list[Any]]]
+# The answers of a window's pages (each a list, or the error it raised), and the probe's answer.
+_Window = tuple[list[list[Any] | BaseException], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ class TestPager:
 
         ``window``: after the first page, ask for this many pages at once. The listing has no
         page count, so a window may run past the end (those pages come back empty and are
-        dropped); a full listing of many pages takes a fraction of the round trips.
+        dropped); a full listing of many pages takes a fraction of the round trips. When a
+        window shows the listing goes on, the next one is asked for before this one's pages are
+        handed out, so the caller stores pages while the next ones travel.
 
         ``check_boundaries``: with every window after the first page, also ask (concurrently,
         one item) for the last slot of the page before it; a test found there that was not
@@ -92,6 +96,16 @@ class TestPager:
         return self._pages()
 
     async def _pages(self) -> AsyncIterator[TestListingPage]:
+        async for window in self.windows():
+            for page in window:
+                # Set before the last page is handed out: a caller may stop on ``page.last``.
+                self.complete = page.last
+                yield page
+
+    async def windows(self) -> AsyncIterator[list[TestListingPage]]:
+        """The pages window by window (one page at a time when ``window`` is 1), for a caller
+        that stores a window at once. ``complete`` is set before the window holding the last
+        page is handed out."""
         seen: set[int] = set()
         expected = self._asked  # the size a full page has; shrinks if the server caps
         saw_full = False  # a page came back with all it asked for: the server does not cap
@@ -102,59 +116,85 @@ class TestPager:
         # pager when it resumed, so its test would look slid back and a page be read again.
         size_known = self._start == 1
         number = self._start
-        while True:
-            count = 1 if number == self._start else self._window
-            probe_slot = None
-            if self._check_boundaries and number > self._start and size_known:
-                # The last slot of the page before the window is item (number - 1) * expected.
-                probe_slot = (number - 1) * expected
-            answers, probe = await self._fetch_window(number, count, probe_slot)
-            for offset, answer in enumerate(answers):
-                if isinstance(answer, BaseException):
-                    raise answer  # the pages before it were handed out and can be kept
-                page_number = number + offset
-                received = len(answer)
-                tests = [ExploratoryTest.from_wire(item) for item in answer]
-                fresh = await self._slid_back(probe, number - 1, seen) if offset == 0 else []
-                fresh += [t for t in tests if t.id not in seen]
-                seen.update(t.id for t in fresh)
-                if received > self._asked:
-                    last = True  # paging ignored: this one answer is the whole list
-                elif received == 0:
-                    last = True
-                elif received < expected:
-                    if received % ROUND_PAGE == 0:
-                        # Maybe a silent cap, maybe the end: the next page tells.
-                        expected = received
-                        last = False
-                        size_known = size_known and not saw_full
-                    else:
-                        last = True
-                else:
-                    last = False
-                    size_known = True
-                    saw_full = saw_full or received == self._asked
-                    if not fresh:
-                        if await self._answers_everything(len(seen)):
-                            # Paging is ignored altogether: every answer is the whole list.
-                            self.complete = True
-                            yield TestListingPage(page_number, [], received, True)
-                            return
-                        raise BadResponseError(
-                            f"page {page_number} repeated tests already listed: the server "
-                            "seems to ignore the page parameter, so the listing cannot be "
-                            "completed"
-                        )
-                # Set before the last page is handed out: a caller may stop on ``page.last``.
-                self.complete = last
-                yield TestListingPage(page_number, fresh, received, last)
-                if last:
-                    return  # pages of the window past the end are dropped
-            number += count
+        ahead: asyncio.Task[_Window] | None = None
 
-    async def _fetch_window(
-        self, first: int, count: int, probe_slot: int | None
-    ) -> tuple[list[list[Any] | BaseException], list[Any]]:
+        def window_at(first: int) -> Awaitable[_Window]:
+            count = 1 if first == self._start else self._window
+            probe_slot = None
+            if self._check_boundaries and first > self._start and size_known:
+                # The last slot of the page before the window is item (first - 1) * expected.
+                probe_slot = (first - 1) * expected
+            return self._fetch_window(first, count, probe_slot)
+
+        try:
+            while True:
+                if ahead is None:
+                    answers, probe = await window_at(number)
+                else:
+                    answers, probe = await ahead
+                    ahead = None
+                ready: list[TestListingPage] = []
+                failure: BaseException | None = None
+                for offset, answer in enumerate(answers):
+                    if isinstance(answer, BaseException):
+                        failure = answer  # the pages before it are handed out and can be kept
+                        break
+                    page_number = number + offset
+                    received = len(answer)
+                    tests = [ExploratoryTest.from_wire(item) for item in answer]
+                    fresh = await self._slid_back(probe, number - 1, seen) if offset == 0 else []
+                    fresh += [t for t in tests if t.id not in seen]
+                    seen.update(t.id for t in fresh)
+                    if received > self._asked:
+                        last = True  # paging ignored: this one answer is the whole list
+                    elif received == 0:
+                        last = True
+                    elif received < expected:
+                        if received % ROUND_PAGE == 0:
+                            # Maybe a silent cap, maybe the end: the next page tells.
+                            expected = received
+                            last = False
+                            size_known = size_known and not saw_full
+                        else:
+                            last = True
+                    else:
+                        last = False
+                        size_known = True
+                        saw_full = saw_full or received == self._asked
+                        if not fresh:
+                            if await self._answers_everything(len(seen)):
+                                # Paging is ignored altogether: every answer is the whole list.
+                                ready.append(TestListingPage(page_number, [], received, True))
+                                break
+                            failure = BadResponseError(
+                                f"page {page_number} repeated tests already listed: the server "
+                                "seems to ignore the page parameter, so the listing cannot be "
+                                "completed"
+                            )
+                            break
+                    ready.append(TestListingPage(page_number, fresh, received, last))
+                    if last:
+                        break  # pages of the window past the end are dropped
+                ends = failure is not None or (bool(ready) and ready[-1].last)
+                number += len(answers)
+                if not ends and self._window > 1:
+                    # The listing goes on: ask for the next window while the caller stores
+                    # this one. (A listing of one page at a time usually stops after its first.)
+                    ahead = asyncio.ensure_future(window_at(number))
+                if ready:
+                    # Set before the last page is handed out: a caller may stop on ``page.last``.
+                    self.complete = ready[-1].last
+                    yield ready
+                if failure is not None:
+                    raise failure
+                if ends:
+                    return
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+
+    async def _fetch_window(self, first: int, count: int, probe_slot: int | None) -> _Window:
         """Pages ``first`` .. ``first + count - 1`` (each a list, or the error it raised) and
         the boundary probe's answer, all asked for at once. A failed probe raises."""
         pages = [self._fetch(first + i, self._asked) for i in range(count)]
