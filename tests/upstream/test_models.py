@@ -13,10 +13,8 @@ from testio_mirror.upstream.models import (
     ExploratoryTest,
     Feature,
     Product,
-    Ref,
     RejectReason,
     Section,
-    TestFeature,
     UserStory,
     WireModel,
     WirePart,
@@ -32,9 +30,7 @@ EVERY_MODEL: list[tuple[type[WireModel], dict[str, Any]]] = [
     (RejectReason, {"key": "dup"}),
 ]
 EVERY_PART: list[tuple[type[WirePart], dict[str, Any]]] = [
-    (Ref, {"id": 1}),
     (Section, {"id": 1}),
-    (TestFeature, {"id": 1}),
 ]
 
 
@@ -56,9 +52,24 @@ def test_parts_read_what_they_name_and_their_json_stays_in_the_entity(
     data = {**minimal, "brand_new": [1], "flag": None}
     read = part.model_validate(data)
     assert read.model_dump(include=set(minimal)) == minimal
-    test = ExploratoryTest.from_wire({"id": 7, "product": data, "features": [data]})
-    assert test.raw["product"] == data
-    assert test.raw["features"] == [data]
+    product = Product.from_wire({"id": 7, "sections": [data]})
+    assert product.raw["sections"] == [data]
+
+
+def test_test_references_become_ids_and_features_stay_plain_with_their_json_in_raw() -> None:
+    feature = {"id": 31, "feature_id": 32, "title": {"name": "Cart"}, "user_stories": ["x"]}
+    data = {
+        "id": 7,
+        "product": {"id": 12, "name": "Shop"},
+        "section": {"id": 13, "name": "Web"},
+        "test_environment": {"id": 14},
+        "features": [feature],
+        "requirements": [{"id": 1}],
+    }
+    test = ExploratoryTest.from_wire(data)
+    assert (test.product_id, test.section_id) == (12, 13)
+    assert test.features == [{"id": 31, "feature_id": 32, "title": "Cart"}]
+    assert test.raw == data
 
 
 def test_bug_references_become_ids_and_comments_stay_plain_with_their_json_in_raw() -> None:
@@ -127,8 +138,8 @@ def test_missing_optional_fields_are_none_or_empty() -> None:
     assert (bug.steps, bug.comments) == ([], [])
     assert (bug.test_id, bug.product_id, bug.feature_id) == (None, None, None)
     test = ExploratoryTest.from_wire({"id": 4})
-    assert (test.title, test.goal, test.start_at, test.product, test.product_id) == (None,) * 5
-    assert (test.features, test.requirements) == ([], [])
+    assert (test.title, test.goal, test.start_at, test.product_id, test.section_id) == (None,) * 5
+    assert test.features == []
     product = Product.from_wire({"id": 5})
     assert (product.name, product.sections, product.sections_with_default) == (None, [], [])
 
@@ -185,11 +196,10 @@ def test_null_lists_become_empty() -> None:
     assert bug.comments == []
     assert (bug.raw["devices"], bug.raw["attachments"]) == (None, None)
     test = ExploratoryTest.from_wire({"id": 1, "features": None, "requirements": None})
-    assert (test.features, test.requirements) == ([], [])
+    assert test.features == []
     product = Product.from_wire({"id": 1, "sections": None, "sections_with_default": None})
     assert (product.sections, product.sections_with_default) == ([], [])
     assert Feature.from_wire({"id": 1, "user_stories": None}).user_stories == []
-    assert TestFeature.model_validate({"id": 1, "user_stories": None}).user_stories == []
 
 
 def test_test_reads_the_long_field_names() -> None:

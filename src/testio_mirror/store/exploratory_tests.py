@@ -60,7 +60,7 @@ def _row(product_id: int, test: ExploratoryTest) -> tuple[Any, ...]:
     return (
         test.id,
         product_id,
-        test.section.id if test.section else None,
+        test.section_id,
         test.title,
         test.status,
         test.testing_type,
@@ -106,10 +106,10 @@ async def write_tests(
             "test_features",
             ("test_id", "feature_id", "test_feature_id", "title"),
             [
-                (test_id, f.feature_id, f.id, f.title)
+                (test_id, f["feature_id"], f.get("id"), f.get("title"))
                 for test_id in written
                 for f in by_id[test_id].features
-                if f.feature_id is not None
+                if f.get("feature_id") is not None
             ],
             verb="INSERT OR IGNORE",
         )
