@@ -273,6 +273,20 @@ async def latencies_during_sync(env: dict[str, str]) -> list[float]:
         return timings
 
 
+def calibrate() -> float:
+    """Milliseconds a fixed pure-Python task takes now (best of five). This machine is a VM
+    whose speed drifts by tens of percent from minute to minute: runs compare fairly only at
+    similar calibrations, so every result records one from before and after it."""
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for number in range(300_000):
+            total += number * number % 7
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -298,6 +312,7 @@ def main() -> int:
         target = TARGETS.get(args.dataset, {}).get(name)
         series.setdefault(name, Series(name, floor=floor_value, target=target)).values.append(value)
 
+    calibration = [calibrate()]
     print(f"starting the sandbox: dataset {args.dataset}, {args.latency_ms:.0f} ms per request")
     sandbox = Sandbox(args.dataset, args.latency_ms)
     work = Path(tempfile.mkdtemp(prefix="testio-bench-"))
@@ -338,8 +353,13 @@ def main() -> int:
     finally:
         sandbox.stop()
         shutil.rmtree(work, ignore_errors=True)
+    calibration.append(calibrate())
     rows = [s.row() for s in series.values()]
     _print_table(rows, args)
+    print(
+        f"machine calibration: {calibration[0]:.1f} ms before, {calibration[1]:.1f} ms after "
+        "(a fixed Python task; lower is faster)"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = RESULTS / f"{stamp}-{args.dataset}.json"
@@ -353,6 +373,7 @@ def main() -> int:
                     "python": platform.python_version(),
                     "platform": platform.platform(),
                     "cpus": os.cpu_count(),
+                    "calibration_ms": calibration,
                 },
                 "rows": rows,
             },

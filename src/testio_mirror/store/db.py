@@ -48,7 +48,6 @@ PRAGMAS = (
     "PRAGMA synchronous = NORMAL",
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
     "PRAGMA foreign_keys = ON",
-    "PRAGMA wal_autocheckpoint = 8000",
 )
 
 

@@ -655,9 +655,11 @@ class SyncService:
             page = window[-1]
             stamp = self._stamp()
             async with self._mirror.db.transaction() as conn:
-                written = await write_tests(
-                    conn, [test for each in window for test in each.tests], stamp, product_id
-                )
+                written = WriteStats()
+                for each in window:
+                    # Page by page: each write awaits the database, so queries served meanwhile
+                    # never wait behind a whole window of rows being built.
+                    written += await write_tests(conn, each.tests, stamp, product_id)
                 reached_end = page.last or (not full and _incremental_end(page, written, since))
                 # An incremental listing that ends here has nothing left to do (no sweep): it is
                 # complete in the transaction of its last page, so a kill cannot leave it looking
