@@ -176,7 +176,6 @@ class TestFeature(TypedDict, total=False):
     title: Text
 
 
-
 class ExploratoryTest(WireModel):
     """An exploratory test (a "test cycle"); list items lack ``product``, detail has it.
 
