@@ -73,7 +73,7 @@ from testio_mirror.sync.models import (
 from testio_mirror.sync.progress import OnProgress, ProgressTracker
 from testio_mirror.upstream.client import BugBatch, CustomerApiClient
 from testio_mirror.upstream.errors import AuthError, NotFoundError, UpstreamError
-from testio_mirror.upstream.models import Product
+from testio_mirror.upstream.models import Product, RejectReason
 from testio_mirror.upstream.paging import TestListingPage
 
 logger = logging.getLogger("testio_mirror.sync")
@@ -750,18 +750,24 @@ class SyncService:
         return deleted, unchecked == 0
 
     async def _bugs_phase(self, run: _Run, products: list[Product], stats: PhaseStats) -> None:
-        policy = self._mirror.policy
+        # The reject reasons are needed only to write bugs: ask for them while the first bug
+        # batches travel, instead of a round trip before them.
+        reasons_request = asyncio.ensure_future(self._client.reject_reasons())
         try:
-            reasons = await self._client.reject_reasons()
-        except AuthError:
-            raise
-        except UpstreamError as exc:
-            run.warnings.append(f"reject reasons: {exc}")
-        else:
-            async with self._mirror.db.transaction() as conn:
-                await write_reject_reasons(conn, reasons, self._stamp())
-        async with self._mirror.db.reader() as conn:
-            stored_reasons = await load_reject_reasons(conn)
+            await self._fetch_and_write_bugs(run, products, stats, reasons_request)
+        finally:
+            if not reasons_request.done():
+                reasons_request.cancel()
+            await asyncio.gather(reasons_request, return_exceptions=True)
+
+    async def _fetch_and_write_bugs(
+        self,
+        run: _Run,
+        products: list[Product],
+        stats: PhaseStats,
+        reasons_request: asyncio.Future[list[RejectReason]],
+    ) -> None:
+        policy = self._mirror.policy
         test_ids = await self._mirror.sync_state.tests_needing_bugs(
             [p.id for p in products],
             run.scope.since,
@@ -770,10 +776,13 @@ class SyncService:
         )
         batch = self._settings.bug_batch_size
         run.tracker.expect(math.ceil(len(test_ids) / batch) if test_ids else 0)
+        stored_reasons: list[RejectReason] | None = None
         # Batches that arrived while the last ones were written are written together, in one
         # transaction: fewer commits (each flushes the search index) and fewer statements when
         # writing is the bottleneck.
         async for group in self._client.bug_batch_groups(test_ids):
+            if stored_reasons is None:
+                stored_reasons = await self._store_reject_reasons(run, reasons_request)
             fetched: list[BugBatch] = []
             for result in group:
                 if isinstance(result.error, AuthError):
@@ -800,6 +809,29 @@ class SyncService:
             for result in fetched:
                 run.succeeded_units += 1
                 await run.tracker.step(f"bugs of {len(result.test_ids)} tests: {len(result.bugs)}")
+        if stored_reasons is None:
+            await self._store_reject_reasons(run, reasons_request)  # no bugs to fetch
+
+    async def _store_reject_reasons(
+        self, run: _Run, request: asyncio.Future[list[RejectReason]]
+    ) -> list[RejectReason]:
+        """Store the reject reasons TestIO answered (a failure is a warning: the stored ones
+        serve) and return the stored ones, which derive each rejected bug's reason.
+
+        Raises:
+            AuthError: the token was refused.
+        """
+        try:
+            reasons = await request
+        except AuthError:
+            raise
+        except UpstreamError as exc:
+            run.warnings.append(f"reject reasons: {exc}")
+        else:
+            async with self._mirror.db.transaction() as conn:
+                await write_reject_reasons(conn, reasons, self._stamp())
+        async with self._mirror.db.reader() as conn:
+            return await load_reject_reasons(conn)
 
     async def _each(self, items: Sequence[Product], work: Callable[[Product], object]) -> None:
         """Run ``work`` for every product, at most ``max_concurrent_requests`` at once."""
