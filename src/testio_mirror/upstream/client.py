@@ -254,15 +254,15 @@ class CustomerApiClient:
         slower it writes.
 
         Requests go on while the caller works on a list: up to ``max_concurrent_requests`` in
-        flight, and at most half as many finished batches waiting for the caller, so memory
-        stays bounded when writing is slower than fetching.
+        flight, and at most one and a half times that many batches in flight or finished and
+        waiting for the caller, so memory stays bounded when writing is slower than fetching.
         """
         unique = list(dict.fromkeys(test_ids))
         size = self._settings.bug_batch_size
         pending_ids = [unique[i : i + size] for i in range(0, len(unique), size)]
         pending_ids.reverse()
         limit = self._settings.max_concurrent_requests
-        # In flight plus finished and not yet taken: half a round of finished batches keeps
+        # In flight plus finished and not yet taken: half a round more than in flight keeps
         # requests going while the caller writes, and bounds what waits in memory.
         backlog = limit + max(1, limit // 2)
         running: set[asyncio.Task[BugBatch]] = set()
