@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -305,3 +306,22 @@ async def test_check_health(api: respx.MockRouter, answer: Any, state: str) -> N
     assert (report.state, route.call_count) == (state, 1)
     assert report.latency_ms is not None
     assert report.latency_ms >= 0
+
+
+async def test_bug_batches_go_on_while_the_caller_writes_up_to_a_bounded_backlog(
+    api: respx.MockRouter,
+) -> None:
+    route = api.get("bugs").mock(side_effect=bugs_answer)
+    async with make_client(bug_batch_size=1, max_concurrent_requests=4) as client:
+        groups = client.bug_batch_groups(list(range(1, 21)))
+        first = await anext(groups)
+        for _ in range(20):  # the caller is busy writing: the event loop runs other tasks
+            await asyncio.sleep(0)
+        # Four in flight at a time, and at most six in flight or waiting: requests went on
+        # after the first group was handed out, and stopped at the bound.
+        asked_while_busy = route.call_count
+        rest = [batch async for group in groups for batch in group]
+    assert asked_while_busy == len(first) + 6
+    received = sorted(t for batch in [*first, *rest] for t in batch.test_ids)
+    assert received == list(range(1, 21))
+    assert route.call_count == 20
