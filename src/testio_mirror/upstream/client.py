@@ -294,6 +294,8 @@ class CustomerApiClient:
                 yield [task.result() for task in group]
         finally:
             pending_ids.clear()
+            for task in finished:
+                task.exception()  # a caller that stopped early leaves them: mark them seen
             for task in running:
                 task.cancel()
             if running:
@@ -617,9 +619,10 @@ def _member(body: Any, key: str, kind: type, method: str, path: str) -> Any:
 
 
 def decode_json(response: httpx.Response) -> Any:
-    """The response's JSON. orjson reads a page of bugs four times faster than ``json``; a body
-    it cannot read (not UTF-8, say) goes through httpx's own decoding. orjson reads integers
-    beyond 64 bits as floats: TestIO's ids and counts are far below that.
+    """The response's JSON. orjson reads pages of bugs faster than ``json`` (10,000 bugs: 0.29 s
+    of CPU down to 0.10 s in a profile of ``sync --bugs``); a body it cannot read (not UTF-8,
+    say) goes through httpx's own decoding. orjson reads integers beyond 64 bits as floats:
+    TestIO's ids and counts are far below that.
 
     Raises:
         json.JSONDecodeError, UnicodeDecodeError: the body is not JSON.
