@@ -90,9 +90,10 @@ async def insert_rows(
     ``executemany`` would hand the GIL back and forth around every row (SQLite runs without it,
     binding needs it); each time the event loop's thread is busy, the writer thread then waits
     for the switch interval: next to a busy thread, 10,000 bug rows took 10 to 60 times longer
-    than alone. One statement is one hand-off. (Rows as one JSON array unpacked by ``json_each`` also work, but SQLite
-    spends longer parsing the JSON than binding the values.) ``table``, ``columns``,
-    ``conflict`` and ``verb`` are the store's own constants, never user input.
+    than alone. One statement is one hand-off. (Rows as one JSON array unpacked by
+    ``json_each`` also work, but SQLite spends longer parsing the JSON than binding the
+    values.) ``table``, ``columns``, ``conflict`` and ``verb`` are the store's own constants,
+    never user input.
     """
     if not rows:
         return
