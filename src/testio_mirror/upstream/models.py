@@ -78,12 +78,13 @@ Text = Annotated[str | None, BeforeValidator(_text)]
 
 
 class WirePart(BaseModel):
-    """A nested object inside an entity (a reference, a section, a comment).
+    """A nested object read as a model (a product's section); the many nested objects of tests
+    and bugs are read as ids or TypedDicts instead.
 
     Unknown fields are dropped from the model: they live in the entity's ``raw``, which keeps
-    everything TestIO sent. Keeping them on the model too (``extra="allow"``) cost half the
-    time of reading a bug. Parts carry no ``raw`` of their own: only entities pay for a private
-    attribute, which pydantic initialises on every instance, and a bug holds a dozen parts."""
+    everything TestIO sent (``extra="allow"`` cost half the time of reading a bug). Parts carry
+    no ``raw`` of their own: only entities pay for a private attribute, which pydantic
+    initialises on every instance."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
