@@ -652,7 +652,7 @@ class SyncService:
         # A window of pages is stored in one transaction: a killed run resumes after the last
         # window committed, and a full listing commits a few times instead of once per page.
         async for window in pager.windows():
-            page = window[-1]
+            page = window[-1]  # the window's last page says where the listing stands
             stamp = self._stamp()
             async with self._mirror.db.transaction() as conn:
                 written = WriteStats()
