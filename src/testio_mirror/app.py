@@ -30,13 +30,16 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def open_app(settings: Settings) -> AsyncIterator[App]:
-    """Build the App; closes the mirror and the client on exit.
+async def open_app(
+    settings: Settings, client: CustomerApiClient | None = None
+) -> AsyncIterator[App]:
+    """Build the App (with ``client`` when the caller made it already, say to send a request
+    while the rest loads); closes the mirror and the client on exit.
 
     Raises:
         StoreError: the mirror cannot be opened.
     """
-    client = CustomerApiClient(settings)
+    client = client or CustomerApiClient(settings)
     try:
         mirror = await Mirror.open(
             settings, client if settings.customer_api_token is not None else None

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
 
-from testio_mirror.app import open_app
 from testio_mirror.settings import Settings
-from testio_mirror.store.mirror import Mirror
 from testio_mirror.sync.lock import SyncLock, SyncLockBusyError
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -105,7 +104,20 @@ async def _sync(
     err: Console,
     quiet: bool,
 ) -> SyncResult:
-    async with open_app(settings) as app:
+    from testio_mirror.upstream.client import CustomerApiClient
+
+    # Every sync starts with the product list: ask for it now, and load the store and the sync
+    # service (in a thread, so the event loop sends the request) while it travels.
+    client = CustomerApiClient(settings)
+    client.prefetch_products()
+    try:
+        await asyncio.to_thread(importlib.import_module, "testio_mirror.app")
+    except BaseException:
+        await client.aclose()
+        raise
+    from testio_mirror.app import open_app
+
+    async with open_app(settings, client) as app:
         if err.is_terminal and not quiet:
             # Imported here: only a terminal gets a progress bar, and rich.progress is not cheap.
             from rich.progress import (
@@ -225,6 +237,8 @@ def run_status(settings: Settings, *, as_json: bool, period_hours: float, out: C
 
 async def status_report(settings: Settings, period_hours: float) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data."""
+    from testio_mirror.store.mirror import Mirror
+
     mirror = await Mirror.open(settings, None)
     try:
         state = mirror.sync_state

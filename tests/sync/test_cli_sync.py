@@ -150,6 +150,11 @@ def test_sync_with_bugs_prints_json_on_stdout(
     assert report["stats"]["new_tests"]["inserted"] == sandbox.world.counts()["tests"]
     assert report["errors"] == []
     assert mirror_differences(home / "mirror.db", sandbox.world, bugs=True) == []
+    # The product list is asked for before the mirror opens; its request still counts in the
+    # products phase, and the run's total is every request TestIO saw.
+    assert report["stats"]["products"]["api_requests"] == 1
+    assert len(sandbox.requests.records("products")) == 1
+    assert report["api_requests"] == len(sandbox.requests.records())
 
 
 def test_status_shows_counts_and_the_last_runs(

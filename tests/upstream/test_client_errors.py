@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 
+from testio_mirror.upstream import client as client_module
 from testio_mirror.upstream.errors import (
     AuthError,
     BadResponseError,
@@ -325,3 +326,56 @@ async def test_bug_batches_go_on_while_the_caller_writes_up_to_a_bounded_backlog
     received = sorted(t for batch in [*first, *rest] for t in batch.test_ids)
     assert received == list(range(1, 21))
     assert route.call_count == 20
+
+
+PRODUCTS = {"products": [{"id": 1, "name": "Shop"}]}
+
+
+async def settle() -> None:
+    """Let every task that can run do so (a few turns of the event loop)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_a_prefetched_product_list_is_taken_once_and_counted_when_taken(
+    api: respx.MockRouter,
+) -> None:
+    route = api.get("products").mock(return_value=httpx.Response(200, json=PRODUCTS))
+    async with make_client() as client:
+        client.prefetch_products()
+        client.prefetch_products()  # already on its way: not asked twice
+        await settle()
+        assert route.call_count == 1
+        assert client.metrics.requests == 0  # not yet taken
+        products = await client.products()
+        assert client.metrics.requests == 1
+        assert [p.id for p in products] == [1]
+        await client.products()  # the next call asks again
+    assert route.call_count == 2
+    assert client.metrics.requests == 2
+
+
+async def test_a_prefetch_too_old_or_never_taken_is_dropped_and_still_counted(
+    api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route = api.get("products").mock(return_value=httpx.Response(200, json=PRODUCTS))
+    async with make_client() as client:
+        monkeypatch.setattr(client_module, "PREFETCH_SECONDS", -1.0)
+        client.prefetch_products()
+        await settle()
+        await client.products()  # the prefetched answer is too old: asked again
+        assert route.call_count == 2
+        assert client.metrics.requests == 2
+        client.prefetch_products()
+        await settle()
+    assert route.call_count == 3
+    assert client.metrics.requests == 3  # the one never taken is counted at close
+
+
+async def test_a_failed_prefetch_fails_the_products_call(api: respx.MockRouter) -> None:
+    api.get("products").mock(return_value=httpx.Response(401))
+    async with make_client() as client:
+        client.prefetch_products()
+        with pytest.raises(AuthError):
+            await client.products()
+        assert client.metrics.statuses[401] == 1

@@ -31,6 +31,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -96,6 +97,26 @@ class BugBatch:
     error: UpstreamError | None = None
 
 
+# How long a prefetched product list stays good for the ``products()`` call that takes it.
+PREFETCH_SECONDS = 10.0
+# The counters of the prefetch request running in this context, if any.
+_PREFETCH_METRICS: ContextVar[RequestMetrics | None] = ContextVar("prefetch_metrics", default=None)
+
+
+@dataclass
+class _Prefetch:
+    """A product list asked for ahead of ``products()``."""
+
+    started: float  # time.monotonic()
+    counted: RequestMetrics  # its requests, taken into the client's metrics with the answer
+    task: asyncio.Future[list[Product]]
+
+    async def discard(self, metrics: RequestMetrics) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        metrics.absorb(self.counted)
+
+
 class CustomerApiClient:
     """Async client of the TestIO Customer API v2. Use as an async context manager."""
 
@@ -117,6 +138,7 @@ class CustomerApiClient:
         self._rng = rng or random.Random()
         self._resume_at = 0.0  # monotonic time before which no request is sent (after a 429)
         self.metrics = RequestMetrics()
+        self._prefetched: _Prefetch | None = None
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self._token is not None:
             headers["Authorization"] = f"Token {self._token}"
@@ -147,11 +169,42 @@ class CustomerApiClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None:
+            await prefetched.discard(self.metrics)
         await self._http.aclose()
+
+    @property
+    def _tally(self) -> RequestMetrics:
+        """Where a request made now is counted: ``metrics``, or a prefetch's own counters."""
+        return _PREFETCH_METRICS.get() or self.metrics
 
     # -- products and features ---------------------------------------------------------------
 
+    def prefetch_products(self) -> None:
+        """Ask for the product list now, for the next ``products()`` call to take (within
+        ``PREFETCH_SECONDS``): a caller that will list products and has other work first
+        (loading modules, opening the mirror, taking the sync lock) lets the request travel
+        meanwhile. Its requests are counted in ``metrics`` when the answer is taken, so a
+        sync's products phase still shows them."""
+        if self._prefetched is None:
+            counted = RequestMetrics()
+            task = asyncio.ensure_future(self._products_counted_in(counted))
+            self._prefetched = _Prefetch(time.monotonic(), counted, task)
+
+    async def _products_counted_in(self, counted: RequestMetrics) -> list[Product]:
+        _PREFETCH_METRICS.set(counted)  # this task's own context: only its requests
+        return await self._get_list("products", "products", Product)
+
     async def products(self) -> list[Product]:
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None:
+            if time.monotonic() - prefetched.started <= PREFETCH_SECONDS:
+                try:
+                    return await prefetched.task
+                finally:
+                    self.metrics.absorb(prefetched.counted)
+            await prefetched.discard(self.metrics)  # too old: ask again
         return await self._get_list("products", "products", Product)
 
     async def product(self, product_id: int) -> Product:
@@ -314,7 +367,7 @@ class CustomerApiClient:
                 "bugs", "bugs", Bug, params=params, split_on_timeout=len(test_ids) > 1
             )
         except _BatchTooBigError:
-            self.metrics.batch_splits += 1
+            self._tally.batch_splits += 1
             half = len(test_ids) // 2
             logger.info("bug batch of %d tests timed out; asking for halves", len(test_ids))
             first, second = await asyncio.gather(
@@ -379,8 +432,8 @@ class CustomerApiClient:
                 )
                 self._count(response)
         except httpx.TransportError as exc:
-            self.metrics.requests += 1
-            self.metrics.failures += 1
+            self._tally.requests += 1
+            self._tally.failures += 1
             latency = (time.perf_counter() - started) * 1000
             return HealthReport("unreachable", now, latency, f"{_describe(exc)}: check the network")
         latency = (time.perf_counter() - started) * 1000
@@ -472,8 +525,8 @@ class CustomerApiClient:
                     response = await self._http.request(method, path, params=params, json=json_body)
                     self._count(response)
             except httpx.TransportError as exc:
-                self.metrics.requests += 1
-                self.metrics.failures += 1
+                self._tally.requests += 1
+                self._tally.failures += 1
                 timed_out = isinstance(exc, httpx.TimeoutException)
                 if split_on_timeout and timed_out:
                     raise _BatchTooBigError from None
@@ -516,7 +569,7 @@ class CustomerApiClient:
                     status=last_status,
                 )
             delay = self._policy.backoff(attempt, self._rng)
-            self.metrics.retries += 1
+            self._tally.retries += 1
             logger.warning(
                 "%s %s: %s; retry %d of %d in %.2f s",
                 method,
@@ -529,7 +582,7 @@ class CustomerApiClient:
             await self._sleep(delay)
 
     def _count(self, response: httpx.Response) -> None:
-        metrics = self.metrics
+        metrics = self._tally
         metrics.requests += 1
         metrics.statuses[response.status_code] += 1
         metrics.bytes_received += response.num_bytes_downloaded
@@ -549,7 +602,7 @@ class CustomerApiClient:
                 path=path,
                 retry_after=delay,
             )
-        self.metrics.retries += 1
+        self._tally.retries += 1
         # Every request of this client waits, not only this one: hammering on is what got us here.
         self._resume_at = max(self._resume_at, time.monotonic() + delay)
         logger.warning(
@@ -563,7 +616,7 @@ class CustomerApiClient:
     async def _wait_out_rate_limit(self) -> None:
         wait = self._resume_at - time.monotonic()
         if wait > 0:
-            self.metrics.rate_limit_wait_seconds += wait
+            self._tally.rate_limit_wait_seconds += wait
             await self._sleep(wait)
 
     def _client_error(self, response: httpx.Response, method: str, path: str) -> UpstreamError:

@@ -34,6 +34,13 @@ class RequestMetrics:
         """A copy that later requests do not change."""
         return replace(self, statuses=Counter(self.statuses))
 
+    def absorb(self, other: RequestMetrics) -> None:
+        """Add ``other``'s counts to these (requests counted apart, taken in later)."""
+        for item in fields(self):
+            if item.name != "statuses":
+                setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+        self.statuses.update(other.statuses)
+
     def __sub__(self, earlier: RequestMetrics) -> RequestMetrics:
         delta = RequestMetrics()
         for item in fields(self):
