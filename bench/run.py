@@ -276,7 +276,7 @@ async def latencies_during_sync(env: dict[str, str]) -> list[float]:
 def calibrate() -> float:
     """Milliseconds a fixed pure-Python task takes now (best of five). This machine is a VM
     whose speed drifts by tens of percent from minute to minute: runs compare fairly only at
-    similar calibrations, so every result records one from before and after it."""
+    similar calibrations, so every result records one before each repeat and one at the end."""
     best = math.inf
     for _ in range(5):
         started = time.perf_counter()
@@ -318,6 +318,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="testio-bench-"))
     try:
         for repeat in range(args.repeat):
+            if repeat:
+                calibration.append(calibrate())
             home = work / f"run{repeat}"
             env = environment(sandbox, home)
             sandbox.clear_requests()
@@ -357,7 +359,8 @@ def main() -> int:
     rows = [s.row() for s in series.values()]
     _print_table(rows, args)
     print(
-        f"machine calibration: {calibration[0]:.1f} ms before, {calibration[1]:.1f} ms after "
+        f"machine calibration: {min(calibration):.1f} to {max(calibration):.1f} ms over "
+        f"{len(calibration)} checks, {calibration[0]:.1f} first and {calibration[-1]:.1f} last "
         "(a fixed Python task; lower is faster)"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
