@@ -47,7 +47,14 @@ class Page(CompactSchema, Generic[T]):
     freshness: Freshness
 
 
+# Records the repositories return are built when first used (in the App), not when the module
+# loads: the server imports this module to answer tools/list, which needs none of them.
+_BUILT_ON_FIRST_USE = ConfigDict(defer_build=True)
+
+
 class ProductRecord(CompactSchema):
+    model_config = _BUILT_ON_FIRST_USE
+
     id: int
     name: str | None
     description: str | None
@@ -59,6 +66,8 @@ class ProductRecord(CompactSchema):
 
 
 class FeatureRecord(CompactSchema):
+    model_config = _BUILT_ON_FIRST_USE
+
     id: int
     product_id: int
     title: str | None
@@ -71,6 +80,7 @@ class FeatureRecord(CompactSchema):
 
 class TestRecord(CompactSchema):
     __test__ = False  # not a pytest test class
+    model_config = _BUILT_ON_FIRST_USE
 
     id: int
     product_id: int
@@ -95,6 +105,8 @@ class TestRecord(CompactSchema):
 
 
 class BugRecord(CompactSchema):
+    model_config = _BUILT_ON_FIRST_USE
+
     id: int
     test_id: int | None
     product_id: int | None
