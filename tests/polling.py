@@ -1,7 +1,9 @@
-"""Waiting for something another thread does (the sandbox logs and evolves on its own thread)."""
+"""Waiting for something another thread does (the sandbox logs and evolves on its own thread),
+or for the event loop's other tasks to run."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -14,3 +16,9 @@ def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+
+async def settle(turns: int = 20) -> None:
+    """Let every task that can run do so (a few turns of the event loop)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)

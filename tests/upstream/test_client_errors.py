@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from testio_mirror.upstream.errors import (
     UpstreamUnavailableError,
 )
 from testio_mirror.upstream.models import Product
+from tests.polling import settle
 from tests.upstream.fakes import BASE, BUG, Sleeps, make_client
 
 
@@ -316,8 +316,7 @@ async def test_bug_batches_go_on_while_the_caller_writes_up_to_a_bounded_backlog
     async with make_client(bug_batch_size=1, max_concurrent_requests=4) as client:
         groups = client.bug_batch_groups(list(range(1, 21)))
         first = await anext(groups)
-        for _ in range(20):  # the caller is busy writing: the event loop runs other tasks
-            await asyncio.sleep(0)
+        await settle()  # the caller is busy writing: the event loop runs other tasks
         # Four in flight at a time, and at most six in flight or waiting: requests went on
         # after the first group was handed out, and stopped at the bound.
         asked_while_busy = route.call_count
@@ -329,12 +328,6 @@ async def test_bug_batches_go_on_while_the_caller_writes_up_to_a_bounded_backlog
 
 
 PRODUCTS = {"products": [{"id": 1, "name": "Shop"}]}
-
-
-async def settle() -> None:
-    """Let every task that can run do so (a few turns of the event loop)."""
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 async def test_a_prefetched_product_list_is_taken_once_and_counted_when_taken(

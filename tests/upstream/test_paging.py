@@ -11,6 +11,7 @@ import respx
 
 from testio_mirror.upstream.errors import BadResponseError
 from testio_mirror.upstream.paging import TestListingPage, TestPager
+from tests.polling import settle
 from tests.upstream.fakes import BASE, make_client
 
 
@@ -268,12 +269,6 @@ async def test_windows_read_the_same_tests_in_fewer_round_trips(
     assert pages[-1].last
     assert sum(p.last for p in pages) == 1  # pages past the end are dropped
     assert sorted(call[0] for call in fetch.calls) == asked
-
-
-async def settle() -> None:
-    """Let every task that can run do so (a few turns of the event loop)."""
-    for _ in range(10):
-        await asyncio.sleep(0)
 
 
 async def test_windows_come_whole_and_the_next_is_asked_for_while_one_is_stored() -> None:
