@@ -115,5 +115,11 @@ def serve_http(server: MCPServer[ServerState], host: str, port: int, token: str 
 
 
 def serve_stdio(server: MCPServer[ServerState]) -> None:
-    """Serve over stdin/stdout until the client closes them."""
-    server.run("stdio")
+    """Serve over stdin/stdout until the client closes them: on the event loop's own pipes
+    when they are pipes or sockets (as MCP clients spawn servers), else the SDK's transport."""
+    from testio_mirror.server.pipes import pipes_servable, serve_stdio_pipes
+
+    if pipes_servable():
+        serve_stdio_pipes(server)
+    else:
+        server.run("stdio")
