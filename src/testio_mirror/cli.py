@@ -295,19 +295,20 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_sync(args: argparse.Namespace) -> int:
-    from testio_mirror.console import stderr_console, stdout_console
+    from testio_mirror.console import stderr_console
     from testio_mirror.logs import configure_logging
     from testio_mirror.settings import load_settings
     from testio_mirror.sync_cli import parse_since, run_sync
 
-    err = stderr_console()
     if args.nuke and not args.yes:
-        err.print("testio-mirror sync: --nuke empties the mirror; add --yes to confirm")
+        stderr_console().print(
+            "testio-mirror sync: --nuke empties the mirror; add --yes to confirm"
+        )
         return EXIT_USAGE
     try:
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:
-        err.print(f"testio-mirror sync: {exc}")
+        stderr_console().print(f"testio-mirror sync: {exc}")
         return EXIT_USAGE
     settings = load_settings()
     configure_logging(settings.log_level if not args.json else "WARNING")
@@ -320,8 +321,6 @@ def _run_sync(args: argparse.Namespace) -> int:
         nuke=args.nuke,
         wait=not args.no_wait,
         as_json=args.json,
-        out=stdout_console(),
-        err=err,
     )
 
 
@@ -356,8 +355,21 @@ def _run_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def skip_httpx_cli() -> None:
+    """Keep httpx from importing its own command-line client.
+
+    ``import httpx`` loads ``httpx._main`` (click, pygments and parts of rich: 40 to 90 ms here)
+    whenever those packages are installed, as they are next to testio-mirror: rich for this CLI,
+    click for uvicorn. Nothing here runs httpx's CLI. A ``None`` entry in ``sys.modules`` makes
+    that import fail as if the packages were missing, and httpx keeps a stub ``httpx.main``.
+    A known upstream cost: encode/httpx#3547 moves the import to ``python -m httpx``."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
+    skip_httpx_cli()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)

@@ -9,11 +9,11 @@ import asyncio
 import gc
 import importlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
+from testio_mirror.console import stderr_console, stdout_console
 from testio_mirror.settings import Settings
 from testio_mirror.sync.lock import SyncLock, SyncLockBusyError
 from testio_mirror.sync.models import (
@@ -25,6 +25,11 @@ from testio_mirror.sync.models import (
     SyncStatus,
     SyncTrigger,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+ConsoleFactory = Callable[[], "Console"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -67,12 +72,17 @@ def run_sync(
     nuke: bool,
     wait: bool,
     as_json: bool,
-    out: Console,
-    err: Console,
+    out: ConsoleFactory = stdout_console,
+    err: ConsoleFactory = stderr_console,
 ) -> int:
-    """Run one sync in this process and report it; returns the exit code."""
+    """Run one sync in this process and report it; returns the exit code.
+
+    The consoles are made when there is something to show, so loading rich overlaps the first
+    request."""
     if settings.customer_api_token is None:
-        err.print("testio-mirror sync: no TestIO token: set TESTIO_CUSTOMER_API_TOKEN (see README)")
+        err().print(
+            "testio-mirror sync: no TestIO token: set TESTIO_CUSTOMER_API_TOKEN (see README)"
+        )
         return EXIT_USAGE
     phases = [*DEFAULT_PHASES, SyncPhase.BUGS] if bugs else list(DEFAULT_PHASES)
     scope = SyncScope(product_ids=tuple(product_ids) if product_ids else None, since=since)
@@ -83,15 +93,15 @@ def run_sync(
     try:
         result = asyncio.run(_sync(settings, phases, scope, options, wait, err, as_json))
     except SyncLockBusyError as exc:
-        err.print(f"testio-mirror sync: {exc}")
+        err().print(f"testio-mirror sync: {exc}")
         return EXIT_LOCK_BUSY
     except KeyboardInterrupt:
-        err.print("testio-mirror sync: interrupted; committed pages are kept")
+        err().print("testio-mirror sync: interrupted; committed pages are kept")
         return EXIT_INTERRUPTED
     if as_json:
-        out.print_json(result.model_dump_json())
+        out().print_json(result.model_dump_json())
     else:
-        _print_result(out, result)
+        _print_result(out(), result)
     return _STATUS_EXIT.get(result.status, EXIT_FAILED)
 
 
@@ -101,22 +111,23 @@ async def _sync(
     scope: SyncScope,
     options: SyncOptions,
     wait: bool,
-    err: Console,
+    make_err: ConsoleFactory,
     quiet: bool,
 ) -> SyncResult:
     from testio_mirror.upstream.client import CustomerApiClient
 
-    # Every sync starts with the product list: ask for it now, and load the store and the sync
-    # service (in a thread, so the event loop sends the request) while it travels.
+    # Every sync starts with the product list: ask for it now, and load the store, the sync
+    # service and rich (in a thread, so the event loop sends the request) while it travels.
     client = CustomerApiClient(settings)
     client.prefetch_products()
     try:
-        await asyncio.to_thread(importlib.import_module, "testio_mirror.app")
+        await asyncio.to_thread(_load_the_rest)
     except BaseException:
         await client.aclose()
         raise
     from testio_mirror.app import open_app
 
+    err = make_err()
     async with open_app(settings, client) as app:
         if err.is_terminal and not quiet:
             # Imported here: only a terminal gets a progress bar, and rich.progress is not cheap.
@@ -152,6 +163,11 @@ async def _sync(
         return await app.sync.execute_sync(
             phases, scope, options, SyncTrigger.CLI, line, wait_for_lock=wait
         )
+
+
+def _load_the_rest() -> None:
+    for module in ("testio_mirror.app", "rich.console"):
+        importlib.import_module(module)
 
 
 def _print_result(out: Console, result: SyncResult) -> None:
