@@ -6,10 +6,11 @@ Field descriptions become the tools' output schemas, so they are written for the
 
 from __future__ import annotations
 
-import json
+import functools
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
@@ -38,19 +39,27 @@ def respond(answer: BaseModel) -> CallToolResult:
     less work. Fields the schema requires are always there, null or not."""
     data = answer.model_dump(mode="json")
     _drop_empty_optionals(answer, data)
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = orjson.dumps(data).decode()  # compact, and UTF-8 as it is
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
+@functools.cache
+def _optional_fields(model_type: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(name for name, f in model_type.model_fields.items() if not f.is_required())
+
+
 def _drop_empty_optionals(model: BaseModel, data: dict[str, Any]) -> None:
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        if value is None and not field.is_required():
-            data.pop(name, None)
-        elif isinstance(value, BaseModel):
-            _drop_empty_optionals(value, data[name])
-        elif isinstance(value, list):
-            for item, item_data in zip(value, data[name], strict=True):
+    for name in _optional_fields(type(model)):
+        if name in data and data[name] is None:
+            del data[name]
+    # Answers nest models directly or in lists; their dumps are the dicts and lists of dicts.
+    for name, value in data.items():
+        if isinstance(value, dict):
+            nested = getattr(model, name)
+            if isinstance(nested, BaseModel):
+                _drop_empty_optionals(nested, value)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item, item_data in zip(getattr(model, name), value, strict=True):
                 if isinstance(item, BaseModel):
                     _drop_empty_optionals(item, item_data)
 

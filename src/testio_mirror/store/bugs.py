@@ -294,16 +294,18 @@ class BugRepository(ReadThroughRepository):
 
     async def counts_for_test(self, test_id: int) -> dict[str, dict[str, int]]:
         """``{"severity": {...}, "status": {...}}`` counts of a test's bugs in the mirror."""
-        counts: dict[str, dict[str, int]] = {"severity": {}, "status": {}}
         async with self._db.reader() as conn:
-            for column in ("severity", "status"):
-                rows = await conn.execute_fetchall(
-                    f"SELECT coalesce({column}, 'unknown'), count(*) FROM bugs "
-                    f"WHERE test_id = ? AND deleted_at IS NULL GROUP BY 1 ORDER BY 1",
-                    (test_id,),
-                )
-                counts[column] = {row[0]: row[1] for row in rows}
-        return counts
+            rows = await conn.execute_fetchall(
+                "SELECT coalesce(severity, 'unknown'), coalesce(status, 'unknown'), count(*) "
+                "FROM bugs WHERE test_id = ? AND deleted_at IS NULL GROUP BY 1, 2",
+                (test_id,),
+            )
+        severity: dict[str, int] = {}
+        status: dict[str, int] = {}
+        for row in rows:
+            severity[row[0]] = severity.get(row[0], 0) + row[2]
+            status[row[1]] = status.get(row[1], 0) + row[2]
+        return {"severity": dict(sorted(severity.items())), "status": dict(sorted(status.items()))}
 
     async def stats(
         self,

@@ -48,6 +48,10 @@ TEST_COLUMNS = (
 )
 MAX_LIMIT = 200
 _PRODUCT_NAME = "(SELECT name FROM products WHERE products.id = tests.product_id) AS product_name"
+# A test's features ride along with its row (one statement, one trip to the reader's thread).
+_FEATURE_IDS = (
+    "(SELECT group_concat(feature_id) FROM test_features WHERE test_id = tests.id) AS feature_ids"
+)
 
 
 def _row(product_id: int, test: ExploratoryTest) -> tuple[Any, ...]:
@@ -129,7 +133,8 @@ async def tombstone_tests(
     )
 
 
-def _record(row: aiosqlite.Row, feature_ids: list[int], include_raw: bool) -> TestRecord:
+def _record(row: aiosqlite.Row, include_raw: bool) -> TestRecord:
+    listed = row["feature_ids"]
     return TestRecord(
         id=row["id"],
         product_id=row["product_id"],
@@ -146,26 +151,12 @@ def _record(row: aiosqlite.Row, feature_ids: list[int], include_raw: bool) -> Te
         review_status=row["review_status"],
         created_by=row["created_by"],
         submitted_by=row["submitted_by"],
-        feature_ids=feature_ids,
+        feature_ids=sorted(int(i) for i in listed.split(",")) if listed else [],
         deleted=row["deleted_at"] is not None,
         fetched_at=required_from_db(row["fetched_at"]),
         bugs_fetched_at=from_db(row["bugs_fetched_at"]),
         raw=json.loads(row["raw"]) if include_raw else None,
     )
-
-
-async def _feature_ids(conn: aiosqlite.Connection, test_ids: Sequence[int]) -> dict[int, list[int]]:
-    found: dict[int, list[int]] = {}
-    for part in chunks(list(test_ids)):
-        marks = ",".join("?" * len(part))
-        rows = await conn.execute_fetchall(
-            f"SELECT test_id, feature_id FROM test_features WHERE test_id IN ({marks}) "
-            "ORDER BY test_id, feature_id",
-            tuple(part),
-        )
-        for row in rows:
-            found.setdefault(row[0], []).append(row[1])
-    return found
 
 
 class TestRepository(ReadThroughRepository):
@@ -216,12 +207,14 @@ class TestRepository(ReadThroughRepository):
         where.since("end_at", since)
         where.until("end_at", until)
         where.keyset("end_at", "id", cursor)
-        query = f"SELECT *, {_PRODUCT_NAME} FROM tests{where.sql}{newest('end_at')} LIMIT ?"
+        query = (
+            f"SELECT *, {_PRODUCT_NAME}, {_FEATURE_IDS} FROM tests{where.sql}{newest('end_at')} "
+            "LIMIT ?"
+        )
         async with self._db.reader() as conn:
             rows = list(await conn.execute_fetchall(query, (*where.params, limit + 1)))
-            features = await _feature_ids(conn, [r["id"] for r in rows[:limit]])
             freshness = await listing_freshness(conn, self._policy, product_id)
-        items = [_record(r, features.get(r["id"], []), False) for r in rows[:limit]]
+        items = [_record(r, False) for r in rows[:limit]]
         return Page(
             items=items, next_cursor=next_cursor(rows, limit, "end_at"), freshness=freshness
         )
@@ -230,13 +223,13 @@ class TestRepository(ReadThroughRepository):
         async with self._db.reader() as conn:
             rows = list(
                 await conn.execute_fetchall(
-                    f"SELECT *, {_PRODUCT_NAME} FROM tests WHERE id = ?", (test_id,)
+                    f"SELECT *, {_PRODUCT_NAME}, {_FEATURE_IDS} FROM tests WHERE id = ?",
+                    (test_id,),
                 )
             )
-            if not rows:
-                return None
-            features = await _feature_ids(conn, [test_id])
-        record = _record(rows[0], features.get(test_id, []), include_raw)
+        if not rows:
+            return None
+        record = _record(rows[0], include_raw)
         return Local(record, record.fetched_at, self._policy.test_ttl(record.status))
 
     async def _refresh(self, test_id: int) -> None:

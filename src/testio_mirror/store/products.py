@@ -89,14 +89,22 @@ async def write_products(
     return stats
 
 
-def _record(row: aiosqlite.Row, section_ids: list[int]) -> ProductRecord:
+# A product's sections ride along with its row (one statement, one trip to the reader's thread).
+_PRODUCT_WITH_SECTIONS = (
+    "SELECT *, (SELECT group_concat(id) FROM sections WHERE product_id = products.id "
+    "AND deleted_at IS NULL AND is_default = 0) AS section_ids FROM products"
+)
+
+
+def _record(row: aiosqlite.Row) -> ProductRecord:
+    listed = row["section_ids"]
     return ProductRecord(
         id=row["id"],
         name=row["name"],
         description=row["description"],
         type=row["type"],
         has_sections=bool(row["has_sections"]),
-        section_ids=section_ids,
+        section_ids=sorted(int(i) for i in listed.split(",")) if listed else [],
         deleted=row["deleted_at"] is not None,
         fetched_at=required_from_db(row["fetched_at"]),
     )
@@ -145,38 +153,22 @@ class ProductRepository(ReadThroughRepository):
             if not fetched:
                 return None
             rows = await conn.execute_fetchall(
-                "SELECT * FROM products"
+                _PRODUCT_WITH_SECTIONS
                 + ("" if include_deleted else " WHERE deleted_at IS NULL")
                 + " ORDER BY id"
             )
-            sections = await self._sections(conn)
-        records = [_record(row, sections.get(row["id"], [])) for row in rows]
+        records = [_record(row) for row in rows]
         return Local(records, from_db(fetched[0][0]), self._policy.product_ttl)
 
     async def _load_one(self, product_id: int) -> Local[ProductRecord] | None:
         async with self._db.reader() as conn:
             rows = list(
-                await conn.execute_fetchall("SELECT * FROM products WHERE id = ?", (product_id,))
+                await conn.execute_fetchall(f"{_PRODUCT_WITH_SECTIONS} WHERE id = ?", (product_id,))
             )
-            if not rows:
-                return None
-            sections = await self._sections(conn, product_id)
-        record = _record(rows[0], sections.get(product_id, []))
+        if not rows:
+            return None
+        record = _record(rows[0])
         return Local(record, record.fetched_at, self._policy.product_ttl)
-
-    @staticmethod
-    async def _sections(
-        conn: aiosqlite.Connection, product_id: int | None = None
-    ) -> dict[int, list[int]]:
-        query = "SELECT product_id, id FROM sections WHERE deleted_at IS NULL AND is_default = 0"
-        params: tuple[Any, ...] = ()
-        if product_id is not None:
-            query += " AND product_id = ?"
-            params = (product_id,)
-        found: dict[int, list[int]] = {}
-        for row in await conn.execute_fetchall(query + " ORDER BY id", params):
-            found.setdefault(row[0], []).append(row[1])
-        return found
 
     async def _refresh_all(self) -> None:
         assert self._client is not None
