@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
+import mcp_types
 import pytest
+from mcp.shared.message import SessionMessage
 
 from testio_mirror.server import pipes
 from testio_mirror.server.pipes import LineReader, open_wire, pipes_servable
@@ -148,3 +151,23 @@ def test_serve_stdio_uses_the_loop_pipes_when_it_can(
     serve_stdio(server)  # type: ignore[arg-type]
     assert on_pipes == ([server] if servable else [])
     assert server.ran == ([] if servable else ["stdio"])
+
+
+async def test_answers_to_a_client_that_stopped_reading_are_dropped_not_fatal() -> None:
+    into_read, into_write = os.pipe()
+    out_read, out_write = os.pipe()
+    os.close(out_read)  # the client is gone: writing raises EPIPE
+    try:
+        _, writer = await open_wire(into_read, out_write)
+        send, receive = anyio.create_memory_object_stream[SessionMessage](0)
+        ping = mcp_types.JSONRPCRequest(jsonrpc="2.0", id=1, method="ping")
+        async with anyio.create_task_group() as group:
+            group.start_soon(pipes._pump_out, receive, writer)
+            async with send:
+                for _ in range(3):  # every send is taken: the server never blocks on it
+                    with anyio.fail_after(10):
+                        await send.send(SessionMessage(ping))
+        writer.transport.close()
+    finally:
+        for fd in (into_read, into_write, out_write):
+            os.close(fd)
