@@ -287,6 +287,19 @@ def calibrate() -> float:
     return best * 1000
 
 
+def probe_startup() -> float:
+    """Milliseconds to start Python and import pydantic (best of three). The CPU calibration
+    misses what process start-up also pays on this VM: every new process touches some 10,000
+    fresh memory pages, and how much a page fault costs changes over the day (importing the MCP
+    SDK took from 0.55 to 1.45 s at similar calibrations). W1 to W4 start processes."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import pydantic"], check=True)
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -313,6 +326,7 @@ def main() -> int:
         series.setdefault(name, Series(name, floor=floor_value, target=target)).values.append(value)
 
     calibration = [calibrate()]
+    startup = [probe_startup()]
     print(f"starting the sandbox: dataset {args.dataset}, {args.latency_ms:.0f} ms per request")
     sandbox = Sandbox(args.dataset, args.latency_ms)
     work = Path(tempfile.mkdtemp(prefix="testio-bench-"))
@@ -320,6 +334,7 @@ def main() -> int:
         for repeat in range(args.repeat):
             if repeat:
                 calibration.append(calibrate())
+                startup.append(probe_startup())
             home = work / f"run{repeat}"
             env = environment(sandbox, home)
             sandbox.clear_requests()
@@ -356,12 +371,17 @@ def main() -> int:
         sandbox.stop()
         shutil.rmtree(work, ignore_errors=True)
     calibration.append(calibrate())
+    startup.append(probe_startup())
     rows = [s.row() for s in series.values()]
     _print_table(rows, args)
     print(
         f"machine calibration: {min(calibration):.1f} to {max(calibration):.1f} ms over "
         f"{len(calibration)} checks, {calibration[0]:.1f} first and {calibration[-1]:.1f} last "
         "(a fixed Python task; lower is faster)"
+    )
+    print(
+        f"start-up probe: {min(startup):.0f} to {max(startup):.0f} ms, {startup[0]:.0f} first and "
+        f"{startup[-1]:.0f} last (python -c 'import pydantic'; lower is faster)"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -377,6 +397,7 @@ def main() -> int:
                     "platform": platform.platform(),
                     "cpus": os.cpu_count(),
                     "calibration_ms": calibration,
+                    "startup_probe_ms": startup,
                 },
                 "rows": rows,
             },
