@@ -413,50 +413,53 @@ UNSORTED_LISTINGS: dict[str, tuple[str, JSON]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(UNSORTED_LISTINGS))
-async def test_listings_walk_an_index_instead_of_sorting(
-    seeded: Seeded, name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    kind, filters = UNSORTED_LISTINGS[name]
-    statements: list[tuple[str, Any]] = []
+Statement = tuple[str, Any]
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[Statement]:
+    """Every statement the mirror's connections read with, as run (SQL and parameters)."""
+    seen: list[Statement] = []
     execute = aiosqlite.Connection.execute_fetchall
 
     async def recording(self: aiosqlite.Connection, sql: str, parameters: Any = None) -> Any:
-        statements.append((sql, parameters))
+        seen.append((sql, parameters))
         return await execute(self, sql, parameters)
 
     monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", recording)
+    return seen
+
+
+def query_plan(seeded: Seeded, statement: Statement) -> list[str]:
+    sql, params = statement
+    with sqlite3.connect(seeded.mirror.db.path) as plain:
+        return [row[3] for row in plain.execute(f"EXPLAIN QUERY PLAN {sql}", params or ())]
+
+
+@pytest.mark.parametrize("name", sorted(UNSORTED_LISTINGS))
+async def test_listings_walk_an_index_instead_of_sorting(
+    seeded: Seeded, name: str, statements: list[Statement]
+) -> None:
+    kind, filters = UNSORTED_LISTINGS[name]
     if kind == "bugs":
         page: Page[Any] = await seeded.mirror.bugs.list_bugs(**filters)
     else:
         page = await seeded.mirror.tests.list_tests(**filters)
     assert page.items, "the listing must find something for its plan to matter"
-    listings = [(sql, params) for sql, params in statements if "ORDER BY" in sql]
+    listings = [statement for statement in statements if "ORDER BY" in statement[0]]
     assert len(listings) == 1, listings
-    sql, params = listings[0]
-    with sqlite3.connect(seeded.mirror.db.path) as plain:
-        plan = [row[3] for row in plain.execute(f"EXPLAIN QUERY PLAN {sql}", params or ())]
+    plan = query_plan(seeded, listings[0])
     assert not any("TEMP B-TREE FOR ORDER BY" in step for step in plan), plan
 
 
 @pytest.mark.parametrize("product_id", [None, 101])
 async def test_bug_list_freshness_reads_an_index_not_the_test_rows(
-    seeded: Seeded, product_id: int | None, monkeypatch: pytest.MonkeyPatch
+    seeded: Seeded, product_id: int | None, statements: list[Statement]
 ) -> None:
-    statements: list[tuple[str, Any]] = []
-    execute = aiosqlite.Connection.execute_fetchall
-
-    async def recording(self: aiosqlite.Connection, sql: str, parameters: Any = None) -> Any:
-        statements.append((sql, parameters))
-        return await execute(self, sql, parameters)
-
-    monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", recording)
     page = await seeded.mirror.bugs.list_bugs(product_id=product_id)
     assert page.items
-    summaries = [(sql, params) for sql, params in statements if "bugs_fetched_at" in sql]
+    summaries = [statement for statement in statements if "bugs_fetched_at" in statement[0]]
     assert len(summaries) == 1, statements
-    sql, params = summaries[0]
-    with sqlite3.connect(seeded.mirror.db.path) as plain:
-        plan = [row[3] for row in plain.execute(f"EXPLAIN QUERY PLAN {sql}", params or ())]
+    plan = query_plan(seeded, summaries[0])
     assert plan
     assert all("USING INDEX tests_bug_freshness" in step for step in plan), plan
