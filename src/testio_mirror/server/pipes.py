@@ -4,7 +4,7 @@ The SDK's stdio transport reads and writes through anyio's file wrappers, which 
 line read, every write and every flush to a worker thread: three hand-offs per tool call, about
 0.2 ms each on a small machine and more on a busy one. When stdin and stdout are pipes or
 sockets (as every MCP client spawns its server), this transport registers them with the event
-loop instead, which takes about 1 ms off each call (docs/performance.md). Anything else (a
+loop instead, which takes 0.5 to 0.9 ms off each call here (docs/performance.md). Anything else (a
 terminal, a file) is served by the SDK's transport.
 
 Like the SDK's, it takes the wire away from file descriptors 0 and 1 while serving: fd 0 reads
@@ -77,8 +77,8 @@ class LineReader:
         self._reader = reader
 
     async def readline(self) -> bytes:
-        """The next line without its newline; ``b""`` at the end of input. A line longer
-        than the reader's limit is gathered in pieces rather than refused."""
+        """The next line with its newline (the last one may lack it); ``b""`` at the end of
+        input. A line longer than the reader's limit is gathered in pieces, never refused."""
         pieces: list[bytes] = []
         while True:
             try:
