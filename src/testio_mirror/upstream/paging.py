@@ -78,8 +78,9 @@ class TestPager:
         ``check_boundaries``: with every window after the first page, also ask (concurrently,
         one item) for the last slot of the page before it; a test found there that was not
         listed slid back because a test before it vanished, and that page is read again to
-        collect it. The pages of one window are read at the same moment, so one probe guards
-        the window.
+        collect it. The pages of one window are asked for at the same moment, so one probe
+        guards against a change between windows; a change while a window is being answered
+        can still skip the test at a boundary inside it (docs/sync.md).
         """
         if page_size < 1 or start_page < 1 or window < 1:
             raise ValueError("page_size, start_page and window must be >= 1")
