@@ -121,7 +121,7 @@ async def _sync(
     client = CustomerApiClient(settings)
     client.prefetch_products()
     try:
-        await asyncio.to_thread(_load_the_rest)
+        await asyncio.to_thread(_load_app_and_rich)
     except BaseException:
         await client.aclose()
         raise
@@ -167,7 +167,7 @@ async def _sync(
         )
 
 
-def _load_the_rest() -> None:
+def _load_app_and_rich() -> None:
     for module in ("testio_mirror.app", "rich.console"):
         importlib.import_module(module)
 

@@ -12,6 +12,7 @@ import aiosqlite
 from testio_mirror.store.cursor import next_cursor
 from testio_mirror.store.filters import Where, newest
 from testio_mirror.store.freshness import FreshnessPolicy
+from testio_mirror.store.idlists import ids_from_group_concat
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, Freshness, Page, TestRecord
 from testio_mirror.store.repository import ReadThroughRepository
@@ -134,7 +135,6 @@ async def tombstone_tests(
 
 
 def _record(row: aiosqlite.Row, include_raw: bool) -> TestRecord:
-    listed = row["feature_ids"]
     return TestRecord(
         id=row["id"],
         product_id=row["product_id"],
@@ -151,7 +151,7 @@ def _record(row: aiosqlite.Row, include_raw: bool) -> TestRecord:
         review_status=row["review_status"],
         created_by=row["created_by"],
         submitted_by=row["submitted_by"],
-        feature_ids=sorted(int(i) for i in listed.split(",")) if listed else [],
+        feature_ids=ids_from_group_concat(row["feature_ids"]),
         deleted=row["deleted_at"] is not None,
         fetched_at=required_from_db(row["fetched_at"]),
         bugs_fetched_at=from_db(row["bugs_fetched_at"]),

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiosqlite
 
+from testio_mirror.store.idlists import ids_from_group_concat
 from testio_mirror.store.readthrough import Local, read_through
 from testio_mirror.store.records import Answer, ProductRecord
 from testio_mirror.store.repository import ReadThroughRepository
@@ -97,14 +98,13 @@ _PRODUCT_WITH_SECTIONS = (
 
 
 def _record(row: aiosqlite.Row) -> ProductRecord:
-    listed = row["section_ids"]
     return ProductRecord(
         id=row["id"],
         name=row["name"],
         description=row["description"],
         type=row["type"],
         has_sections=bool(row["has_sections"]),
-        section_ids=sorted(int(i) for i in listed.split(",")) if listed else [],
+        section_ids=ids_from_group_concat(row["section_ids"]),
         deleted=row["deleted_at"] is not None,
         fetched_at=required_from_db(row["fetched_at"]),
     )
