@@ -159,22 +159,3 @@ def test_sandbox_command_serves_and_prints_how_to_use_it(
 
     sandbox_process.terminate()
     assert sandbox_process.wait(timeout=15) in (0, -15)
-
-
-HTTPX_CLI_PROBE = """
-import sys
-from testio_mirror.cli import skip_httpx_cli
-skip_httpx_cli()
-import httpx
-with httpx.Client() as client:
-    pass
-print(sorted(name for name in ("click", "pygments", "httpx._main") if sys.modules.get(name)))
-"""
-
-
-def test_the_cli_keeps_httpx_from_loading_its_own_command_line_client() -> None:
-    probe = subprocess.run(
-        [sys.executable, "-c", HTTPX_CLI_PROBE], capture_output=True, text=True, timeout=60
-    )
-    assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.strip() == "[]"

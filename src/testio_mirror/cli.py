@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from testio_mirror import __version__
 from testio_mirror.errors import MirrorError
+from testio_mirror.lean_imports import skip_httpx_cli
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -353,18 +354,6 @@ def _run_config(args: argparse.Namespace) -> int:
         table.add_row(env_name(name), shown)
     stdout_console().print(table)
     return EXIT_OK
-
-
-def skip_httpx_cli() -> None:
-    """Keep httpx from importing its own command-line client.
-
-    ``import httpx`` loads ``httpx._main`` (click, pygments and parts of rich: 40 to 90 ms here)
-    whenever those packages are installed, as they are next to testio-mirror: rich for this CLI,
-    click for uvicorn. Nothing here runs httpx's CLI. A ``None`` entry in ``sys.modules`` makes
-    that import fail as if the packages were missing, and httpx keeps a stub ``httpx.main``.
-    A known upstream cost: encode/httpx#3547 moves the import to ``python -m httpx``."""
-    if "httpx" not in sys.modules:
-        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
