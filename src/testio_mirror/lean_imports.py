@@ -7,8 +7,6 @@ they are when its condition does not hold (the module already loaded, logging no
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 import sys
 
 
@@ -36,6 +34,8 @@ def skip_mcp_client_stack() -> None:
     Only the ``serve`` command calls this: a process that also wants ``mcp.Client`` must not."""
     if "mcp" in sys.modules:
         return
+    import importlib.util  # here: every command imports this module, only serve needs this
+
     spec = importlib.util.find_spec("mcp")
     if spec is None or spec.loader is None or spec.submodule_search_locations is None:
         return  # not an installed package as expected: import it the usual way later
@@ -50,6 +50,8 @@ def skip_sdk_logging_setup() -> None:
     nothing when the root logger already has a handler, as it has once ``serve`` has configured
     logging. When that is so, the SDK's server module gets a set-up that does the same nothing
     without the import (modelcontextprotocol/python-sdk#420 asks for a way to skip it)."""
+    import logging
+
     if not logging.getLogger().handlers:
         return  # the SDK's set-up would configure logging: leave it as it is
     from mcp.server.mcpserver import server as sdk_server
