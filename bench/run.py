@@ -9,8 +9,9 @@ over stdio with a real client, prints a table (median, min, max) and writes JSON
 
 Workloads: W1 first full sync, W2 second sync with nothing changed, W3 bugs of every test,
 W4 server start-up to the ``tools/list`` answer, W5 query latency on a synced mirror,
-W6 worst query latency while a full sync runs. W1 to W3 also show the floor: the fewest requests
-the API's shape allows, times the latency, divided by the concurrency limit.
+W6 worst query latency while a full sync runs. W5 also shows how much of each call is the
+client's check of the answer against the tool's output schema. W1 to W3 also show the floor:
+the fewest requests the API's shape allows, times the latency, divided by the concurrency limit.
 """
 
 from __future__ import annotations
@@ -252,13 +253,29 @@ async def _query_mix(client: Client) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-async def query_latencies(env: dict[str, str]) -> dict[str, list[float]]:
+async def query_latencies(env: dict[str, str]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each tool's call times, and the median time the client's output-schema check of one of
+    its answers takes (part of every call's time; a diagnostic, not a workload)."""
     async with Client(server_params(env, initial_sync=False)) as client:
         timings: dict[str, list[float]] = {}
+        checks: dict[str, float] = {}
         for tool, arguments in await _query_mix(client):
             await _timed(client, tool, arguments)  # warm up
             timings[tool] = [await _timed(client, tool, arguments) for _ in range(QUERY_CALLS)]
-        return timings
+            checks[tool] = await _check_ms(client, tool, arguments)
+        return timings, checks
+
+
+async def _check_ms(client: Client, tool: str, arguments: dict[str, Any]) -> float:
+    # The SDK's client validates every structured answer against the tool's output schema
+    # (jsonschema, compiled once per tool); this times that step alone on a real answer.
+    result = await client.call_tool(tool, arguments)
+    times = []
+    for _ in range(QUERY_CALLS):
+        started = time.perf_counter()
+        await client.session.validate_tool_result(tool, result)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 async def latencies_during_sync(env: dict[str, str]) -> list[float]:
@@ -360,9 +377,12 @@ def main() -> int:
             print(f"  repeat {repeat + 1}/{args.repeat} done")
         synced = environment(sandbox, work / "run0")
         if "W5" not in skip:
-            for tool, values in asyncio.run(query_latencies(synced)).items():
+            timings, checks = asyncio.run(query_latencies(synced))
+            for tool, values in timings.items():
                 record(f"W5 {tool} p50 ms", percentile(values, 0.5))
                 record(f"W5 {tool} p95 ms", percentile(values, 0.95))
+            for tool, check in checks.items():
+                record(f"W5 {tool} client check ms", check)
         if "W6" not in skip:
             during = asyncio.run(latencies_during_sync(synced))
             record("W6 worst ms", max(during))
@@ -411,7 +431,7 @@ def main() -> int:
 def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\ndataset {args.dataset}, {args.latency_ms:.0f} ms latency, {args.repeat} repeats")
     header = (
-        f"{'metric':28} {'median':>9} {'min':>9} {'max':>9} {'floor':>9} {'ratio':>6} {'target':>7}"
+        f"{'metric':34} {'median':>9} {'min':>9} {'max':>9} {'floor':>9} {'ratio':>6} {'target':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -420,7 +440,7 @@ def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         ratio = f"{row['ratio']:.1f}" if row["ratio"] is not None else "-"
         target = f"{row['target']}" if row["target"] is not None else "-"
         print(
-            f"{row['metric']:28} {row['median']:9.3f} {row['min']:9.3f} {row['max']:9.3f} "
+            f"{row['metric']:34} {row['median']:9.3f} {row['min']:9.3f} {row['max']:9.3f} "
             f"{floor:>9} {ratio:>6} {target:>7}"
         )
 

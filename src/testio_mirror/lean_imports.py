@@ -30,7 +30,8 @@ def skip_mcp_client_stack() -> None:
     server's start-up here, for code a server never runs (modelcontextprotocol/python-sdk#1617).
     This registers the ``mcp`` package without running its ``__init__``; its submodules then
     import as usual. The server's modules import only submodules (``from mcp.types import ...``,
-    never ``from mcp import Client``), which ``tests/test_lean_imports.py`` checks by serving.
+    never ``from mcp import Client``): ``tests/test_lean_imports.py`` builds the server this way,
+    and the transport tests run ``serve`` itself over stdio and HTTP.
     Only the ``serve`` command calls this: a process that also wants ``mcp.Client`` must not."""
     if "mcp" in sys.modules:
         return
