@@ -12,7 +12,7 @@ from jsonschema.validators import validator_for
 from pydantic import BaseModel, TypeAdapter
 
 from testio_mirror.schema import CompactSchema, inline_list
-from testio_mirror.server.answers import Bug, BugList, TestList, respond
+from testio_mirror.server.answers import Bug, BugList, ExploratoryTestList, respond
 from testio_mirror.store.records import Freshness
 
 
@@ -61,11 +61,11 @@ def test_a_model_that_nests_models_cannot_be_inlined() -> None:
         TypeAdapter(Listing).json_schema()
 
 
-@pytest.mark.parametrize("model", [BugList, TestList])
+@pytest.mark.parametrize("model", [BugList, ExploratoryTestList])
 def test_answers_validate_against_their_published_schema(model: type[BaseModel]) -> None:
     schema = _schema(model)
     assert "Bug" not in schema.get("$defs", {})
-    assert "Test" not in schema.get("$defs", {})
+    assert "ExploratoryTest" not in schema.get("$defs", {})
     freshness = Freshness(
         source="mirror", as_of=datetime(2026, 1, 1, tzinfo=UTC), age_seconds=1.0, stale=False
     )
@@ -87,7 +87,7 @@ def test_answers_validate_against_their_published_schema(model: type[BaseModel])
         )
         answer: BaseModel = BugList(bugs=[bug], **fields)
     else:
-        answer = TestList(tests=[], **fields)
+        answer = ExploratoryTestList(tests=[], **fields)
     data = respond(answer).structured_content
     validator = validator_for(schema)(schema)
     assert list(validator.iter_errors(data)) == []

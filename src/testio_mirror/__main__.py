@@ -1,6 +1,6 @@
 """``python -m testio_mirror``: the same commands as the ``testio-mirror`` script."""
 
-from testio_mirror.cli import main
+from testio_mirror.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -46,8 +46,8 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from testio_mirror.sandbox import FaultRule, SandboxKnobs, SandboxServer
-from testio_mirror.store.db import Database
 from testio_mirror.store.mirror import Mirror
+from testio_mirror.store.sqlite.db import Database
 from testio_mirror.sync.lock import LockOwner, SyncLock
 from testio_mirror.sync.service import SyncService
 from testio_mirror.upstream.client import CustomerApiClient

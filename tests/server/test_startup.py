@@ -11,7 +11,7 @@ LOADED_WITH_THE_APP = (
     "httpx",
     "aiosqlite",
     "testio_mirror.app",
-    "testio_mirror.store.readthrough",
+    "testio_mirror.store.readthrough.rule",
     "testio_mirror.upstream.client",
     "testio_mirror.upstream.models",
 )

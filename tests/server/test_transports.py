@@ -31,7 +31,7 @@ from testio_mirror.sandbox import SandboxServer
 from testio_mirror.server import build_server
 from testio_mirror.server.transport import MCP_PATH, BearerTokenGate, ServeError, http_app
 from testio_mirror.settings import Settings, load_settings
-from testio_mirror.store.db import Database
+from testio_mirror.store.sqlite.db import Database
 from tests.conftest import SandboxFactory
 from tests.polling import wait_for
 

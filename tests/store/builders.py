@@ -13,10 +13,10 @@ import aiosqlite
 
 from testio_mirror.sandbox import DatasetSpec, SandboxWorld
 from testio_mirror.store.bugs import write_bugs, write_reject_reasons
-from testio_mirror.store.db import Database
 from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.features import write_features
 from testio_mirror.store.products import write_products
+from testio_mirror.store.sqlite.db import Database
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Feature, Product, RejectReason
 
 JSON = dict[str, Any]

@@ -11,8 +11,8 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from testio_mirror.store.db import Database, StoreError
-from testio_mirror.store.migrations import LATEST_VERSION
+from testio_mirror.store.sqlite.db import Database, StoreError
+from testio_mirror.store.sqlite.migrations import LATEST_VERSION
 from tests.store.builders import close_stray_connections, open_database
 
 PENDING = "INSERT INTO collection_fetches (key, fetched_at) VALUES (?, '2026-01-01')"

@@ -11,11 +11,17 @@ from pathlib import Path
 import pytest
 
 from testio_mirror.store.bugs import write_bugs
-from testio_mirror.store.db import Database
 from testio_mirror.store.exploratory_tests import write_tests
-from testio_mirror.store.migrations import LATEST_VERSION, MIGRATIONS, SEARCH, migrate, statements
 from testio_mirror.store.products import write_products
 from testio_mirror.store.search import SearchRepository
+from testio_mirror.store.sqlite.db import Database
+from testio_mirror.store.sqlite.migrations import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    SEARCH,
+    migrate,
+    statements,
+)
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Product
 from tests.store.builders import STAMP_1, close_stray_connections, column_by_id, schema_of
 

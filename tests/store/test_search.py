@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from testio_mirror.store.bugs import BugRepository, write_bugs
-from testio_mirror.store.db import Database
 from testio_mirror.store.exploratory_tests import tombstone_tests, write_tests
 from testio_mirror.store.features import write_features
-from testio_mirror.store.freshness import FreshnessPolicy
 from testio_mirror.store.products import write_products
+from testio_mirror.store.readthrough.freshness import FreshnessPolicy
 from testio_mirror.store.search import MAX_LIMIT, SearchRepository, fts_query
+from testio_mirror.store.sqlite.db import Database
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Feature, Product
 from tests.store.builders import STAMP_1, STAMP_2, STAMP_3, open_database
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.store.readthrough.singleflight import SingleFlight
 
 
 class Gate:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from testio_mirror.store.timefmt import from_db, to_db
+from testio_mirror.store.sqlite.timefmt import from_db, to_db
 
 PLUS_14 = timezone(timedelta(hours=14))
 MINUS_14 = timezone(timedelta(hours=-14))

@@ -12,11 +12,11 @@ import pytest
 
 from testio_mirror.sandbox import SandboxWorld
 from testio_mirror.store.bugs import write_bugs, write_reject_reasons
-from testio_mirror.store.db import Database
 from testio_mirror.store.exploratory_tests import tombstone_tests, write_tests
 from testio_mirror.store.features import write_features
 from testio_mirror.store.products import write_products
-from testio_mirror.store.upsert import (
+from testio_mirror.store.sqlite.db import Database
+from testio_mirror.store.sqlite.upsert import (
     WriteStats,
     canonical_json,
     content_hash,

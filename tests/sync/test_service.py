@@ -17,8 +17,8 @@ from urllib.parse import parse_qs
 from testio_mirror.app import App, open_app
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs, SandboxServer
 from testio_mirror.settings import Settings, load_settings
+from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.sync_state import SyncEvent, add_event
-from testio_mirror.store.timefmt import utc_now
 from testio_mirror.sync.models import (
     PHASE_ORDER,
     SyncOptions,

@@ -17,7 +17,7 @@ from testio_mirror.sandbox.faults import FaultKind, RequestRecord
 from testio_mirror.settings import load_settings
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import AuthError, BadResponseError, NotFoundError
-from testio_mirror.upstream.paging import TestListingPage
+from testio_mirror.upstream.paging import ExploratoryTestPage
 from tests.conftest import SandboxFactory
 
 SECTION_PRODUCT = 101  # the one product with sections in the small set
@@ -61,14 +61,14 @@ async def connect(
 
 async def list_pages(
     client: CustomerApiClient, product_id: int, page_size: int | None = None
-) -> tuple[list[TestListingPage], bool]:
+) -> tuple[list[ExploratoryTestPage], bool]:
     """Every page of a product's listing, and whether the pager says it is complete."""
     pager = client.test_pages(product_id, page_size=page_size)
     pages = [page async for page in pager]
     return pages, pager.complete
 
 
-def ids_of(pages: Iterable[TestListingPage]) -> list[int]:
+def ids_of(pages: Iterable[ExploratoryTestPage]) -> list[int]:
     return [test.id for page in pages for test in page.tests]
 
 

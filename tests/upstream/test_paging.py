@@ -1,4 +1,4 @@
-"""TestPager against fake listings: where it stops, caps, moving lists, and the client's wiring."""
+"""ExploratoryTestPager against fake listings: where it stops, caps, moving lists, the wiring."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import respx
 
 from testio_mirror.upstream.errors import BadResponseError
-from testio_mirror.upstream.paging import TestListingPage, TestPager
+from testio_mirror.upstream.paging import ExploratoryTestPage, ExploratoryTestPager
 from tests.polling import settle
 from tests.upstream.fakes import BASE, make_client
 
@@ -50,17 +50,17 @@ class Scripted:
         return [{"id": i, "title": f"t{i}"} for i in self.pages.get(page, [])]
 
 
-async def pages_of(pager: TestPager) -> list[TestListingPage]:
+async def pages_of(pager: ExploratoryTestPager) -> list[ExploratoryTestPage]:
     return [page async for page in pager]
 
 
-def ids_of(pages: list[TestListingPage]) -> list[int]:
+def ids_of(pages: list[ExploratoryTestPage]) -> list[int]:
     return [test.id for page in pages for test in page.tests]
 
 
 async def test_stops_on_an_empty_page_after_full_ones() -> None:
     listing = Listing(50)
-    pages = await pages_of(TestPager(listing, 25))
+    pages = await pages_of(ExploratoryTestPager(listing, 25))
     assert listing.calls == [(1, 25), (2, 25), (3, 25)]
     assert [(p.number, p.received, p.last) for p in pages] == [
         (1, 25, False),
@@ -73,7 +73,7 @@ async def test_stops_on_an_empty_page_after_full_ones() -> None:
 @pytest.mark.parametrize(("count", "fetches"), [(30, 2), (7, 1), (49, 2), (51, 3)])
 async def test_stops_on_a_short_page_that_is_not_round(count: int, fetches: int) -> None:
     listing = Listing(count)
-    pages = await pages_of(TestPager(listing, 25))
+    pages = await pages_of(ExploratoryTestPager(listing, 25))
     assert len(listing.calls) == fetches
     assert pages[-1].last
     assert ids_of(pages) == list(range(count, 0, -1))
@@ -82,7 +82,7 @@ async def test_stops_on_a_short_page_that_is_not_round(count: int, fetches: int)
 @pytest.mark.parametrize(("count", "size"), [(20, 25), (40, 50), (70, 80)])
 async def test_a_short_round_page_is_not_trusted(count: int, size: int) -> None:
     listing = Listing(count)
-    pager = TestPager(listing, size)
+    pager = ExploratoryTestPager(listing, size)
     pages = await pages_of(pager)
     assert len(listing.calls) == 2  # the round short page, then an empty one
     assert [p.last for p in pages] == [False, True]
@@ -93,7 +93,7 @@ async def test_a_short_round_page_is_not_trusted(count: int, size: int) -> None:
 @pytest.mark.parametrize(("count", "fetches"), [(95, 5), (100, 6), (20, 2)])
 async def test_a_silent_cap_becomes_the_page_size(count: int, fetches: int) -> None:
     listing = Listing(count, cap=20)
-    pages = await pages_of(TestPager(listing, 25))
+    pages = await pages_of(ExploratoryTestPager(listing, 25))
     ids = ids_of(pages)
     assert sorted(ids) == list(range(1, count + 1))  # every test exactly once
     assert len(ids) == len(set(ids))
@@ -102,7 +102,7 @@ async def test_a_silent_cap_becomes_the_page_size(count: int, fetches: int) -> N
 
 async def test_a_server_ignoring_paging_ends_after_one_fetch() -> None:
     listing = Listing(40, ignore_paging=True)
-    pager = TestPager(listing, 25)
+    pager = ExploratoryTestPager(listing, 25)
     pages = await pages_of(pager)
     assert listing.calls == [(1, 25)]
     assert [(p.received, p.last) for p in pages] == [(40, True)]
@@ -112,7 +112,7 @@ async def test_a_server_ignoring_paging_ends_after_one_fetch() -> None:
 
 async def test_tests_repeated_by_a_moving_list_come_once() -> None:
     fetch = Scripted({1: [20, 19, 18, 17, 16], 2: [16, 15, 14, 13, 12], 3: [12, 11]})
-    pages = await pages_of(TestPager(fetch, 5))
+    pages = await pages_of(ExploratoryTestPager(fetch, 5))
     assert [[t.id for t in p.tests] for p in pages] == [
         [20, 19, 18, 17, 16],
         [15, 14, 13, 12],
@@ -125,7 +125,7 @@ async def test_tests_repeated_by_a_moving_list_come_once() -> None:
 @pytest.mark.parametrize("count", [25, 20])
 async def test_a_server_ignoring_paging_whose_list_fits_one_page_completes(count: int) -> None:
     listing = Listing(count, ignore_paging=True)
-    pager = TestPager(listing, 25)
+    pager = ExploratoryTestPager(listing, 25)
     pages = await pages_of(pager)
     assert ids_of(pages) == list(range(count, 0, -1))
     assert [(p.number, p.last) for p in pages] == [(1, False), (2, True)]
@@ -136,7 +136,7 @@ async def test_a_server_ignoring_paging_whose_list_fits_one_page_completes(count
 
 async def test_a_full_page_of_seen_tests_is_a_bad_response() -> None:
     listing = Listing(12, ignore_page=True)
-    pager = TestPager(listing, 5)
+    pager = ExploratoryTestPager(listing, 5)
     pages = aiter(pager)
     assert [t.id for t in (await anext(pages)).tests] == [12, 11, 10, 9, 8]
     with pytest.raises(BadResponseError, match="page 2"):
@@ -146,7 +146,7 @@ async def test_a_full_page_of_seen_tests_is_a_bad_response() -> None:
 
 
 async def test_complete_only_at_the_end() -> None:
-    pager = TestPager(Listing(12), 5)
+    pager = ExploratoryTestPager(Listing(12), 5)
     pages = aiter(pager)
     lasts: list[bool] = []
     for _ in range(3):
@@ -162,7 +162,7 @@ async def test_complete_only_at_the_end() -> None:
 
 async def test_start_page_is_honoured() -> None:
     listing = Listing(60)
-    pages = await pages_of(TestPager(listing, 10, start_page=3))
+    pages = await pages_of(ExploratoryTestPager(listing, 10, start_page=3))
     assert listing.calls[0] == (3, 10)
     assert [p.number for p in pages] == [3, 4, 5, 6, 7]
     assert ids_of(pages) == list(range(40, 0, -1))
@@ -171,7 +171,7 @@ async def test_start_page_is_honoured() -> None:
 @pytest.mark.parametrize(("size", "start"), [(0, 1), (-5, 1), (10, 0)])
 async def test_bad_sizes_are_refused(size: int, start: int) -> None:
     with pytest.raises(ValueError, match=">= 1"):
-        TestPager(Listing(1), size, start)
+        ExploratoryTestPager(Listing(1), size, start)
 
 
 @pytest.fixture
@@ -215,13 +215,13 @@ class Shrinking(Listing):
         return answer
 
 
-async def _all_ids(pager: TestPager) -> list[int]:
+async def _all_ids(pager: ExploratoryTestPager) -> list[int]:
     return [t.id for page in [p async for p in pager] for t in page.tests]
 
 
 async def test_a_test_vanishing_mid_listing_skips_another_without_boundary_checks() -> None:
     fetch = Shrinking(35, vanishing=33, after=1)
-    listed = await _all_ids(TestPager(fetch, page_size=10))
+    listed = await _all_ids(ExploratoryTestPager(fetch, page_size=10))
     # Test 25 slid from page 2 onto page 1, already read: it is never listed.
     assert 25 not in listed
     assert sorted(listed) == sorted(set(range(1, 36)) - {25})
@@ -229,7 +229,7 @@ async def test_a_test_vanishing_mid_listing_skips_another_without_boundary_check
 
 async def test_boundary_checks_recover_the_test_that_slid_back() -> None:
     fetch = Shrinking(35, vanishing=33, after=1)
-    pager = TestPager(fetch, page_size=10, check_boundaries=True)
+    pager = ExploratoryTestPager(fetch, page_size=10, check_boundaries=True)
     listed = await _all_ids(pager)
     assert sorted(listed) == list(range(1, 36))  # 33 was read before it vanished; 25 recovered
     assert len(listed) == len(set(listed))
@@ -239,7 +239,7 @@ async def test_boundary_checks_recover_the_test_that_slid_back() -> None:
 
 async def test_boundary_checks_cost_nothing_more_when_nothing_moves() -> None:
     fetch = Listing(35)
-    pager = TestPager(fetch, page_size=10, check_boundaries=True)
+    pager = ExploratoryTestPager(fetch, page_size=10, check_boundaries=True)
     assert sorted(await _all_ids(pager)) == list(range(1, 36))
     assert pager.slid_back == 0
     probes = [call for call in fetch.calls if call[1] == 1]
@@ -263,7 +263,7 @@ async def test_windows_read_the_same_tests_in_fewer_round_trips(
     count: int, window: int, asked: list[int]
 ) -> None:
     fetch = Listing(count)
-    pages = await pages_of(TestPager(fetch, 10, window=window))
+    pages = await pages_of(ExploratoryTestPager(fetch, 10, window=window))
     assert ids_of(pages) == list(range(count, 0, -1))
     assert [p.number for p in pages] == sorted(p.number for p in pages)  # handed out in order
     assert pages[-1].last
@@ -273,7 +273,7 @@ async def test_windows_read_the_same_tests_in_fewer_round_trips(
 
 async def test_windows_come_whole_and_the_next_is_asked_for_while_one_is_stored() -> None:
     fetch = Listing(95)
-    pager = TestPager(fetch, 10, window=4)
+    pager = ExploratoryTestPager(fetch, 10, window=4)
     seen: list[list[int]] = []
     asked_when_handed: list[int] = []
     async for window in pager.windows():
@@ -302,7 +302,7 @@ async def test_a_caller_that_stops_early_cancels_the_window_asked_for_ahead() ->
                 raise
         return [{"id": 1000 - n} for n in range(per_page)]
 
-    windows = TestPager(fetch, 10, window=3).windows()
+    windows = ExploratoryTestPager(fetch, 10, window=3).windows()
     first = await anext(windows)
     assert [page.number for page in first] == [1]
     await settle()  # the window 2-4 is in flight
@@ -325,7 +325,7 @@ class FailingPage(Listing):
 
 
 async def test_a_failed_page_in_a_window_keeps_the_pages_before_it() -> None:
-    pager = TestPager(FailingPage(100, broken=4), 10, window=4)
+    pager = ExploratoryTestPager(FailingPage(100, broken=4), 10, window=4)
     handed_out: list[int] = []
 
     async def read() -> None:
@@ -340,7 +340,7 @@ async def test_a_failed_page_in_a_window_keeps_the_pages_before_it() -> None:
 
 async def test_boundary_checks_guard_each_window() -> None:
     fetch = Shrinking(75, vanishing=73, after=1)
-    pager = TestPager(fetch, page_size=10, check_boundaries=True, window=3)
+    pager = ExploratoryTestPager(fetch, page_size=10, check_boundaries=True, window=3)
     listed = await _all_ids(pager)
     assert sorted(listed) == list(range(1, 76))  # 65 slid back onto page 1 and was recovered
     assert pager.slid_back == 1
@@ -351,4 +351,4 @@ async def test_boundary_checks_guard_each_window() -> None:
 @pytest.mark.parametrize("window", [0, -1])
 async def test_a_window_below_one_is_refused(window: int) -> None:
     with pytest.raises(ValueError, match=">= 1"):
-        TestPager(Listing(1), 10, window=window)
+        ExploratoryTestPager(Listing(1), 10, window=window)

@@ -17,12 +17,12 @@ from pydantic import BaseModel, Field
 from testio_mirror.schema import CompactSchema, inline_list
 from testio_mirror.store.records import (
     BugRecord,
+    ExploratoryTestRecord,
     FeatureRecord,
     Freshness,
     ProductRecord,
     SearchHit,
     StatsGroup,
-    TestRecord,
 )
 from testio_mirror.sync.models import SyncResult
 
@@ -115,10 +115,8 @@ class FeatureList(CompactSchema):
     freshness: Freshness
 
 
-class Test(CompactSchema):
+class ExploratoryTest(CompactSchema):
     """An exploratory test (a test cycle)."""
-
-    __test__ = False  # not a pytest test class
 
     id: int
     title: str | None
@@ -139,7 +137,7 @@ class Test(CompactSchema):
     feature_ids: list[int] | None = None
 
     @classmethod
-    def of(cls, record: TestRecord, detail: Detail) -> Test:
+    def of(cls, record: ExploratoryTestRecord, detail: Detail) -> ExploratoryTest:
         full = detail == "full"
         return cls(
             id=record.id,
@@ -159,10 +157,8 @@ class Test(CompactSchema):
         )
 
 
-class TestList(CompactSchema):
-    __test__ = False
-
-    tests: Annotated[list[Test], inline_list(Test)]
+class ExploratoryTestList(CompactSchema):
+    tests: Annotated[list[ExploratoryTest], inline_list(ExploratoryTest)]
     next_cursor: str | None = Field(description="pass as cursor to get the next tests")
     hint: str | None = Field(default=None, description="what to do when more results exist")
     freshness: Freshness
@@ -174,10 +170,8 @@ class BugCounts(CompactSchema):
     total: int
 
 
-class TestReport(CompactSchema):
-    __test__ = False
-
-    test: Test
+class ExploratoryTestReport(CompactSchema):
+    test: ExploratoryTest
     bug_counts: BugCounts = Field(description="bugs of this test in the mirror")
     freshness: Freshness
     bugs_freshness: Freshness

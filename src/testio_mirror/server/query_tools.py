@@ -16,14 +16,14 @@ from testio_mirror.server.answers import (
     BugList,
     BugStats,
     Detail,
+    ExploratoryTest,
+    ExploratoryTestList,
+    ExploratoryTestReport,
     Feature,
     FeatureList,
     Product,
     ProductList,
     SearchResults,
-    Test,
-    TestList,
-    TestReport,
     respond,
 )
 from testio_mirror.server.errors import tool_errors
@@ -107,7 +107,7 @@ async def list_tests(
     until: Since = None,
     limit: Limit = 20,
     cursor: Cursor = "",
-) -> Annotated[CallToolResult, TestList]:
+) -> Annotated[CallToolResult, ExploratoryTestList]:
     """List exploratory tests newest first (by end date), filtered by product, status, testing
     type and end date. Use get_test for one test's details and bug counts."""
     with tool_errors("list_tests"):
@@ -121,8 +121,8 @@ async def list_tests(
             cursor=cursor or None,
         )
         return respond(
-            TestList(
-                tests=[Test.of(t, "concise") for t in page.items],
+            ExploratoryTestList(
+                tests=[ExploratoryTest.of(t, "concise") for t in page.items],
                 next_cursor=page.next_cursor,
                 hint=_more(page.next_cursor, "tests"),
                 freshness=page.freshness,
@@ -134,7 +134,7 @@ async def get_test(
     test_id: Annotated[int, Field(ge=1, le=MAX_ID, description="a test id (see list_tests)")],
     ctx: Context,
     detail: Detail = "concise",
-) -> Annotated[CallToolResult, TestReport]:
+) -> Annotated[CallToolResult, ExploratoryTestReport]:
     """One exploratory test with its bug counts by severity and status: the basis of a test's
     status report. detail="full" adds goal, instructions and out-of-scope texts."""
     with tool_errors("get_test", not_found_hint="Use list_tests to see test ids."):
@@ -143,8 +143,8 @@ async def get_test(
         bugs_freshness = await mirror.bugs.ensure_fresh([test_id])
         counts = await mirror.bugs.counts_for_test(test_id)
         return respond(
-            TestReport(
-                test=Test.of(answer.value, detail),
+            ExploratoryTestReport(
+                test=ExploratoryTest.of(answer.value, detail),
                 bug_counts=BugCounts(
                     by_severity=counts["severity"],
                     by_status=counts["status"],

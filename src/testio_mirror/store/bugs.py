@@ -11,15 +11,15 @@ from typing import Any, Literal
 import aiosqlite
 import orjson
 
-from testio_mirror.store.cursor import next_cursor
 from testio_mirror.store.exploratory_tests import write_tests
-from testio_mirror.store.filters import Where, newest
-from testio_mirror.store.readthrough import Local, OfflineError, read_through
+from testio_mirror.store.readthrough.repository import ReadThroughRepository
+from testio_mirror.store.readthrough.rule import Local, OfflineError, read_through
 from testio_mirror.store.records import Answer, BugRecord, Freshness, Page, StatsGroup
-from testio_mirror.store.repository import ReadThroughRepository
 from testio_mirror.store.search import fts_query
-from testio_mirror.store.timefmt import from_db, required_from_db, to_db
-from testio_mirror.store.upsert import (
+from testio_mirror.store.sqlite.cursor import next_cursor
+from testio_mirror.store.sqlite.filters import Where, newest
+from testio_mirror.store.sqlite.timefmt import from_db, required_from_db, to_db
+from testio_mirror.store.sqlite.upsert import (
     WriteStats,
     canonical_json,
     chunks,

@@ -9,15 +9,15 @@ from typing import Any
 
 import aiosqlite
 
-from testio_mirror.store.cursor import next_cursor
-from testio_mirror.store.filters import Where, newest
-from testio_mirror.store.freshness import FreshnessPolicy
-from testio_mirror.store.idlists import ids_from_group_concat
-from testio_mirror.store.readthrough import Local, read_through
-from testio_mirror.store.records import Answer, Freshness, Page, TestRecord
-from testio_mirror.store.repository import ReadThroughRepository
-from testio_mirror.store.timefmt import from_db, required_from_db, to_db
-from testio_mirror.store.upsert import (
+from testio_mirror.store.readthrough.freshness import FreshnessPolicy
+from testio_mirror.store.readthrough.repository import ReadThroughRepository
+from testio_mirror.store.readthrough.rule import Local, read_through
+from testio_mirror.store.records import Answer, ExploratoryTestRecord, Freshness, Page
+from testio_mirror.store.sqlite.cursor import next_cursor
+from testio_mirror.store.sqlite.filters import Where, newest
+from testio_mirror.store.sqlite.idlists import ids_from_group_concat
+from testio_mirror.store.sqlite.timefmt import from_db, required_from_db, to_db
+from testio_mirror.store.sqlite.upsert import (
     WriteStats,
     canonical_json,
     chunks,
@@ -134,8 +134,8 @@ async def tombstone_tests(
     )
 
 
-def _record(row: aiosqlite.Row, include_raw: bool) -> TestRecord:
-    return TestRecord(
+def _record(row: aiosqlite.Row, include_raw: bool) -> ExploratoryTestRecord:
+    return ExploratoryTestRecord(
         id=row["id"],
         product_id=row["product_id"],
         product_name=row["product_name"],
@@ -159,12 +159,12 @@ def _record(row: aiosqlite.Row, include_raw: bool) -> TestRecord:
     )
 
 
-class TestRepository(ReadThroughRepository):
+class ExploratoryTestRepository(ReadThroughRepository):
     """Exploratory tests."""
 
-    __test__ = False  # not a pytest test class
-
-    async def get_test(self, test_id: int, include_raw: bool = False) -> Answer[TestRecord]:
+    async def get_test(
+        self, test_id: int, include_raw: bool = False
+    ) -> Answer[ExploratoryTestRecord]:
         """One test: archived and cancelled ones from the mirror forever, open ones re-fetched
         once older than the open-test TTL.
 
@@ -191,7 +191,7 @@ class TestRepository(ReadThroughRepository):
         limit: int = 50,
         cursor: str | None = None,
         include_deleted: bool = False,
-    ) -> Page[TestRecord]:
+    ) -> Page[ExploratoryTestRecord]:
         """Tests newest first (by ``end_at``), filtered; ``since``/``until`` bound ``end_at``.
 
         Raises:
@@ -219,7 +219,7 @@ class TestRepository(ReadThroughRepository):
             items=items, next_cursor=next_cursor(rows, limit, "end_at"), freshness=freshness
         )
 
-    async def _load(self, test_id: int, include_raw: bool) -> Local[TestRecord] | None:
+    async def _load(self, test_id: int, include_raw: bool) -> Local[ExploratoryTestRecord] | None:
         async with self._db.reader() as conn:
             rows = list(
                 await conn.execute_fetchall(

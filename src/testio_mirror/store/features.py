@@ -9,11 +9,11 @@ from typing import Any
 import aiosqlite
 
 from testio_mirror.store.products import write_products
-from testio_mirror.store.readthrough import Local, read_through
+from testio_mirror.store.readthrough.repository import ReadThroughRepository
+from testio_mirror.store.readthrough.rule import Local, read_through
 from testio_mirror.store.records import Answer, FeatureRecord
-from testio_mirror.store.repository import ReadThroughRepository
-from testio_mirror.store.timefmt import from_db, required_from_db
-from testio_mirror.store.upsert import (
+from testio_mirror.store.sqlite.timefmt import from_db, required_from_db
+from testio_mirror.store.sqlite.upsert import (
     WriteStats,
     canonical_json,
     content_hash,

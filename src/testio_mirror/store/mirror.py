@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from testio_mirror.settings import Settings
 from testio_mirror.store.bugs import BugRepository
-from testio_mirror.store.db import Database
-from testio_mirror.store.exploratory_tests import TestRepository
+from testio_mirror.store.exploratory_tests import ExploratoryTestRepository
 from testio_mirror.store.features import FeatureRepository
-from testio_mirror.store.freshness import Clock, FreshnessPolicy
 from testio_mirror.store.products import ProductRepository
+from testio_mirror.store.readthrough.freshness import Clock, FreshnessPolicy
 from testio_mirror.store.search import SearchRepository
+from testio_mirror.store.sqlite.db import Database
+from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.sync_state import SyncStateRepository
-from testio_mirror.store.timefmt import utc_now
 from testio_mirror.upstream.client import CustomerApiClient
 
 
@@ -32,7 +32,7 @@ class Mirror:
         self.policy = policy
         self.products = ProductRepository(db, client, policy)
         self.features = FeatureRepository(db, client, policy)
-        self.tests = TestRepository(db, client, policy)
+        self.tests = ExploratoryTestRepository(db, client, policy)
         self.bugs = BugRepository(db, client, policy)
         self.search = SearchRepository(db)
         self.sync_state = SyncStateRepository(db)

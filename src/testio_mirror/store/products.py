@@ -7,12 +7,12 @@ from typing import Any
 
 import aiosqlite
 
-from testio_mirror.store.idlists import ids_from_group_concat
-from testio_mirror.store.readthrough import Local, read_through
+from testio_mirror.store.readthrough.repository import ReadThroughRepository
+from testio_mirror.store.readthrough.rule import Local, read_through
 from testio_mirror.store.records import Answer, ProductRecord
-from testio_mirror.store.repository import ReadThroughRepository
-from testio_mirror.store.timefmt import from_db, required_from_db
-from testio_mirror.store.upsert import (
+from testio_mirror.store.sqlite.idlists import ids_from_group_concat
+from testio_mirror.store.sqlite.timefmt import from_db, required_from_db
+from testio_mirror.store.sqlite.upsert import (
     WriteStats,
     canonical_json,
     content_hash,

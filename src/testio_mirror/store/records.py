@@ -78,8 +78,7 @@ class FeatureRecord(CompactSchema):
     fetched_at: datetime
 
 
-class TestRecord(CompactSchema):
-    __test__ = False  # not a pytest test class
+class ExploratoryTestRecord(CompactSchema):
     model_config = _BUILT_ON_FIRST_USE
 
     id: int

@@ -8,8 +8,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from testio_mirror.store.db import Database
 from testio_mirror.store.records import SearchHit, SearchKind
+from testio_mirror.store.sqlite.db import Database
 
 KINDS: tuple[SearchKind, ...] = ("test", "feature", "bug")
 MAX_LIMIT = 100

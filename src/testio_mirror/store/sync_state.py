@@ -10,8 +10,8 @@ from typing import Any
 
 import aiosqlite
 
-from testio_mirror.store.db import Database
-from testio_mirror.store.timefmt import from_db, to_db
+from testio_mirror.store.sqlite.db import Database
+from testio_mirror.store.sqlite.timefmt import from_db, to_db
 from testio_mirror.upstream.models import FINAL_TEST_STATUSES
 
 ENTITY_TABLES = (

@@ -47,6 +47,8 @@ from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.features import write_features
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.products import write_products
+from testio_mirror.store.sqlite.timefmt import from_db, to_db, utc_now
+from testio_mirror.store.sqlite.upsert import WriteStats
 from testio_mirror.store.sync_state import (
     ListingState,
     SyncEvent,
@@ -56,8 +58,6 @@ from testio_mirror.store.sync_state import (
     save_listing_state,
     update_run,
 )
-from testio_mirror.store.timefmt import from_db, to_db, utc_now
-from testio_mirror.store.upsert import WriteStats
 from testio_mirror.sync.lock import Claim, SyncLock
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -74,7 +74,7 @@ from testio_mirror.sync.progress import OnProgress, ProgressTracker
 from testio_mirror.upstream.client import BugBatch, CustomerApiClient
 from testio_mirror.upstream.errors import AuthError, NotFoundError, UpstreamError
 from testio_mirror.upstream.models import Product, RejectReason
-from testio_mirror.upstream.paging import TestListingPage
+from testio_mirror.upstream.paging import ExploratoryTestPage
 
 logger = logging.getLogger("testio_mirror.sync")
 
@@ -884,7 +884,9 @@ def _covers(
     return not (options.nuke and not run.options.nuke)
 
 
-def _incremental_end(page: TestListingPage, written: WriteStats, since: datetime | None) -> bool:
+def _incremental_end(
+    page: ExploratoryTestPage, written: WriteStats, since: datetime | None
+) -> bool:
     """Where an incremental listing stops: a whole page known and unchanged (the known
     boundary), or with ``since`` a page of tests that all ended before it."""
     if page.received and not written.inserted and not written.updated:

@@ -62,7 +62,7 @@ from testio_mirror.upstream.models import (
     UserStory,
     WireModel,
 )
-from testio_mirror.upstream.paging import TestPager
+from testio_mirror.upstream.paging import ExploratoryTestPager
 from testio_mirror.upstream.retry import RetryPolicy
 
 logger = logging.getLogger("testio_mirror.upstream")
@@ -255,10 +255,10 @@ class CustomerApiClient:
         start_page: int = 1,
         check_boundaries: bool = False,
         window: int = 1,
-    ) -> TestPager:
+    ) -> ExploratoryTestPager:
         """The product's tests page by page, newest first, to the real end (never capped);
         ``check_boundaries`` also recovers tests skipped because one vanished mid-listing;
-        ``window`` pages are asked for at once after the first (see ``TestPager``)."""
+        ``window`` pages are asked for at once after the first (see ``ExploratoryTestPager``)."""
         size = page_size or self._settings.page_size
 
         async def fetch(page: int, per_page: int) -> list[Any]:
@@ -269,7 +269,9 @@ class CustomerApiClient:
             items: list[Any] = _member(body, "exploratory_tests", list, "GET", "exploratory_tests")
             return items
 
-        return TestPager(fetch, size, start_page, check_boundaries=check_boundaries, window=window)
+        return ExploratoryTestPager(
+            fetch, size, start_page, check_boundaries=check_boundaries, window=window
+        )
 
     async def test(self, test_id: int) -> ExploratoryTest:
         return await self._get_one(

@@ -18,7 +18,7 @@ the listing is complete) from one that is broken (``BadResponseError`` rather th
 
 Example::
 
-    pager = TestPager(fetch_page, page_size=25)
+    pager = ExploratoryTestPager(fetch_page, page_size=25)
     async for page in pager:
         save(page.tests)        # new tests, newest first
     pager.complete              # True once the end was reached
@@ -42,10 +42,8 @@ _Window = tuple[list[list[Any] | BaseException], list[Any]]
 
 
 @dataclass(frozen=True)
-class TestListingPage:
+class ExploratoryTestPage:
     """One page of a product's tests, as far as the pager got."""
-
-    __test__ = False  # not a pytest test class
 
     number: int  # 1-based page number asked for
     tests: list[ExploratoryTest]  # tests not seen on an earlier page, in the server's order
@@ -53,10 +51,8 @@ class TestListingPage:
     last: bool  # True when this page ends the listing
 
 
-class TestPager:
+class ExploratoryTestPager:
     """Async iterator over the pages of one product's test listing."""
-
-    __test__ = False
 
     def __init__(
         self,
@@ -93,17 +89,17 @@ class TestPager:
         self.pages_fetched = 0
         self.slid_back = 0  # tests recovered after sliding onto a page already read
 
-    def __aiter__(self) -> AsyncIterator[TestListingPage]:
+    def __aiter__(self) -> AsyncIterator[ExploratoryTestPage]:
         return self._pages()
 
-    async def _pages(self) -> AsyncIterator[TestListingPage]:
+    async def _pages(self) -> AsyncIterator[ExploratoryTestPage]:
         async for window in self.windows():
             for page in window:
                 # Set before the last page is handed out: a caller may stop on ``page.last``.
                 self.complete = page.last
                 yield page
 
-    async def windows(self) -> AsyncIterator[list[TestListingPage]]:
+    async def windows(self) -> AsyncIterator[list[ExploratoryTestPage]]:
         """The pages window by window (one page at a time when ``window`` is 1), for a caller
         that stores a window at once. ``complete`` is set before the window holding the last
         page is handed out."""
@@ -134,7 +130,7 @@ class TestPager:
                 else:
                     answers, probe = await ahead
                     ahead = None
-                ready: list[TestListingPage] = []
+                ready: list[ExploratoryTestPage] = []
                 failure: BaseException | None = None
                 for offset, answer in enumerate(answers):
                     if isinstance(answer, BaseException):
@@ -165,7 +161,7 @@ class TestPager:
                         if not fresh:
                             if await self._answers_everything(len(seen)):
                                 # Paging is ignored altogether: every answer is the whole list.
-                                ready.append(TestListingPage(page_number, [], received, True))
+                                ready.append(ExploratoryTestPage(page_number, [], received, True))
                                 break
                             failure = BadResponseError(
                                 f"page {page_number} repeated tests already listed: the server "
@@ -173,7 +169,7 @@ class TestPager:
                                 "completed"
                             )
                             break
-                    ready.append(TestListingPage(page_number, fresh, received, last))
+                    ready.append(ExploratoryTestPage(page_number, fresh, received, last))
                     if last:
                         break  # pages of the window past the end are dropped
                 ends = failure is not None or (bool(ready) and ready[-1].last)

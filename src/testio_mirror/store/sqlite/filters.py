@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from testio_mirror.store.cursor import decode_cursor
-from testio_mirror.store.timefmt import to_db
+from testio_mirror.store.sqlite.cursor import decode_cursor
+from testio_mirror.store.sqlite.timefmt import to_db
 
 
 def newest(column: str, id_column: str = "id") -> str:

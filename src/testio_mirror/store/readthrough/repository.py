@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
 
-from testio_mirror.store.db import Database
-from testio_mirror.store.freshness import FreshnessPolicy
-from testio_mirror.store.singleflight import SingleFlight
+from testio_mirror.store.readthrough.freshness import FreshnessPolicy
+from testio_mirror.store.readthrough.singleflight import SingleFlight
+from testio_mirror.store.sqlite.db import Database
 from testio_mirror.upstream.client import CustomerApiClient
 
 _TOMBSTONABLE = frozenset({"products", "features", "tests", "bugs"})

@@ -34,7 +34,7 @@ from typing import Self
 import aiosqlite
 
 from testio_mirror.errors import MirrorError
-from testio_mirror.store.migrations import LATEST_VERSION, MIGRATIONS, migrate, user_version
+from testio_mirror.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS, migrate, user_version
 
 BUSY_TIMEOUT_MS = 10_000
 READERS = 2

@@ -274,8 +274,8 @@ def _pick(value: int | None, default: int) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from testio_mirror.cli.demo import run_demo
     from testio_mirror.console import stdout_console
-    from testio_mirror.demo import run_demo
     from testio_mirror.logs import configure_logging
 
     configure_logging("WARNING")  # the client's retries show on stderr as they happen
@@ -283,7 +283,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from testio_mirror.serve_cli import run_serve
+    from testio_mirror.cli.serve import run_serve
 
     return run_serve(
         transport=args.transport,
@@ -296,10 +296,10 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_sync(args: argparse.Namespace) -> int:
+    from testio_mirror.cli.sync import parse_since, run_sync
     from testio_mirror.console import stderr_console
     from testio_mirror.logs import configure_logging
     from testio_mirror.settings import load_settings
-    from testio_mirror.sync_cli import parse_since, run_sync
 
     if args.nuke and not args.yes:
         stderr_console().print(
@@ -326,9 +326,9 @@ def _run_sync(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
+    from testio_mirror.cli.sync import run_status
     from testio_mirror.console import stdout_console
     from testio_mirror.settings import load_settings
-    from testio_mirror.sync_cli import run_status
 
     return run_status(
         load_settings(), as_json=args.json, period_hours=args.period_hours, out=stdout_console()

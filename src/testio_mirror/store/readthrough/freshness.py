@@ -13,7 +13,7 @@ from datetime import datetime
 
 from testio_mirror.settings import Settings
 from testio_mirror.store.records import Freshness
-from testio_mirror.store.timefmt import to_db, utc_now
+from testio_mirror.store.sqlite.timefmt import to_db, utc_now
 from testio_mirror.upstream.models import FINAL_TEST_STATUSES
 
 Clock = Callable[[], datetime]

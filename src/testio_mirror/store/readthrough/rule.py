@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from testio_mirror.store.freshness import FreshnessPolicy
+from testio_mirror.store.readthrough.freshness import FreshnessPolicy
+from testio_mirror.store.readthrough.singleflight import SingleFlight
 from testio_mirror.store.records import Answer
-from testio_mirror.store.singleflight import SingleFlight
 from testio_mirror.upstream.errors import NotFoundError, UpstreamError
 
 logger = logging.getLogger("testio_mirror.store")

@@ -1,0 +1,1 @@
+"""The ``testio-mirror`` command: ``main`` parses, one module per command family runs."""
