@@ -130,7 +130,7 @@ class SandboxServer:
         if self._socket is not None:
             return
         # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off only for sockets that say they
-        # are TCP, and without that every small answer waits ~40 ms for a delayed ACK.
+        # are TCP, and without that every small answer waits for a delayed ACK.
         sock = socket.socket(self.config.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

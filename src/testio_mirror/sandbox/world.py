@@ -93,8 +93,8 @@ class EvolveReport:
         }
 
 
-# Generated bug lists kept for answering again, least recently used dropped first: generating a
-# bug takes ~80 us and copying a kept one ~17 us, and the sandbox shares the machine with the
+# Generated bug lists kept for answering again, least recently used dropped first: copying a kept
+# bug is several times cheaper than generating it, and the sandbox shares the machine with the
 # client a benchmark measures. Dataset S (10,000 bugs) fits; M (300,000) is generated on demand.
 BUG_CACHE_LIMIT = 12_000
 

@@ -63,7 +63,7 @@ class Database:
         self._writer = writer
         self._write_lock = asyncio.Lock()
         # Readers open on first use, up to ``readers``: a CLI sync rarely reads, and each
-        # connection costs a thread and ~10 ms to open.
+        # connection costs a thread and an open.
         self._max_readers = readers
         self._reader_count = 0
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()

@@ -258,12 +258,11 @@ WHERE deleted_at IS NULL;
 
 # Listings that name no product (list_bugs and list_tests without product_id, with or without
 # other filters) walk these newest first and stop at the page's end, instead of sorting every
-# live row: on 300,000 bugs, the newest 20 from 234 to 0.2 ms, the newest critical ones from 243
-# to 0.3 ms, the newest known ones from 1.15 s to 0.2 ms. The severity index goes: the planner
-# took it for `severity IN (...)` and then sorted a sixth of all bugs; nothing else used it.
+# live row (docs/performance.md has the figures). The severity index goes: the planner took it
+# for `severity IN (...)` and then sorted a sixth of all bugs; nothing else used it.
 # Every bug listing and bug_stats also says how current the bug lists are (how many tests, how
 # many never fetched, the oldest fetch): tests_bug_freshness answers that without reading the
-# test rows (30,000 tests: 44 to 7 ms; one product's 1,500: 4 to 0.4 ms).
+# test rows.
 NEWEST_FIRST_INDEXES = """
 DROP INDEX bugs_by_severity_status;
 CREATE INDEX bugs_newest ON bugs (reported_at DESC, id DESC) WHERE deleted_at IS NULL;
