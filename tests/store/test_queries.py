@@ -16,6 +16,7 @@ from typing import Any, cast
 import aiosqlite
 import pytest
 
+from testio_mirror.errors import CursorError
 from testio_mirror.sandbox import DatasetSpec, SandboxWorld
 from testio_mirror.settings import load_settings
 from testio_mirror.store.bugs import write_bugs, write_reject_reasons
@@ -24,7 +25,7 @@ from testio_mirror.store.features import write_features
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.products import write_products
 from testio_mirror.store.records import Page
-from testio_mirror.store.sqlite.cursor import CursorError, encode_cursor
+from testio_mirror.store.sqlite.cursor import encode_cursor
 from testio_mirror.store.sync_state import ListingState, save_listing_state
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Feature, Product, RejectReason
 

@@ -14,12 +14,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from testio_mirror.errors import OfflineError
 from testio_mirror.sandbox import FaultRule, SandboxServer
 from testio_mirror.settings import Settings, load_settings
 from testio_mirror.store.bugs import write_bugs
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.products import write_products
-from testio_mirror.store.readthrough.rule import OfflineError
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import NotFoundError, UpstreamUnavailableError
 from testio_mirror.upstream.models import Bug, Product

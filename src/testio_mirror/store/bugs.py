@@ -11,9 +11,10 @@ from typing import Any, Literal
 import aiosqlite
 import orjson
 
+from testio_mirror.errors import OfflineError
 from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.readthrough.repository import ReadThroughRepository
-from testio_mirror.store.readthrough.rule import Local, OfflineError, read_through
+from testio_mirror.store.readthrough.rule import Local, read_through
 from testio_mirror.store.records import Answer, BugRecord, Freshness, Page, StatsGroup
 from testio_mirror.store.search import fts_query
 from testio_mirror.store.sqlite.cursor import next_cursor
@@ -224,6 +225,7 @@ class BugRepository(ReadThroughRepository):
         how fresh they are now. When TestIO fails, old copies are served marked stale.
 
         Raises:
+            OfflineError: some test's bugs were never fetched and no TestIO token is configured.
             UpstreamError: TestIO failed and some test's bugs were never fetched (no copy).
         """
         stale, never, oldest = await self._stale_tests(test_ids)
