@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
+import testio_mirror
+import testio_mirror.errors as errors_module
 import testio_mirror.sandbox as sandbox_package
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,15 +43,50 @@ def _subclasses(cls: type) -> set[type]:
     return found
 
 
-def test_error_tree_names_every_error_the_project_raises() -> None:
-    import testio_mirror.errors as errors_module
-    import testio_mirror.sandbox
-    import testio_mirror.store
-    import testio_mirror.sync
-    import testio_mirror.upstream  # noqa: F401  (import every package so all errors exist)
+def _import_every_module() -> None:
+    """Import every module of the package, so every error class it defines exists."""
+    for module in pkgutil.walk_packages(testio_mirror.__path__, "testio_mirror."):
+        importlib.import_module(module.name)
 
-    tree = errors_module.__doc__ or ""
-    upstream_tree = (ROOT / "src" / "testio_mirror" / "upstream" / "errors.py").read_text()
-    for error in _subclasses(errors_module.MirrorError):
+
+# A line of the tree: its drawing, the class's name, and the module it is defined in, if named.
+TREE_LINE = re.compile(
+    r"^(?P<indent>[ │├└─]*)(?P<name>\w+Error)\b\s*(?:\((?P<module>[\w/]+)\.py\))?"
+)
+
+
+def _tree() -> dict[str, tuple[str | None, str]]:
+    """The classes errors.py's tree names: name -> (the class it hangs from, its module)."""
+    named: dict[str, tuple[str | None, str]] = {}
+    ancestors: list[tuple[int, str, str]] = []  # (column, name, module) of the open branches
+    for line in (errors_module.__doc__ or "").splitlines():
+        match = TREE_LINE.match(line)
+        if match is None:
+            continue
+        column = len(match["indent"])
+        while ancestors and ancestors[-1][0] >= column:
+            ancestors.pop()
+        parent = ancestors[-1] if ancestors else None
+        module = (
+            "testio_mirror." + match["module"].replace("/", ".")
+            if match["module"]
+            else (parent[2] if parent else errors_module.__name__)
+        )
+        named[match["name"]] = (parent[1] if parent else None, module)
+        ancestors.append((column, match["name"], module))
+    return named
+
+
+def test_error_tree_names_every_error_the_project_raises() -> None:
+    _import_every_module()
+    tree = _tree()
+    errors = {e.__name__: e for e in _subclasses(errors_module.MirrorError)}
+    errors[errors_module.MirrorError.__name__] = errors_module.MirrorError
+    for name, error in errors.items():
         if error.__module__.startswith("testio_mirror"):
-            assert error.__name__ in tree or error.__name__ in upstream_tree, error.__name__
+            assert name in tree, name
+    for name, (parent, module) in tree.items():
+        assert name in errors, f"errors.py's tree names {name}, which does not exist"
+        assert errors[name].__module__ == module, name
+        if parent is not None:
+            assert errors[parent] in errors[name].__bases__, name

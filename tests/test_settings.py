@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from testio_mirror.errors import SettingsError
 from testio_mirror.settings import (
     DEFAULT_BASE_URL,
     Settings,
-    SettingsError,
     env_name,
     load_settings,
 )

@@ -3,18 +3,27 @@
 ::
 
     MirrorError                         base: a problem the user can act on; the message says how
-    ├── SettingsError                   (settings.py) a TESTIO_* variable has an unusable value
-    ├── StoreError                      (store/db.py) the mirror file cannot be opened or used;
+    ├── SettingsError                   a TESTIO_* variable has an unusable value (exit code 2)
+    ├── StoreError                      the mirror file cannot be opened or used;
     │                                   check TESTIO_MIRROR_HOME, or move a damaged file away
-    ├── CursorError                     (store/cursor.py) a cursor this mirror did not hand out
+    ├── CursorError                     a cursor this mirror did not hand out
+    ├── OfflineError                    the mirror has no copy and no TestIO token is configured
+    │                                   to fetch one; set TESTIO_CUSTOMER_API_TOKEN
     ├── SyncLockBusyError               (sync/lock.py) another live process is syncing; wait
     ├── SandboxError                    (sandbox/server.py) the sandbox cannot start
     ├── ServeError                      (server/transport.py) the server cannot be served as
     │                                   asked (a non-loopback host without a bearer token)
-    └── UpstreamError                   (upstream/errors.py) a call to TestIO failed; its own
-                                        tree there: auth, not found, rejected, rate limited,
-                                        unavailable, bad response (and OfflineError in
-                                        store/readthrough.py: no copy and no token)
+    └── UpstreamError                   (upstream/errors.py) a call to TestIO failed:
+        ├── AuthError                   the token is missing, wrong or lacks rights
+        ├── NotFoundError               the id does not exist in the account
+        ├── RequestRejectedError        the API refused the request as asked
+        ├── RateLimitedError            still rate limited after every retry
+        ├── UpstreamUnavailableError    TestIO down or unreachable after every retry
+        └── BadResponseError            an answer that is not the documented shape
+
+A class with a module in brackets is defined in that module, next to what raises it, and so are
+the classes under it (``upstream/errors.py`` says what to do about each of its own); every other
+class is defined here. Those modules import ``MirrorError`` from here: this one imports none.
 
 Everything else is a bug: it is logged with its traceback, never shown as a user's mistake.
 """
@@ -26,3 +35,24 @@ class MirrorError(Exception):
     """A problem the user can act on; the message says what to do."""
 
     exit_code = 1  # what the CLI exits with when this ends a command
+
+
+class SettingsError(MirrorError, ValueError):
+    """A setting has a value testio-mirror cannot use; the message names the variable."""
+
+    exit_code = 2
+
+
+class StoreError(MirrorError):
+    """The mirror database cannot be opened or used; the message says what to do."""
+
+
+class CursorError(MirrorError, ValueError):
+    """A cursor that this mirror did not hand out (or that was altered)."""
+
+
+class OfflineError(MirrorError):
+    """The mirror has no copy and no TestIO client was configured to fetch one.
+
+    Not an ``UpstreamError``: no call to TestIO was made; the token is missing.
+    """

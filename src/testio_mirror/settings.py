@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from testio_mirror.errors import MirrorError
+from testio_mirror.errors import SettingsError
 
 ENV_PREFIX = "TESTIO_"
 DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
@@ -26,12 +26,6 @@ DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
 _SECRET_FIELDS = frozenset({"customer_api_token", "mirror_http_token"})
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-
-
-class SettingsError(MirrorError, ValueError):
-    """A setting has a value testio-mirror cannot use; the message names the variable."""
-
-    exit_code = 2
 
 
 class Settings(BaseSettings):

@@ -270,6 +270,32 @@ async def test_bug_stats_by_severity_and_feature_match_the_sandbox(mirrored: Mir
     assert_fresh(by_severity)
 
 
+async def test_bug_stats_and_list_bugs_choose_the_same_bugs(mirrored: Mirrored) -> None:
+    truth = mirrored.truth
+    tests = sorted(truth["tests"])[::7]
+    mine = [b for b in truth["bugs"].values() if b["test"]["id"] in tests]
+    moments = sorted(parse_time(b["reported_at"]) for b in mine)
+    since, until = moments[len(moments) // 4], moments[3 * len(moments) // 4]
+    chosen = {"test_ids": tests, "since": since.isoformat(), "until": until.isoformat()}
+    expected = Counter(
+        b["test"]["id"] for b in mine if since <= parse_time(b["reported_at"]) < until
+    )
+    assert 0 < sum(expected.values()) < len(mine)
+    async with connect(mirrored.settings) as client:
+        stats = await call(client, "bug_stats", {"group_by": "test", **chosen})
+        listed = await pages(client, "list_bugs", {**chosen, "limit": 100}, "bugs")
+    assert {int(g["key"]): g["total"] for g in stats["groups"]} == expected
+    assert Counter(b["test_id"] for b in listed) == expected
+
+
+async def test_no_tool_asks_for_its_context(mirrored: Mirrored) -> None:
+    async with connect(mirrored.settings) as client:
+        tools = (await client.list_tools()).tools
+    assert len(tools) == 10
+    for tool in tools:
+        assert "ctx" not in tool.input_schema.get("properties", {}), tool.name
+
+
 async def test_a_hundred_items_stay_well_under_the_token_budget(mirrored: Mirrored) -> None:
     async with connect(mirrored.settings) as client:
         tests = await client.call_tool("list_tests", {"limit": 100})

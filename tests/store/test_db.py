@@ -11,7 +11,8 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from testio_mirror.store.sqlite.db import Database, StoreError
+from testio_mirror.errors import StoreError
+from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.migrations import LATEST_VERSION
 from tests.store.builders import close_stray_connections, open_database
 

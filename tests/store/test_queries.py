@@ -11,20 +11,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import aiosqlite
 import pytest
 
+from testio_mirror.errors import CursorError
 from testio_mirror.sandbox import DatasetSpec, SandboxWorld
 from testio_mirror.settings import load_settings
-from testio_mirror.store.bugs import write_bugs, write_reject_reasons
+from testio_mirror.store.bugs import GROUPS, write_bugs, write_reject_reasons
 from testio_mirror.store.exploratory_tests import tombstone_tests, write_tests
 from testio_mirror.store.features import write_features
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.products import write_products
-from testio_mirror.store.records import Page
-from testio_mirror.store.sqlite.cursor import CursorError, encode_cursor
+from testio_mirror.store.records import BugFilter, GroupBy, Page
+from testio_mirror.store.sqlite.cursor import encode_cursor
 from testio_mirror.store.sync_state import ListingState, save_listing_state
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Feature, Product, RejectReason
 
@@ -189,7 +190,9 @@ async def test_tests_and_bugs_without_a_time_come_last_and_page_through(
     found = await ids_of(seeded.mirror.tests.list_tests, product_id=103, limit=limit)
     assert found == [*dated_tests, *sorted(undated, reverse=True)]
     dated_bugs = seeded.newest("bugs", lambda b: b["product"]["id"] == 103)
-    found = await ids_of(seeded.mirror.bugs.list_bugs, product_id=103, limit=limit)
+    found = await ids_of(
+        seeded.mirror.bugs.list_bugs, bug_filter=BugFilter(product_id=103), limit=limit
+    )
     assert found == [*dated_bugs, *sorted(undated, reverse=True)]
 
 
@@ -279,7 +282,10 @@ async def test_list_bugs_filters_newest_first(seeded: Seeded, name: str) -> None
     filters, keep = BUG_FILTERS[name]
     expected = seeded.newest("bugs", keep)
     assert 0 < len(expected) < len(seeded.snap["bugs"])
-    assert await ids_of(seeded.mirror.bugs.list_bugs, limit=37, **filters) == expected
+    assert (
+        await ids_of(seeded.mirror.bugs.list_bugs, bug_filter=BugFilter(**filters), limit=37)
+        == expected
+    )
 
 
 async def test_bug_cursor_paging_visits_every_bug_exactly_once(seeded: Seeded) -> None:
@@ -290,11 +296,12 @@ async def test_bug_cursor_paging_visits_every_bug_exactly_once(seeded: Seeded) -
 
 async def test_include_raw_returns_the_wire_object(seeded: Seeded) -> None:
     test_id = sorted(seeded.snap["tests"])[7]
-    page = await seeded.mirror.bugs.list_bugs(test_ids=[test_id], include_raw=True)
+    page = await seeded.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]), include_raw=True)
     assert page.items
     assert all(b.raw == seeded.snap["bugs"][b.id] for b in page.items)
     assert all(
-        b.raw is None for b in (await seeded.mirror.bugs.list_bugs(test_ids=[test_id])).items
+        b.raw is None
+        for b in (await seeded.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]))).items
     )
 
 
@@ -351,6 +358,18 @@ async def test_stats_match_the_snapshot(seeded: Seeded, group_by: Any) -> None:
         assert any(g.acceptance_rate is None for g in groups)
 
 
+@pytest.mark.parametrize("name", sorted(BUG_FILTERS))
+async def test_stats_count_the_bugs_a_listing_lists(seeded: Seeded, name: str) -> None:
+    filters, keep = BUG_FILTERS[name]
+    expected = Counter(b["status"] for b in seeded.snap["bugs"].values() if keep(b))
+    answer = await seeded.mirror.bugs.stats("status", BugFilter(**filters))
+    assert {g.key: g.total for g in answer.value} == expected
+
+
+def test_every_grouping_has_its_sql() -> None:
+    assert sorted(GROUPS) == sorted(get_args(GroupBy))
+
+
 async def test_stats_reject_an_unknown_grouping(seeded: Seeded) -> None:
     with pytest.raises(ValueError, match="group_by"):
         await seeded.mirror.bugs.stats(cast(Any, "weekday"))
@@ -386,7 +405,7 @@ async def test_search_matches_every_word_as_a_prefix(seeded: Seeded) -> None:
         990_000_003
     ]
     assert await seeded.mirror.search.search("kaleidoscope", kinds=["test", "feature"]) == []
-    matched = await seeded.mirror.bugs.list_bugs(text="KALEIDOSCOPE")
+    matched = await seeded.mirror.bugs.list_bugs(BugFilter(text="KALEIDOSCOPE"))
     assert {b.id for b in matched.items} == set(CRAFTED)
 
 
@@ -399,7 +418,7 @@ async def test_search_ranks_a_title_match_before_body_matches(seeded: Seeded) ->
 
 
 # Listings whose filters leave many rows must walk an index newest first and stop at the page's
-# end: a sort would read every matching row (a quarter of a second on 300,000 bugs).
+# end: a sort would read every matching row.
 UNSORTED_LISTINGS: dict[str, tuple[str, JSON]] = {
     "bugs, no filter": ("bugs", {}),
     "bugs of a severity": ("bugs", {"severities": ["critical"]}),
@@ -442,7 +461,7 @@ async def test_listings_walk_an_index_instead_of_sorting(
 ) -> None:
     kind, filters = UNSORTED_LISTINGS[name]
     if kind == "bugs":
-        page: Page[Any] = await seeded.mirror.bugs.list_bugs(**filters)
+        page: Page[Any] = await seeded.mirror.bugs.list_bugs(BugFilter(**filters))
     else:
         page = await seeded.mirror.tests.list_tests(**filters)
     assert page.items, "the listing must find something for its plan to matter"
@@ -456,7 +475,7 @@ async def test_listings_walk_an_index_instead_of_sorting(
 async def test_bug_list_freshness_reads_an_index_not_the_test_rows(
     seeded: Seeded, product_id: int | None, statements: list[Statement]
 ) -> None:
-    page = await seeded.mirror.bugs.list_bugs(product_id=product_id)
+    page = await seeded.mirror.bugs.list_bugs(BugFilter(product_id=product_id))
     assert page.items
     summaries = [statement for statement in statements if "bugs_fetched_at" in statement[0]]
     assert len(summaries) == 1, statements

@@ -14,12 +14,13 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from testio_mirror.errors import OfflineError
 from testio_mirror.sandbox import FaultRule, SandboxServer
 from testio_mirror.settings import Settings, load_settings
 from testio_mirror.store.bugs import write_bugs
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.products import write_products
-from testio_mirror.store.readthrough.rule import OfflineError
+from testio_mirror.store.records import BugFilter
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import NotFoundError, UpstreamUnavailableError
 from testio_mirror.upstream.models import Bug, Product
@@ -178,7 +179,7 @@ async def test_an_offline_mirror_serves_stale_copies_or_raises(env: Env) -> None
         with pytest.raises(OfflineError):
             await offline.products.list_products()
         with pytest.raises(OfflineError):  # the test is mirrored, its bugs never were
-            await offline.bugs.list_bugs(test_ids=[test_id])
+            await offline.bugs.list_bugs(BugFilter(test_ids=[test_id]))
     finally:
         await offline.close()
     assert env.count("exploratory_tests/*") == 1
@@ -283,18 +284,18 @@ async def test_bug_lists_are_batched_then_refetched_only_for_open_tests(env: Env
         await env.mirror.tests.get_test(test_id)
     wanted = [open_test, archived_test]
 
-    first = await env.mirror.bugs.list_bugs(test_ids=wanted)
+    first = await env.mirror.bugs.list_bugs(BugFilter(test_ids=wanted))
     truth = {**env.bugs_of(open_test), **env.bugs_of(archived_test)}
     assert sorted(b.id for b in first.items) == sorted(truth)
     assert (first.freshness.source, env.asked_test_ids()) == ("api", [sorted(wanted)])
 
-    second = await env.mirror.bugs.list_bugs(test_ids=wanted)
+    second = await env.mirror.bugs.list_bugs(BugFilter(test_ids=wanted))
     assert second.items == first.items
     assert (second.freshness.source, second.freshness.stale) == ("mirror", False)
     assert len(env.asked_test_ids()) == 1
 
     env.clock.advance(OPEN_TTL + 1)
-    await env.mirror.bugs.list_bugs(test_ids=wanted)
+    await env.mirror.bugs.list_bugs(BugFilter(test_ids=wanted))
     env.clock.advance(YEARS)
     await env.mirror.bugs.ensure_fresh(wanted)
     assert env.asked_test_ids() == [sorted(wanted), [open_test], [open_test]]
@@ -303,12 +304,12 @@ async def test_bug_lists_are_batched_then_refetched_only_for_open_tests(env: Env
 async def test_bugs_fetched_before_a_test_closed_are_refetched_once(env: Env) -> None:
     test_id = env.test_id("locked")
     await env.mirror.tests.get_test(test_id)
-    await env.mirror.bugs.list_bugs(test_ids=[test_id])
+    await env.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]))
     env.sandbox.world.set_test_status(test_id, "archived")
     env.clock.advance(OPEN_TTL + 1)
     assert (await env.mirror.tests.get_test(test_id)).value.status == "archived"
 
-    await env.mirror.bugs.list_bugs(test_ids=[test_id])
+    await env.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]))
     env.clock.advance(YEARS)
     freshness = await env.mirror.bugs.ensure_fresh([test_id])
     assert freshness.stale is False
@@ -318,23 +319,25 @@ async def test_bugs_fetched_before_a_test_closed_are_refetched_once(env: Env) ->
 async def test_bugs_no_longer_returned_are_tombstoned_on_refresh(env: Env) -> None:
     test_id = env.test_id("running")
     await env.mirror.tests.get_test(test_id)
-    await env.mirror.bugs.list_bugs(test_ids=[test_id])
+    await env.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]))
     ghost = Bug.from_wire({"id": 950_000_001, "title": "Gone", "test": {"id": test_id}})
     async with env.mirror.db.transaction() as conn:
         await write_bugs(conn, [ghost], env.mirror.policy.stamp())
     real = sorted(env.bugs_of(test_id))
-    assert len((await env.mirror.bugs.list_bugs(test_ids=[test_id])).items) == len(real) + 1
+    assert (
+        len((await env.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]))).items) == len(real) + 1
+    )
 
     env.clock.advance(OPEN_TTL + 1)
-    page = await env.mirror.bugs.list_bugs(test_ids=[test_id])
+    page = await env.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]))
     assert sorted(b.id for b in page.items) == real
-    kept = await env.mirror.bugs.list_bugs(test_ids=[test_id], include_deleted=True)
+    kept = await env.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]), include_deleted=True)
     assert {b.id: b.deleted for b in kept.items}[ghost.id] is True
 
     # The whole test vanishes upstream: its bug list refreshes to nothing.
     env.sandbox.world.remove_test(test_id)
     env.clock.advance(OPEN_TTL + 1)
-    assert (await env.mirror.bugs.list_bugs(test_ids=[test_id])).items == []
+    assert (await env.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]))).items == []
 
 
 async def test_a_bug_gone_upstream_raises_and_is_tombstoned(env: Env) -> None:
@@ -355,22 +358,22 @@ async def test_failed_bug_refresh_serves_old_lists_stale_or_raises(env: Env) -> 
     cached, uncached = env.test_id("running"), env.test_id("waiting")
     for test_id in (cached, uncached):
         await env.mirror.tests.get_test(test_id)
-    before = await env.mirror.bugs.list_bugs(test_ids=[cached])
+    before = await env.mirror.bugs.list_bugs(BugFilter(test_ids=[cached]))
     env.sandbox.faults.add(FaultRule(kind="error", path="bugs", status=503, times=None))
     env.clock.advance(OPEN_TTL + 1)
 
-    after = await env.mirror.bugs.list_bugs(test_ids=[cached])
+    after = await env.mirror.bugs.list_bugs(BugFilter(test_ids=[cached]))
     assert [b.id for b in after.items] == [b.id for b in before.items]
     assert after.freshness.stale is True
     assert "could not be reached" in (after.freshness.stale_reason or "")
     with pytest.raises(UpstreamUnavailableError):  # no copy of this test's bugs to fall back on
-        await env.mirror.bugs.list_bugs(test_ids=[uncached])
+        await env.mirror.bugs.list_bugs(BugFilter(test_ids=[uncached]))
 
 
 async def test_bugs_of_a_test_never_seen_are_fetched_with_the_test(env: Env) -> None:
     test_id = env.test_id("running")
-    first = await env.mirror.bugs.list_bugs(test_ids=[test_id])
+    first = await env.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]))
     assert sorted(b.id for b in first.items) == sorted(env.bugs_of(test_id))
-    second = await env.mirror.bugs.list_bugs(test_ids=[test_id])
+    second = await env.mirror.bugs.list_bugs(BugFilter(test_ids=[test_id]))
     assert (second.freshness.source, second.freshness.stale) == ("mirror", False)
     assert (env.count(f"exploratory_tests/{test_id}"), env.asked_test_ids()) == (1, [[test_id]])

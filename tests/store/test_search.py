@@ -15,6 +15,7 @@ from testio_mirror.store.exploratory_tests import tombstone_tests, write_tests
 from testio_mirror.store.features import write_features
 from testio_mirror.store.products import write_products
 from testio_mirror.store.readthrough.freshness import FreshnessPolicy
+from testio_mirror.store.records import BugFilter
 from testio_mirror.store.search import MAX_LIMIT, SearchRepository, fts_query
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Feature, Product
@@ -90,7 +91,7 @@ async def found(search: SearchRepository, text: str, **filters: Any) -> list[tup
 
 
 async def bug_ids(bugs: BugRepository, text: str) -> list[int]:
-    return sorted(b.id for b in (await bugs.list_bugs(text=text)).items)
+    return sorted(b.id for b in (await bugs.list_bugs(BugFilter(text=text))).items)
 
 
 @pytest.mark.parametrize(
@@ -200,7 +201,7 @@ async def test_hostile_input_never_raises(
 ) -> None:
     hits = await search.search(text)
     assert isinstance(hits, list)
-    page = await bugs.list_bugs(text=text)
+    page = await bugs.list_bugs(BugFilter(text=text))
     assert isinstance(page.items, list)
     if not fts_query(text):
         assert hits == []

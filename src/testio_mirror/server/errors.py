@@ -13,8 +13,7 @@ from collections.abc import Iterator
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from testio_mirror.errors import MirrorError
-from testio_mirror.store.sqlite.cursor import CursorError
+from testio_mirror.errors import CursorError, MirrorError, OfflineError
 from testio_mirror.sync.lock import SyncLockBusyError
 from testio_mirror.upstream.errors import AuthError, NotFoundError, UpstreamError
 
@@ -24,10 +23,6 @@ logger = logging.getLogger("testio_mirror.server")
 @contextlib.contextmanager
 def tool_errors(tool: str, *, not_found_hint: str = "") -> Iterator[None]:
     """Raise ``ToolError`` with a next step for every failure inside the block."""
-    # Here, not at the top: the read-through machinery (and the wire models behind it) is not
-    # needed to answer tools/list, and a tool runs only once the App has loaded it.
-    from testio_mirror.store.readthrough.rule import OfflineError
-
     try:
         yield
     except ToolError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
@@ -28,7 +28,7 @@ from testio_mirror.server.answers import (
 )
 from testio_mirror.server.errors import tool_errors
 from testio_mirror.server.state import ServerState
-from testio_mirror.store.records import SearchKind
+from testio_mirror.store.records import BugFilter, GroupBy, SearchKind
 
 if TYPE_CHECKING:
     from testio_mirror.store.mirror import Mirror
@@ -44,9 +44,15 @@ TestStatus = Literal[
 TestingType = Literal["coverage", "focused", "rapid", "usability", "external"]
 Severity = Literal["low", "high", "critical", "visual", "content", "custom"]
 BugStatus = Literal["accepted", "rejected", "forwarded"]
-GroupBy = Literal["severity", "status", "feature", "test", "tester", "month"]
+# The SDK hands every tool the lifespan's ServerState; annotated so, the tools read it typed.
+ToolContext = Context[ServerState]
 
 ProductId = Annotated[int, Field(ge=1, le=MAX_ID, description="a product id (see list_products)")]
+OnlyProduct = Annotated[int | None, Field(ge=1, le=MAX_ID, description="only this product")]
+OnlyTests = Annotated[
+    list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None,
+    Field(max_length=200, description="only these tests (their bugs are fetched if stale)"),
+]
 Limit = Annotated[int, Field(ge=1, le=100, description="how many to return (1-100)")]
 # The SDK json-decodes a string argument unless its annotation is exactly ``str``: typed
 # ``str | None``, the text "null" would arrive as None and "[]" as a list (python-sdk #1873).
@@ -57,10 +63,9 @@ Since = Annotated[
 ]
 
 
-async def _mirror(ctx: Context) -> Mirror:
+async def _mirror(ctx: ToolContext) -> Mirror:
     """The mirror, once the App is open (it opens in the background at start-up)."""
-    state = cast(ServerState, ctx.request_context.lifespan_context)
-    return (await state.app()).mirror
+    return (await ctx.request_context.lifespan_context.app()).mirror
 
 
 def _more(next_cursor: str | None, noun: str) -> str | None:
@@ -69,7 +74,7 @@ def _more(next_cursor: str | None, noun: str) -> str | None:
     return f"more {noun} exist: call again with cursor set to next_cursor"
 
 
-async def list_products(ctx: Context) -> Annotated[CallToolResult, ProductList]:
+async def list_products(ctx: ToolContext) -> Annotated[CallToolResult, ProductList]:
     """List the TestIO products of the account (id, name, type). Start here to find product ids
     for the other tools."""
     with tool_errors("list_products"):
@@ -80,7 +85,7 @@ async def list_products(ctx: Context) -> Annotated[CallToolResult, ProductList]:
 
 
 async def list_features(
-    product_id: ProductId, ctx: Context
+    product_id: ProductId, ctx: ToolContext
 ) -> Annotated[CallToolResult, FeatureList]:
     """List a product's features (what testers test), with their user stories."""
     with tool_errors("list_features", not_found_hint="Use list_products to see product ids."):
@@ -95,10 +100,8 @@ async def list_features(
 
 
 async def list_tests(
-    ctx: Context,
-    product_id: Annotated[
-        int | None, Field(ge=1, le=MAX_ID, description="only this product")
-    ] = None,
+    ctx: ToolContext,
+    product_id: OnlyProduct = None,
     status: Annotated[
         list[TestStatus] | None, Field(max_length=20, description="only these statuses")
     ] = None,
@@ -132,7 +135,7 @@ async def list_tests(
 
 async def get_test(
     test_id: Annotated[int, Field(ge=1, le=MAX_ID, description="a test id (see list_tests)")],
-    ctx: Context,
+    ctx: ToolContext,
     detail: Detail = "concise",
 ) -> Annotated[CallToolResult, ExploratoryTestReport]:
     """One exploratory test with its bug counts by severity and status: the basis of a test's
@@ -157,14 +160,9 @@ async def get_test(
 
 
 async def list_bugs(
-    ctx: Context,
-    product_id: Annotated[
-        int | None, Field(ge=1, le=MAX_ID, description="only this product")
-    ] = None,
-    test_ids: Annotated[
-        list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None,
-        Field(max_length=200, description="only these tests (their bugs are fetched if stale)"),
-    ] = None,
+    ctx: ToolContext,
+    product_id: OnlyProduct = None,
+    test_ids: OnlyTests = None,
     feature_id: Annotated[
         int | None, Field(ge=1, le=MAX_ID, description="only this feature")
     ] = None,
@@ -184,7 +182,7 @@ async def list_bugs(
     report date or words. Each bug names its test and feature. detail="full" adds steps and
     expected results."""
     with tool_errors("list_bugs", not_found_hint="Use list_tests to see test ids."):
-        page = await (await _mirror(ctx)).bugs.list_bugs(
+        chosen = BugFilter(
             product_id=product_id,
             test_ids=test_ids,
             feature_id=feature_id,
@@ -194,9 +192,8 @@ async def list_bugs(
             since=since,
             until=until,
             text=text or None,
-            limit=limit,
-            cursor=cursor or None,
         )
+        page = await (await _mirror(ctx)).bugs.list_bugs(chosen, limit=limit, cursor=cursor or None)
         return respond(
             BugList(
                 bugs=[Bug.of(b, detail) for b in page.items],
@@ -209,7 +206,7 @@ async def list_bugs(
 
 async def get_bug(
     bug_id: Annotated[int, Field(ge=1, le=MAX_ID, description="a bug id (see list_bugs)")],
-    ctx: Context,
+    ctx: ToolContext,
 ) -> Annotated[CallToolResult, BugAnswer]:
     """One bug in full: steps, actual and expected result, reject reason, test and feature."""
     with tool_errors("get_bug", not_found_hint="Use list_bugs to see bug ids."):
@@ -219,9 +216,9 @@ async def get_bug(
 
 async def search(
     query: Annotated[str, Field(min_length=1, max_length=500, description="words to find")],
-    ctx: Context,
+    ctx: ToolContext,
     kinds: Annotated[list[SearchKind] | None, Field(max_length=20)] = None,
-    product_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None,
+    product_id: OnlyProduct = None,
     limit: Annotated[int, Field(ge=1, le=50)] = 10,
 ) -> Annotated[CallToolResult, SearchResults]:
     """Full-text search over test titles and goals, feature titles and descriptions, and bug
@@ -233,21 +230,18 @@ async def search(
 
 
 async def bug_stats(
-    ctx: Context,
+    ctx: ToolContext,
     group_by: GroupBy = "severity",
-    product_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None,
-    test_ids: Annotated[
-        list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None, Field(max_length=200)
-    ] = None,
+    product_id: OnlyProduct = None,
+    test_ids: OnlyTests = None,
     since: Since = None,
     until: Since = None,
 ) -> Annotated[CallToolResult, BugStats]:
     """Bug counts and acceptance rates (accepted / decided) grouped by severity, status,
     feature, test, tester or month: for quality reviews of a product or a set of tests."""
     with tool_errors("bug_stats", not_found_hint="Use list_tests to see test ids."):
-        answer = await (await _mirror(ctx)).bugs.stats(
-            group_by, product_id=product_id, test_ids=test_ids, since=since, until=until
-        )
+        chosen = BugFilter(product_id=product_id, test_ids=test_ids, since=since, until=until)
+        answer = await (await _mirror(ctx)).bugs.stats(group_by, chosen)
         groups = answer.value
         accepted = sum(g.accepted for g in groups)
         decided = accepted + sum(g.rejected for g in groups)

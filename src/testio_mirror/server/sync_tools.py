@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
@@ -20,7 +20,7 @@ from testio_mirror.server.answers import (
     SyncStatusAnswer,
 )
 from testio_mirror.server.errors import tool_errors
-from testio_mirror.server.query_tools import MAX_ID
+from testio_mirror.server.query_tools import MAX_ID, ToolContext
 from testio_mirror.server.state import ServerState
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -42,12 +42,12 @@ STATUS = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_h
 _PERIODS = {"1h": 1.0, "24h": 24.0, "7d": 168.0, "30d": 720.0}
 
 
-def _state(ctx: Context) -> ServerState:
-    return cast(ServerState, ctx.request_context.lifespan_context)
+def _state(ctx: ToolContext) -> ServerState:
+    return ctx.request_context.lifespan_context
 
 
 async def sync_data(
-    ctx: Context,
+    ctx: ToolContext,
     product_ids: Annotated[
         list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None,
         Field(max_length=500, description="only these products (default: all)"),
@@ -105,7 +105,7 @@ async def sync_data(
 
 
 async def sync_status(
-    ctx: Context,
+    ctx: ToolContext,
     period: Annotated[str, Field(description="statistics period: 1h, 24h, 7d or 30d")] = "24h",
 ) -> SyncStatusAnswer:
     """Is a sync running, how did the last one go, what does the mirror hold, is TestIO

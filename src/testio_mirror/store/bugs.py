@@ -6,15 +6,25 @@ import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import aiosqlite
 import orjson
 
+from testio_mirror.errors import OfflineError
 from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.readthrough.repository import ReadThroughRepository
-from testio_mirror.store.readthrough.rule import Local, OfflineError, read_through
-from testio_mirror.store.records import Answer, BugRecord, Freshness, Page, StatsGroup
+from testio_mirror.store.readthrough.rule import Local, read_through
+from testio_mirror.store.records import (
+    EVERY_BUG,
+    Answer,
+    BugFilter,
+    BugRecord,
+    Freshness,
+    GroupBy,
+    Page,
+    StatsGroup,
+)
 from testio_mirror.store.search import fts_query
 from testio_mirror.store.sqlite.cursor import next_cursor
 from testio_mirror.store.sqlite.filters import Where, newest
@@ -52,8 +62,7 @@ BUG_COLUMNS = (
     "content_hash",
 )
 MAX_LIMIT = 200
-GroupBy = Literal["severity", "status", "feature", "test", "tester", "month"]
-GROUPS: dict[str, tuple[str, str]] = {
+GROUPS: dict[GroupBy, tuple[str, str]] = {
     # group key expression over bugs b; label expression over the grouped row g. Labels are
     # looked up once per group, after grouping, so counting reads only the covering index.
     "severity": ("b.severity", "g.key"),
@@ -224,6 +233,7 @@ class BugRepository(ReadThroughRepository):
         how fresh they are now. When TestIO fails, old copies are served marked stale.
 
         Raises:
+            OfflineError: some test's bugs were never fetched and no TestIO token is configured.
             UpstreamError: TestIO failed and some test's bugs were never fetched (no copy).
         """
         stale, never, oldest = await self._stale_tests(test_ids)
@@ -250,35 +260,24 @@ class BugRepository(ReadThroughRepository):
 
     async def list_bugs(
         self,
+        bug_filter: BugFilter = EVERY_BUG,
         *,
-        product_id: int | None = None,
-        test_ids: Sequence[int] | None = None,
-        feature_id: int | None = None,
-        severities: Sequence[str] | None = None,
-        statuses: Sequence[str] | None = None,
-        known: bool | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        text: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
         include_raw: bool = False,
         include_deleted: bool = False,
     ) -> Page[BugRecord]:
-        """Bugs newest first (by ``reported_at``). With ``test_ids`` their bug lists are read
-        through first; otherwise the answer is the mirror as the last sync left it.
+        """The bugs ``bug_filter`` chooses, newest first (by ``reported_at``). With ``test_ids``
+        their bug lists are read through first; otherwise the answer is the mirror as the last
+        sync left it.
 
         Raises:
             CursorError: ``cursor`` is not one this mirror handed out.
+            OfflineError, UpstreamError: as ``ensure_fresh``, with ``test_ids``.
         """
         limit = max(1, min(limit, MAX_LIMIT))
-        if test_ids:
-            freshness = await self.ensure_fresh(test_ids)
-        else:
-            freshness = await self._collection_freshness(product_id)
-        where = _filters(
-            product_id, test_ids, feature_id, severities, statuses, known, since, until, text
-        )
+        freshness = await self._freshness(bug_filter)
+        where = _where(bug_filter)
         if not include_deleted:
             where.add("b.deleted_at IS NULL")
         where.keyset("b.reported_at", "b.id", cursor)
@@ -308,28 +307,25 @@ class BugRepository(ReadThroughRepository):
         return {"severity": dict(sorted(severity.items())), "status": dict(sorted(status.items()))}
 
     async def stats(
-        self,
-        group_by: GroupBy,
-        *,
-        product_id: int | None = None,
-        test_ids: Sequence[int] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        self, group_by: GroupBy, bug_filter: BugFilter = EVERY_BUG
     ) -> Answer[list[StatsGroup]]:
-        """Counts by status and the acceptance rate, grouped; largest groups first."""
+        """Counts by status and the acceptance rate of the bugs ``bug_filter`` chooses, grouped;
+        largest groups first. Read through as ``list_bugs``.
+
+        Raises:
+            ValueError: ``group_by`` is not one of ``GroupBy``.
+            OfflineError, UpstreamError: as ``ensure_fresh``, with ``test_ids``.
+        """
         if group_by not in GROUPS:
             raise ValueError(f"group_by must be one of: {', '.join(GROUPS)}")
-        if test_ids:
-            freshness = await self.ensure_fresh(test_ids)
-        else:
-            freshness = await self._collection_freshness(product_id)
+        freshness = await self._freshness(bug_filter)
         key, label = GROUPS[group_by]
-        where = _filters(product_id, test_ids, None, None, None, None, since, until, None)
+        where = _where(bug_filter)
         where.add("b.deleted_at IS NULL")
         # Without statistics SQLite prefers the newest-first index, which reads every bug row;
-        # the covering index counts without them (3 to 5 times faster). Bugs of a few tests are
-        # found faster through bugs_by_test, so the planner chooses there.
-        index = "" if test_ids else " INDEXED BY bugs_for_stats"
+        # the covering index counts without reading them. Bugs of a few tests are found faster
+        # through bugs_by_test, so the planner chooses there.
+        index = "" if bug_filter.test_ids else " INDEXED BY bugs_for_stats"
         sql = (
             f"SELECT g.*, {label} AS label FROM (SELECT {key} AS key, count(*) AS total, "
             "sum(b.status = 'accepted') AS accepted, sum(b.status = 'rejected') AS rejected, "
@@ -410,6 +406,12 @@ class BugRepository(ReadThroughRepository):
             async with self._db.transaction() as conn:
                 await write_bugs(conn, batch.bugs, fetched_at, complete_for_tests=batch.test_ids)
 
+    async def _freshness(self, bug_filter: BugFilter) -> Freshness:
+        """Bugs of given tests are read through; any other choice is as fresh as the sync."""
+        if bug_filter.test_ids:
+            return await self.ensure_fresh(bug_filter.test_ids)
+        return await self._collection_freshness(bug_filter.product_id)
+
     async def _collection_freshness(self, product_id: int | None) -> Freshness:
         where = "deleted_at IS NULL"
         params: tuple[Any, ...] = ()
@@ -463,29 +465,22 @@ class BugRepository(ReadThroughRepository):
             await write_bugs(conn, [bug], fetched_at)
 
 
-def _filters(
-    product_id: int | None,
-    test_ids: Sequence[int] | None,
-    feature_id: int | None,
-    severities: Sequence[str] | None,
-    statuses: Sequence[str] | None,
-    known: bool | None,
-    since: datetime | None,
-    until: datetime | None,
-    text: str | None,
-) -> Where:
+def _where(bug_filter: BugFilter) -> Where:
+    """The conditions of ``bug_filter`` over bugs ``b``."""
     where = Where()
-    where.equal("b.product_id", product_id)
-    if test_ids:
-        where.add("b.test_id IN (SELECT value FROM json_each(?))", json.dumps(list(test_ids)))
-    where.equal("b.feature_id", feature_id)
-    where.among("b.severity", severities)
-    where.among("b.status", statuses)
-    where.equal("b.known", None if known is None else int(known))
-    where.since("b.reported_at", since)
-    where.until("b.reported_at", until)
-    if text is not None:
-        query = fts_query(text)
+    where.equal("b.product_id", bug_filter.product_id)
+    if bug_filter.test_ids:
+        where.add(
+            "b.test_id IN (SELECT value FROM json_each(?))", json.dumps(list(bug_filter.test_ids))
+        )
+    where.equal("b.feature_id", bug_filter.feature_id)
+    where.among("b.severity", bug_filter.severities)
+    where.among("b.status", bug_filter.statuses)
+    where.equal("b.known", _bool(bug_filter.known))
+    where.since("b.reported_at", bug_filter.since)
+    where.until("b.reported_at", bug_filter.until)
+    if bug_filter.text is not None:
+        query = fts_query(bug_filter.text)
         if query is None:
             where.add("0")  # no searchable word: match nothing rather than everything
         else:

@@ -1,4 +1,5 @@
-"""What the mirror answers: records of each entity, freshness, and pages of results.
+"""The store's vocabulary: what a caller asks for (``BugFilter``, ``GroupBy``, ``SearchKind``) and
+what the mirror answers (records of each entity, freshness, pages of results, statistics).
 
 Records are the mirror's own shape (not the wire's): flat, typed, with the raw JSON available
 when asked for. Every answer carries ``Freshness``: an agent can tell a fresh fact from an old one.
@@ -6,6 +7,8 @@ when asked for. Every answer carries ``Freshness``: an agent can tell a fresh fa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
@@ -14,8 +17,36 @@ from pydantic import ConfigDict, Field
 from testio_mirror.schema import CompactSchema
 
 SearchKind = Literal["test", "feature", "bug"]
+GroupBy = Literal["severity", "status", "feature", "test", "tester", "month"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BugFilter:
+    """Which bugs a listing or a statistic covers: all of the given conditions at once.
+
+    A field left at None (or an empty sequence) does not filter. ``since`` and ``until`` bound the
+    report date (``since`` included, ``until`` not); ``text`` keeps the bugs whose title or results
+    hold every word of it (as a word prefix), and none when it holds no word.
+
+    Example::
+
+        BugFilter(product_id=7, severities=["critical"], since=datetime(2026, 1, 1, tzinfo=UTC))
+    """
+
+    product_id: int | None = None
+    test_ids: Sequence[int] | None = None
+    feature_id: int | None = None
+    severities: Sequence[str] | None = None
+    statuses: Sequence[str] | None = None
+    known: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+
+
+EVERY_BUG = BugFilter()
 
 
 class Freshness(CompactSchema):
@@ -131,7 +162,7 @@ class BugRecord(CompactSchema):
 
 
 class SearchHit(CompactSchema):
-    kind: Literal["test", "feature", "bug"]
+    kind: SearchKind
     id: int
     product_id: int | None
     title: str

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from testio_mirror.errors import OfflineError
 from testio_mirror.store.readthrough.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough.singleflight import SingleFlight
 from testio_mirror.store.records import Answer
@@ -32,10 +33,6 @@ class Local(Generic[T]):
     ttl: float | None  # None: never stale
 
 
-class OfflineError(UpstreamError):
-    """The mirror has no copy and no TestIO client was configured to fetch one."""
-
-
 async def read_through(
     key: Hashable,
     policy: FreshnessPolicy,
@@ -50,6 +47,7 @@ async def read_through(
     says the thing no longer exists (to tombstone it) before the NotFoundError goes up.
 
     Raises:
+        OfflineError: nothing in the mirror and no TestIO client to fetch it.
         UpstreamError: nothing usable in the mirror and TestIO could not provide it.
     """
     local = await load()

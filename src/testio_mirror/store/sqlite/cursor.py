@@ -9,11 +9,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from testio_mirror.errors import MirrorError
-
-
-class CursorError(MirrorError, ValueError):
-    """A cursor that this mirror did not hand out (or that was altered)."""
+from testio_mirror.errors import CursorError
 
 
 def encode_cursor(sort_value: Any, item_id: int) -> str:

@@ -33,7 +33,7 @@ from typing import Self
 
 import aiosqlite
 
-from testio_mirror.errors import MirrorError
+from testio_mirror.errors import StoreError
 from testio_mirror.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS, migrate, user_version
 
 BUSY_TIMEOUT_MS = 10_000
@@ -49,10 +49,6 @@ PRAGMAS = (
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
     "PRAGMA foreign_keys = ON",
 )
-
-
-class StoreError(MirrorError):
-    """The mirror database cannot be opened or used; the message says what to do."""
 
 
 class Database:
