@@ -5,7 +5,7 @@ directory and database stay private under a permissive umask; the HTTP transport
 beyond loopback without a token, wants the bearer token, and rejects foreign Host and Origin.
 
 Unit-level proofs live next to the code (``tests/upstream/test_redaction.py`` with a server that
-echoes the token back, ``tests/store/test_security.py``, ``tests/server/test_transports.py``);
+echoes the token back, ``tests/store/test_security.py``, ``tests/server/test_transport.py``);
 this file runs the real commands as a user would.
 """
 
@@ -32,10 +32,10 @@ from mcp.client.streamable_http import streamable_http_client
 from testio_mirror.sandbox import FaultRule, SandboxServer
 from testio_mirror.sandbox.dataset import DatasetSpec
 from tests.conftest import SandboxFactory
+from tests.helpers.serving import INITIALIZE, MCP_HEADERS, TOOLS, child_env
 from tests.polling import wait_for
 from tests.reliability.ledger import Ledger, Scale
 from tests.server.harness import JSON, call, connect, make_settings
-from tests.server.test_transports import INITIALIZE, MCP_HEADERS, TOOLS, _child_env
 from tests.store.test_security import mode, sidecars
 
 # Random-looking on purpose: no window of either can occur by chance in a path, a name or data.
@@ -402,7 +402,7 @@ async def test_a_whole_session_never_reveals_the_tokens(
     home = tmp_path / "home"
     home.mkdir()
     home.chmod(0o777)  # made earlier by someone with a careless umask
-    env = _child_env(
+    env = child_env(
         home,
         TESTIO_CUSTOMER_API_TOKEN=API_TOKEN,
         TESTIO_CUSTOMER_API_BASE_URL=sandbox.base_url,
@@ -574,10 +574,10 @@ def test_serve_refuses_to_go_beyond_loopback_without_a_token_and_checks_host_and
         port = free_port()
         beyond = kids.start(
             "beyond",
-            _child_env(tmp_path / "beyond", TESTIO_MIRROR_HTTP_TOKEN="  "),
+            child_env(tmp_path / "beyond", TESTIO_MIRROR_HTTP_TOKEN="  "),
             *("serve", "--transport", "http", "--host", "0.0.0.0", "--port", str(port)),
         )
-        env = _child_env(
+        env = child_env(
             home,
             TESTIO_CUSTOMER_API_TOKEN=sandbox.token,
             TESTIO_CUSTOMER_API_BASE_URL=sandbox.base_url,

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 
 from testio_mirror import __version__
 from testio_mirror.errors import MirrorError
-from testio_mirror.lean_imports import skip_httpx_cli
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -358,7 +357,6 @@ def _run_config(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
-    skip_httpx_cli()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)

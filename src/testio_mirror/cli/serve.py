@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from testio_mirror.lean_imports import skip_mcp_client_stack, skip_sdk_logging_setup
 from testio_mirror.logs import configure_server_logging
 from testio_mirror.settings import Settings, load_settings
 
@@ -31,8 +30,6 @@ def run_serve(
     """
     settings = load_settings()
     configure_server_logging(settings.log_level)
-    skip_mcp_client_stack()  # this process serves; it never runs the SDK's client
-    skip_sdk_logging_setup()
     # Imported after logging is set: the SDK configures logging only when nobody has.
     from testio_mirror.server import build_server
     from testio_mirror.server.transport import serve_http, serve_stdio

@@ -1,5 +1,7 @@
 """Serving the MCP server: stdio (the default) or streamable HTTP at ``/mcp``.
 
+stdio is the SDK's own transport, which keeps stdout for the protocol alone while it serves.
+
 HTTP binds 127.0.0.1 by default. Any address that is not loopback needs
 ``TESTIO_MIRROR_HTTP_TOKEN``; with a token set, every request must carry
 ``Authorization: Bearer <token>`` (401 otherwise). The SDK's DNS-rebinding protection checks the
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import secrets
 
 from mcp.server.mcpserver import MCPServer
@@ -20,6 +23,8 @@ from testio_mirror.errors import MirrorError
 from testio_mirror.server.state import ServerState
 
 MCP_PATH = "/mcp"
+
+logger = logging.getLogger("testio_mirror.server")
 
 
 class ServeError(MirrorError):
@@ -115,11 +120,14 @@ def serve_http(server: MCPServer[ServerState], host: str, port: int, token: str 
 
 
 def serve_stdio(server: MCPServer[ServerState]) -> None:
-    """Serve over stdin/stdout until the client closes them: on the event loop's own pipes
-    when they are pipes or sockets (as MCP clients spawn servers), else the SDK's transport."""
-    from testio_mirror.server.pipes import pipes_servable, serve_stdio_pipes
+    """Serve over stdin/stdout until the client closes stdin or stops reading stdout, on the
+    SDK's stdio transport.
 
-    if pipes_servable():
-        serve_stdio_pipes(server)
-    else:
+    While it serves, the SDK points fd 0 at the null device and fd 1 at stderr (the protocol
+    runs on private duplicates), so a stray ``print`` or a child process cannot corrupt the wire.
+    """
+    try:
         server.run("stdio")
+    except* (BrokenPipeError, ConnectionResetError):
+        # Nobody reads the answers any more: the session is over, as when stdin closes.
+        logger.info("the client stopped reading stdout; serving ends")

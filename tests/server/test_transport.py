@@ -33,43 +33,18 @@ from testio_mirror.server.transport import MCP_PATH, BearerTokenGate, ServeError
 from testio_mirror.settings import Settings, load_settings
 from testio_mirror.store.sqlite.db import Database
 from tests.conftest import SandboxFactory
+from tests.helpers.serving import (
+    INITIALIZE,
+    INITIALIZED,
+    MCP_HEADERS,
+    TOOLS,
+    child_env,
+    protocol_line,
+    serve_args,
+)
 from tests.polling import wait_for
 
-TOOLS = {
-    "sync_data",
-    "sync_status",
-    "list_products",
-    "list_features",
-    "list_tests",
-    "get_test",
-    "list_bugs",
-    "get_bug",
-    "search",
-    "bug_stats",
-}
 TOKEN = "http-token-for-tests"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test_transports", "version": "0"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-def _child_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment without the developer's TESTIO_ variables, the mirror under ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
-    env.update(TESTIO_MIRROR_HOME=str(home), TESTIO_REFRESH_INTERVAL_SECONDS="0", **extra)
-    return env
-
-
-def _serve_args(*args: str) -> list[str]:
-    return ["-m", "testio_mirror", "serve", *args]
 
 
 async def _check_session(client: Client) -> None:
@@ -96,8 +71,8 @@ async def _check_session(client: Client) -> None:
 async def test_stdio_sandbox_serves_the_tools_and_keeps_its_mirror_apart(tmp_path: Path) -> None:
     params = StdioServerParameters(
         command=sys.executable,
-        args=_serve_args("--sandbox"),
-        env=_child_env(tmp_path),
+        args=serve_args("--sandbox"),
+        env=child_env(tmp_path),
         cwd=tmp_path,
     )
     async with Client(params) as client:
@@ -110,14 +85,12 @@ async def test_stdio_against_a_configured_account(
     tmp_path: Path, make_sandbox: SandboxFactory
 ) -> None:
     sandbox = make_sandbox()
-    env = _child_env(
+    env = child_env(
         tmp_path,
         TESTIO_CUSTOMER_API_TOKEN=sandbox.token,
         TESTIO_CUSTOMER_API_BASE_URL=sandbox.base_url,
     )
-    params = StdioServerParameters(
-        command=sys.executable, args=_serve_args(), env=env, cwd=tmp_path
-    )
+    params = StdioServerParameters(command=sys.executable, args=serve_args(), env=env, cwd=tmp_path)
     async with Client(params) as client:
         await _check_session(client)
     assert (tmp_path / "mirror.db").is_file()
@@ -125,23 +98,15 @@ async def test_stdio_against_a_configured_account(
     assert sandbox.requests.records(), "the server never asked the configured account"
 
 
-def _protocol_line(line: str) -> dict[str, Any]:
-    """One stdout line, which must be a JSON-RPC message and nothing else."""
-    message = json.loads(line)
-    assert isinstance(message, dict), line
-    assert message.get("jsonrpc") == "2.0", line
-    return message
-
-
 @pytest.mark.parametrize("handshake", [False, True], ids=["silent", "handshake"])
 def test_stdio_stdout_carries_nothing_but_protocol(tmp_path: Path, handshake: bool) -> None:
     process = subprocess.Popen(
-        [sys.executable, *_serve_args("--sandbox")],
+        [sys.executable, *serve_args("--sandbox")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_child_env(tmp_path),
+        env=child_env(tmp_path),
         cwd=tmp_path,
     )
     assert process.stdin is not None
@@ -158,7 +123,7 @@ def test_stdio_stdout_carries_nothing_but_protocol(tmp_path: Path, handshake: bo
                 line = process.stdout.readline()
                 if not line:
                     break
-                answered.add(_protocol_line(line).get("id", 0))
+                answered.add(protocol_line(line).get("id", 0))
                 if {1, 2} <= answered:
                     break
         stdout, stderr = process.communicate(timeout=60)  # closes stdin: the server ends
@@ -171,7 +136,187 @@ def test_stdio_stdout_carries_nothing_but_protocol(tmp_path: Path, handshake: bo
     if not handshake:
         assert stdout == "", "the server spoke before being asked"
     for line in stdout.splitlines():
-        _protocol_line(line)
+        protocol_line(line)
+
+
+def _serve_child(tmp_path: Path, code: str | None = None) -> subprocess.Popen[bytes]:
+    """``serve`` in a child process with piped stdio (``code`` runs instead of ``-m``)."""
+    command = ["-c", code] if code is not None else serve_args()
+    return subprocess.Popen(
+        [sys.executable, *command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(tmp_path),
+        cwd=tmp_path,
+    )
+
+
+def _send(process: subprocess.Popen[bytes], *messages: dict[str, Any]) -> None:
+    assert process.stdin is not None
+    process.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+    process.stdin.flush()
+
+
+def _answer(process: subprocess.Popen[bytes], request_id: int) -> dict[str, Any]:
+    """Read stdout up to the answer to ``request_id``; every line must be protocol."""
+    assert process.stdout is not None
+    while line := process.stdout.readline():
+        message = protocol_line(line)
+        if message.get("id") == request_id:
+            return message
+    raise AssertionError(f"stdout ended before the answer to request {request_id}")
+
+
+def _finish(process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """Close stdin (the session ends), wait for the exit; the rest of stdout and stderr."""
+    try:
+        return process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+# ``serve`` itself, with one more tool that writes to fds 0 and 1 the ways a library or a child
+# process might; after serving, fd 1 must be the process's stdout again.
+SERVE_WITH_A_NOISY_TOOL = """
+import os, subprocess, sys
+import testio_mirror.server as server_package
+from testio_mirror.cli.main import main
+
+build_server = server_package.build_server
+
+def build_with_a_noisy_tool(settings, **options):
+    server = build_server(settings, **options)
+
+    @server.tool()
+    def stray_output() -> str:
+        print("stray print", flush=True)
+        os.write(1, b"stray write\\n")
+        subprocess.run([sys.executable, "-c", "print('stray child')"], check=True)
+        return repr(os.read(0, 10))
+
+    return server
+
+server_package.build_server = build_with_a_noisy_tool
+code = main(["serve", "--no-initial-sync"])
+os.write(1, b"after serving\\n")
+sys.exit(code)
+"""
+
+
+def test_stray_output_during_a_tool_call_never_reaches_the_wire(tmp_path: Path) -> None:
+    process = _serve_child(tmp_path, SERVE_WITH_A_NOISY_TOOL)
+    try:
+        _send(process, INITIALIZE, INITIALIZED)
+        _send(
+            process,
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "stray_output", "arguments": {}},
+            },
+        )
+        answer = _answer(process, 2)
+    finally:
+        stdout, stderr = _finish(process)
+    assert process.returncode == 0, stderr
+    assert answer["result"]["content"][0]["text"] == "b''", "fd 0 must read the null device"
+    *during, after = stdout.decode().splitlines()
+    for line in during:
+        protocol_line(line)
+    assert after == "after serving"  # fd 1 is stdout again once serving ends
+    for stray in (b"stray print\n", b"stray write\n", b"stray child\n"):
+        assert stray in stderr
+
+
+def test_a_line_longer_than_a_mebibyte_is_answered(tmp_path: Path) -> None:
+    padding = "x" * (2 << 20)
+    process = _serve_child(tmp_path)
+    try:
+        _send(process, INITIALIZE, INITIALIZED)
+        _send(
+            process,
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "ping",
+                "params": {"_meta": {"padding": padding}},
+            },
+        )
+        _send(process, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        answers = [_answer(process, 2), _answer(process, 3)]
+    finally:
+        _, stderr = _finish(process)
+    assert process.returncode == 0, stderr
+    assert [answer.get("result") for answer in answers] == [{}, {}]
+
+
+def test_a_client_that_stopped_reading_ends_the_session_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    process = _serve_child(tmp_path)
+    assert process.stdout is not None
+    process.stdout.close()  # nobody reads the answers: writing one fails with EPIPE
+    try:
+        with contextlib.suppress(BrokenPipeError):  # the server may be gone already
+            _send(process, INITIALIZE, INITIALIZED)
+            for request_id in range(2, 5):
+                _send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"})
+        # stdin stays open: the broken stdout alone must end the session.
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stderr is not None
+        stderr = process.stderr.read()
+        process.stderr.close()
+        with contextlib.suppress(BrokenPipeError):
+            assert process.stdin is not None
+            process.stdin.close()
+    assert process.returncode == 0, stderr
+    assert b"Traceback" not in stderr
+
+
+def test_stdout_to_a_file_is_served(tmp_path: Path) -> None:
+    answers_file = tmp_path / "answers.jsonl"
+    messages = [
+        INITIALIZE,
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]
+
+    def answers() -> list[dict[str, Any]]:
+        # Only whole lines: the server may be halfway through writing a long answer.
+        text = answers_file.read_text()
+        return [protocol_line(line) for line in text[: text.rfind("\n") + 1].splitlines()]
+
+    with answers_file.open("wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, *serve_args("--sandbox", "--no-initial-sync")],
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=child_env(tmp_path),
+            cwd=tmp_path,
+        )
+        assert process.stdin is not None
+        try:
+            process.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+            process.stdin.flush()
+            # Closing stdin ends the session and drops what is still unanswered: wait first.
+            assert wait_for(lambda: {2} <= {a.get("id") for a in answers()}, 60.0)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 0, stderr
+    listed = next(answer for answer in answers() if answer.get("id") == 2)
+    assert "list_bugs" in {tool["name"] for tool in listed["result"]["tools"]}
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -293,13 +438,13 @@ def test_serve_http_beyond_loopback_without_token_exits_2(
     result = subprocess.run(
         [
             sys.executable,
-            *_serve_args("--transport", "http", "--host", "0.0.0.0", "--port", "0"),
+            *serve_args("--transport", "http", "--host", "0.0.0.0", "--port", "0"),
             *sandbox_flag,
         ],
         capture_output=True,
         text=True,
         timeout=60,
-        env=_child_env(tmp_path),
+        env=child_env(tmp_path),
         cwd=tmp_path,
         check=False,
     )
