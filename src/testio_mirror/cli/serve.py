@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from testio_mirror.cli.interpreter import tune_interpreter
 from testio_mirror.logs import configure_server_logging
 from testio_mirror.settings import Settings, load_settings
 
@@ -36,6 +37,7 @@ def run_serve(
 
     with _maybe_sandbox(settings, sandbox, sandbox_latency_ms) as effective:
         server = build_server(effective, initial_sync=initial_sync)
+        tune_interpreter()
         if transport == "http":
             token = effective.mirror_http_token
             serve_http(server, host, port, token.get_secret_value() if token else None)

@@ -6,13 +6,13 @@ Exit codes: 0 success, 1 failed, 2 bad usage, 3 partial, 4 lock busy, 130 interr
 from __future__ import annotations
 
 import asyncio
-import gc
 import importlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from testio_mirror.cli.interpreter import tune_interpreter
 from testio_mirror.console import stderr_console, stdout_console
 from testio_mirror.settings import Settings
 from testio_mirror.sync.lock import SyncLock, SyncLockBusyError
@@ -87,9 +87,7 @@ def run_sync(
     phases = [*DEFAULT_PHASES, SyncPhase.BUGS] if bugs else list(DEFAULT_PHASES)
     scope = SyncScope(product_ids=tuple(product_ids) if product_ids else None, since=since)
     options = SyncOptions(force_refresh=force or nuke, nuke=nuke)
-    # What start-up loaded (modules, classes, schemas) lives as long as the process: leave it out
-    # of garbage collection, which a sync's many new objects would make walk it again and again.
-    gc.freeze()
+    tune_interpreter()
     try:
         result = asyncio.run(_sync(settings, phases, scope, options, wait, err, as_json))
     except SyncLockBusyError as exc:

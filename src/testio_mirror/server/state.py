@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -106,9 +105,6 @@ class ServerState:
 
     async def _open_app(self) -> App:
         await asyncio.to_thread(_load_app_modules)
-        # Modules, classes and schemas loaded by now live as long as the process: leave them out
-        # of garbage collection, which otherwise walks all of them on every full collection.
-        gc.freeze()
         from testio_mirror.app import open_app
 
         try:

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -40,8 +39,6 @@ BUSY_TIMEOUT_MS = 10_000
 READERS = 2
 DIR_MODE = 0o700
 FILE_MODE = 0o600
-# How long a thread may hold the GIL while another waits for it (Python's default is 5 ms).
-SWITCH_INTERVAL_SECONDS = 0.0005
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -78,10 +75,6 @@ class Database:
             StoreError: the file or its directory cannot be used.
         """
         prepare_files(path)
-        # Every connection runs in its own thread, which needs the GIL back after each SQLite
-        # call. While the event loop's thread parses a page, that wait is the whole switch
-        # interval: at 5 ms, a sync's writes and the queries served during it mostly wait.
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         opened: list[aiosqlite.Connection] = []
         try:
             writer = await _connect(path)
