@@ -254,16 +254,18 @@ def test_a_line_longer_than_a_mebibyte_is_answered(tmp_path: Path) -> None:
     assert [answer.get("result") for answer in answers] == [{}, {}]
 
 
+@pytest.mark.parametrize("requests", [3, 0], ids=["answers-fail", "idle"])
 def test_a_client_that_stopped_reading_ends_the_session_without_a_traceback(
-    tmp_path: Path,
+    tmp_path: Path, requests: int
 ) -> None:
     process = _serve_child(tmp_path)
     assert process.stdout is not None
     process.stdout.close()  # nobody reads the answers: writing one fails with EPIPE
     try:
         with contextlib.suppress(BrokenPipeError):  # the server may be gone already
-            _send(process, INITIALIZE, INITIALIZED)
-            for request_id in range(2, 5):
+            if requests:
+                _send(process, INITIALIZE, INITIALIZED)
+            for request_id in range(2, 2 + requests):
                 _send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"})
         # stdin stays open: the broken stdout alone must end the session.
         process.wait(timeout=60)

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from testio_mirror.errors import MirrorError
 from testio_mirror.server.state import ServerState
+from testio_mirror.server.stdin_relay import relayed_stdin
 
 MCP_PATH = "/mcp"
 
@@ -125,9 +126,12 @@ def serve_stdio(server: MCPServer[ServerState]) -> None:
 
     While it serves, the SDK points fd 0 at the null device and fd 1 at stderr (the protocol
     runs on private duplicates), so a stray ``print`` or a child process cannot corrupt the wire.
+    stdin reaches the SDK through ``relayed_stdin``, which ends the session when the client stops
+    reading stdout although stdin stays open.
     """
     try:
-        server.run("stdio")
+        with relayed_stdin():
+            server.run("stdio")
     except* (BrokenPipeError, ConnectionResetError):
         # Nobody reads the answers any more: the session is over, as when stdin closes.
         logger.info("the client stopped reading stdout; serving ends")
