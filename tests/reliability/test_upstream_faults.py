@@ -36,8 +36,8 @@ from tests.conftest import SandboxFactory
 from tests.reliability.ledger import Ledger, Scale
 from tests.server.harness import JSON, call, connect, text_of
 from tests.server.harness import make_settings as server_settings
+from tests.sync.harness import ALL_PHASES, make_settings, run_sync
 from tests.sync.mirror_equality import mirror_differences
-from tests.sync.test_service import ALL_PHASES, make_settings, run_sync
 
 AREA = "upstream faults"
 TIMEOUT_SECONDS = 0.25  # the client's timeout: every hang outlasts it

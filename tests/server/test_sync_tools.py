@@ -1,14 +1,19 @@
 """``sync_data`` and ``sync_status`` over MCP: the background start-up sync, progress, joining,
-``wait=false``, cancellation, a wrong token, the status resource, annotations and prompts."""
+``wait=false``, cancellation, a wrong token, the status resource and ``status --json`` (the same
+answer), annotations and prompts."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from testio_mirror.cli.sync import run_status
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs, SandboxServer
 from tests.conftest import SandboxFactory
 from tests.server.harness import (
@@ -147,7 +152,7 @@ async def test_sync_status_after_syncs_matches_the_sandbox(
     assert run_rows(settings) == {first["run_id"]: "success", second["run_id"]: "success"}
 
 
-async def test_status_resource_counts_match_sync_status(
+async def test_sync_status_the_resource_and_status_json_give_the_same_fields(
     make_sandbox: SandboxFactory, tmp_path: Path
 ) -> None:
     sandbox = make_sandbox(TINY)
@@ -156,12 +161,32 @@ async def test_status_resource_counts_match_sync_status(
         await call(client, "sync_data", {"include_bugs": True})
         status = await call(client, "sync_status")
         resource = await client.read_resource("testio://sync/status")
+        printed = io.StringIO()
+        console = Console(file=printed, highlight=False)
+        code = await asyncio.to_thread(
+            run_status, settings, as_json=True, period_hours=24.0, out=console
+        )
     body = json.loads(getattr(resource.contents[0], "text", ""))
+    cli = json.loads(printed.getvalue())
+    assert code == 0
     assert body["state"] == "idle"
     assert body["counts"] == status["counts"] == expected_counts(sandbox, bugs=True)
     assert body["last_result"]["run_id"] == status["last_result"]["run_id"]
     # The resource says it is "as sync_status answers": a run count is a number there too.
-    assert body["counters"]["total_runs"] == status["total_runs"]
+    assert body["total_runs"] == status["total_runs"]
+    assert set(status) == set(body) == set(cli)
+    assert body == status  # the same answer, read a moment apart
+    # The CLI is not the server: it knows nothing of TestIO's health; the rest is the same.
+    assert cli["upstream"] is None
+    assert status["upstream"]["state"] == "healthy"
+    assert {k: v for k, v in cli.items() if k != "upstream"} == {
+        k: v for k, v in status.items() if k != "upstream"
+    }
+    for answer in (status, body, cli):
+        times = [answer["last_sync_at"], answer["last_result"]["finished_at"]]
+        times += [p["last_complete_listing"] for p in answer["products"]]
+        times += [r["started_at"] for r in answer["last_runs"]]
+        assert all(t.endswith("Z") for t in times), times
 
 
 async def test_concurrent_sync_data_calls_share_one_run(

@@ -159,7 +159,7 @@ async def test_tombstoned_entities_leave_the_index_and_come_back(
     db: Database, search: SearchRepository, bugs: BugRepository
 ) -> None:
     async with db.transaction() as conn:
-        await tombstone_tests(conn, 1, [11], STAMP_2)
+        await tombstone_tests(conn, [10], STAMP_2)
         await write_features(conn, 1, [], STAMP_2)
         await conn.execute("UPDATE tests SET bugs_fetched_at = ? WHERE id = 10", (STAMP_2,))
         await write_bugs(conn, [bug(4, BUG_TITLES[4], test={"id": 10})], STAMP_2)

@@ -140,13 +140,15 @@ async def test_a_test_moved_to_another_product_is_updated(
 async def test_tombstoned_tests_are_kept_and_revived(db: Database, world: SandboxWorld) -> None:
     await write_world(db, world)
     tests = listing_of(world, 101)
-    gone, kept = tests[2], tests[:2] + tests[3:]
+    gone = tests[2]
     async with db.transaction() as conn:
-        deleted = await tombstone_tests(conn, 101, [t.id for t in kept], STAMP_2)
+        deleted = await tombstone_tests(conn, [gone.id], STAMP_2)
+        again = await tombstone_tests(conn, [gone.id], STAMP_3)
         marks = await column_by_id(conn, "tests", "deleted_at")
     assert deleted == 1
+    assert again == 0  # a tombstone keeps the time it was first marked
     assert marks.pop(gone.id) == STAMP_2
-    assert set(marks.values()) == {None}  # the other product's tests are out of scope
+    assert set(marks.values()) == {None}  # every other test, of either product, is untouched
     async with db.transaction() as conn:
         stats = await write_tests(conn, [gone], STAMP_3, product_id=101)
         revived = await conn.execute_fetchall(

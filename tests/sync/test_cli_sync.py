@@ -191,8 +191,8 @@ def test_status_shows_counts_and_the_last_runs(
     assert [r["run_id"] for r in report["last_runs"]] == run_ids[::-1]  # newest first
     assert [r["status"] for r in report["last_runs"]] == ["success", "success"]
     assert [r["trigger"] for r in report["last_runs"]] == ["cli", "cli"]
-    assert report["counters"]["total_runs"] == 2
-    assert report["counters"]["successful_runs"] == 2
+    assert report["total_runs"] == 2
+    assert report["successful_runs"] == 2
     assert report["lock_holder"] is None
     assert sorted(p["product_id"] for p in report["products"]) == [101, 102, 103]
     assert all(p["complete"] for p in report["products"])

@@ -1,16 +1,16 @@
 """``testio-mirror sync`` and ``testio-mirror status``: running and reading syncs from a shell.
 
-Exit codes: 0 success, 1 failed, 2 bad usage, 3 partial, 4 lock busy, 130 interrupted.
+Exit codes: 0 success, 1 failed, 2 bad usage, 3 partial, 4 lock busy (``SyncLockBusyError``),
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from testio_mirror.cli.interpreter import tune_interpreter
 from testio_mirror.console import stderr_console, stdout_console
@@ -29,13 +29,14 @@ from testio_mirror.sync.models import (
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from testio_mirror.sync.status import SyncStatusReport
+
 ConsoleFactory = Callable[[], "Console"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
-EXIT_LOCK_BUSY = 4
 EXIT_INTERRUPTED = 130
 
 _STATUS_EXIT = {
@@ -92,7 +93,7 @@ def run_sync(
         result = asyncio.run(_sync(settings, phases, scope, options, wait, err, as_json))
     except SyncLockBusyError as exc:
         err().print(f"testio-mirror sync: {exc}")
-        return EXIT_LOCK_BUSY
+        return exc.exit_code
     except KeyboardInterrupt:
         err().print("testio-mirror sync: interrupted; committed pages are kept")
         return EXIT_INTERRUPTED
@@ -200,99 +201,83 @@ def _print_result(out: Console, result: SyncResult) -> None:
 
 
 def run_status(settings: Settings, *, as_json: bool, period_hours: float, out: Console) -> int:
-    from rich.table import Table
-
-    """Print what the mirror holds and how its syncs went; returns the exit code."""
+    """Print what the mirror holds and how its syncs went (``--json``: the JSON ``sync_status``
+    answers); returns the exit code."""
     report = asyncio.run(status_report(settings, period_hours))
     if as_json:
-        out.print_json(json.dumps(report, default=str))
-        return EXIT_OK
-    counters = report["counters"]
+        out.print_json(report.model_dump_json())
+    else:
+        _print_status(out, report)
+    return EXIT_OK
+
+
+async def status_report(settings: Settings, period_hours: float) -> SyncStatusReport:
+    """The sync status of the mirror in ``settings`` (without what only a server knows).
+
+    Raises:
+        StoreError: the mirror cannot be opened.
+    """
+    # Imported here: `sync` needs neither, and its start-up is measured.
+    from testio_mirror.store.mirror import Mirror
+    from testio_mirror.sync.status import build_sync_status
+
+    mirror = await Mirror.open(settings, None)
+    try:
+        return await build_sync_status(
+            mirror.sync_state,
+            SyncLock(settings.mirror_home),
+            settings.database_path,
+            period_hours=period_hours,
+        )
+    finally:
+        await mirror.close()
+
+
+def _print_status(out: Console, report: SyncStatusReport) -> None:
+    from rich.table import Table
+
     out.print(
-        f"Mirror at {report['database']}: "
-        + ", ".join(f"{n} {kind}" for kind, n in report["counts"].items())
+        f"Mirror at {report.database}: "
+        + ", ".join(f"{n} {kind}" for kind, n in report.counts.items())
     )
     out.print(
-        f"Runs: {counters['total_runs']} ({counters['successful_runs']} successful, "
-        f"{counters['failed_runs']} failed); last sync {counters['last_sync_at'] or 'never'}, "
-        f"last successful {counters['last_success_at'] or 'never'}"
+        f"Runs: {report.total_runs} ({report.successful_runs} successful, "
+        f"{report.failed_runs} failed); last sync {_when(report.last_sync_at)}, "
+        f"last successful {_when(report.last_success_at)}"
     )
-    holder = report["lock_holder"]
+    holder = report.lock_holder
     out.print(
         "Sync lock: free"
         if holder is None
-        else f"Sync lock: held by pid {holder['pid']} on {holder['host']}, run "
-        f"{holder['run_id']} since {holder['started_at']}"
+        else f"Sync lock: held by pid {holder.pid} on {holder.host}, run "
+        f"{holder.run_id} since {_when(holder.started_at)}"
     )
     runs = Table(title="Last runs", title_justify="left")
     for column in ("run", "trigger", "status", "started (UTC)", "seconds", "items"):
         runs.add_column(column)
-    for run in report["last_runs"]:
+    for run in report.last_runs:
         runs.add_row(
-            run["run_id"],
-            run["trigger"] or "-",
-            run["status"] or "-",
-            str(run["at"])[:19],
-            f"{run['duration_seconds']:.1f}" if run["duration_seconds"] is not None else "-",
-            str(run["items_synced"]) if run["items_synced"] is not None else "-",
+            run.run_id,
+            run.trigger or "-",
+            run.status or "-",
+            _when(run.started_at),
+            f"{run.duration_seconds:.1f}" if run.duration_seconds is not None else "-",
+            str(run.items_synced) if run.items_synced is not None else "-",
         )
     out.print(runs)
     products = Table(title="Products", title_justify="left")
     for column in ("product", "last complete listing", "complete", "last full listing"):
         products.add_column(column)
-    for row in report["products"]:
+    for row in report.products:
         products.add_row(
-            str(row["product_id"]),
-            str(row["finished_at"] or "never")[:19],
-            "yes" if row["complete"] else "no",
-            str(row["last_full_listing_at"] or "never")[:19],
+            str(row.product_id),
+            _when(row.last_complete_listing),
+            "yes" if row.complete else "no",
+            _when(row.last_full_listing),
         )
     out.print(products)
-    return EXIT_OK
 
 
-async def status_report(settings: Settings, period_hours: float) -> dict[str, Any]:
-    """Everything ``status`` shows, as plain data."""
-    from testio_mirror.store.mirror import Mirror
-
-    mirror = await Mirror.open(settings, None)
-    try:
-        state = mirror.sync_state
-        counters = await state.counters()
-        period = await state.period_stats(datetime.now(UTC) - timedelta(hours=period_hours))
-        runs = await state.events(kind="run", limit=5)
-        listings = await state.listing_states()
-        counts = await state.counts()
-    finally:
-        await mirror.close()
-    holder = await asyncio.to_thread(SyncLock(settings.mirror_home).holder)
-    return {
-        "database": str(settings.database_path),
-        "counts": counts,
-        "counters": counters.__dict__,
-        "period": {"hours": period_hours, **period.__dict__},
-        "lock_holder": holder.__dict__ if holder else None,
-        "last_runs": [
-            {
-                "run_id": r.run_id,
-                "trigger": r.trigger,
-                "status": r.status,
-                "at": r.at,
-                "finished_at": r.finished_at,
-                "duration_seconds": r.duration_seconds,
-                "items_synced": r.items_synced,
-                "message": r.message,
-            }
-            for r in runs
-        ],
-        "products": [
-            {
-                "product_id": s.product_id,
-                "complete": s.complete,
-                "finished_at": s.finished_at,
-                "last_full_listing_at": s.last_full_listing_at,
-                "next_page": s.next_page,
-            }
-            for s in listings.values()
-        ],
-    }
+def _when(moment: datetime | None) -> str:
+    """A time as the text shows it: UTC with ``Z`` like the JSON, to the second."""
+    return "never" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
@@ -71,31 +70,15 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
         STATUS_URI,
         name="sync-status",
         title="Sync status",
-        description="The mirror's sync status (as sync_status answers); updated when a run ends.",
+        description="The mirror's sync status, the JSON sync_status answers (period 24h); "
+        "updated when a run ends.",
         mime_type="application/json",
     )
     async def sync_status_resource() -> str:
         state = holder.get("state")
         if state is None:
             return json.dumps({"state": "starting"})
-        app = await state.app()
-        counters = await app.mirror.sync_state.counters()
-        counts = await app.mirror.sync_state.counts()
-        running = app.sync.current
-        last = app.sync.last_result
-        return json.dumps(
-            {
-                "state": "running" if running else "idle",
-                "running": {"run_id": running.run_id, "done": running.done, "total": running.total}
-                if running
-                else None,
-                "last_result": last.model_dump(mode="json") if last else None,
-                "counters": {
-                    k: v.isoformat() if isinstance(v, datetime) else v
-                    for k, v in counters.__dict__.items()
-                },
-                "counts": counts,
-            }
-        )
+        report = await sync_tools.status_report(state, sync_tools.DEFAULT_PERIOD_HOURS)
+        return report.model_dump_json()
 
     return server

@@ -250,62 +250,6 @@ class BugStats(CompactSchema):
     freshness: Freshness
 
 
-class RunningSync(CompactSchema):
-    run_id: str
-    trigger: str
-    phase: str | None
-    done: int
-    total: int
-    message: str
-    started_at: datetime
-
-
-class LockHolder(CompactSchema):
-    pid: int
-    host: str
-    run_id: str
-    started_at: str
-    heartbeat_at: str
-
-
-class Health(CompactSchema):
-    state: Literal["healthy", "unauthorized", "rate_limited", "unreachable"]
-    latency_ms: float | None
-    detail: str
-    checked_at: datetime
-
-
-class ProductListing(CompactSchema):
-    product_id: int
-    last_complete_listing: datetime | None
-    complete: bool
-    last_full_listing: datetime | None
-
-
-class SyncStatusAnswer(CompactSchema):
-    state: Literal["idle", "running", "never_synced"] = Field(
-        description="running: a sync is in progress (see running); never_synced: the mirror "
-        "is empty, call sync_data"
-    )
-    running: RunningSync | None
-    last_result: SyncResult | None = Field(description="the last run that ended")
-    total_runs: int
-    successful_runs: int
-    failed_runs: int
-    last_sync_at: datetime | None
-    last_success_at: datetime | None
-    period_hours: float
-    period_runs: int
-    period_success_rate: float | None
-    period_mean_duration_seconds: float | None
-    period_items_synced: int
-    lock_holder: LockHolder | None = Field(description="the process holding the sync lock")
-    counts: dict[str, int] = Field(description="products, features, tests, bugs in the mirror")
-    products: Annotated[list[ProductListing], inline_list(ProductListing)]
-    upstream: Health | None = Field(description="null when no TestIO token is configured")
-    next_refresh_at: datetime | None
-
-
 class SyncDataAnswer(CompactSchema):
     run_id: str
     joined: bool = Field(description="true when this call joined a sync already running")

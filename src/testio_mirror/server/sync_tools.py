@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated
+from datetime import datetime
+from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from testio_mirror.server.answers import (
-    Health,
-    LockHolder,
-    ProductListing,
-    RunningSync,
-    SyncDataAnswer,
-    SyncStatusAnswer,
-)
+from testio_mirror.server.answers import SyncDataAnswer
 from testio_mirror.server.errors import tool_errors
 from testio_mirror.server.query_tools import MAX_ID, ToolContext
 from testio_mirror.server.state import ServerState
@@ -26,13 +17,10 @@ from testio_mirror.sync.models import (
     DEFAULT_PHASES,
     SyncOptions,
     SyncPhase,
-    SyncResult,
     SyncScope,
     SyncTrigger,
 )
-
-if TYPE_CHECKING:
-    from testio_mirror.sync.service import RunView
+from testio_mirror.sync.status import SyncStatusReport, build_sync_status
 
 SYNC = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
@@ -40,6 +28,7 @@ SYNC = ToolAnnotations(
 STATUS = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 
 _PERIODS = {"1h": 1.0, "24h": 24.0, "7d": 168.0, "30d": 720.0}
+DEFAULT_PERIOD_HOURS = _PERIODS["24h"]  # sync_status's default, and the status resource's
 
 
 def _state(ctx: ToolContext) -> ServerState:
@@ -107,94 +96,34 @@ async def sync_data(
 async def sync_status(
     ctx: ToolContext,
     period: Annotated[str, Field(description="statistics period: 1h, 24h, 7d or 30d")] = "24h",
-) -> SyncStatusAnswer:
+) -> SyncStatusReport:
     """Is a sync running, how did the last one go, what does the mirror hold, is TestIO
     reachable, and when is the next refresh. Cheap: call it freely."""
     with tool_errors("sync_status"):
         if period not in _PERIODS:
             raise ValueError(f"period must be one of {', '.join(_PERIODS)}")
-        state = _state(ctx)
-        app = await state.app()
-        sync_state = app.mirror.sync_state
-        hours = _PERIODS[period]
-        counters, stats, counts, listings, holder = await asyncio.gather(
-            sync_state.counters(),
-            sync_state.period_stats(datetime.now(UTC) - timedelta(hours=hours)),
-            sync_state.counts(),
-            sync_state.listing_states(),
-            asyncio.to_thread(app.sync.lock.holder),
-        )
-        running = app.sync.current
-        health = await state.health() if state.has_token else None
-        last = app.sync.last_result
-        if last is None:
-            last = await _last_recorded_result(state)
-        if running is not None or holder is not None:
-            phase = "running"
-        elif counters.total_runs == 0 and not any(counts.values()):
-            phase = "never_synced"
-        else:
-            phase = "idle"
-        return SyncStatusAnswer(
-            state=phase,  # type: ignore[arg-type]
-            running=_running(running),
-            last_result=last,
-            total_runs=counters.total_runs,
-            successful_runs=counters.successful_runs,
-            failed_runs=counters.failed_runs,
-            last_sync_at=counters.last_sync_at,
-            last_success_at=counters.last_success_at,
-            period_hours=hours,
-            period_runs=stats.runs,
-            period_success_rate=stats.success_rate,
-            period_mean_duration_seconds=stats.mean_duration_seconds,
-            period_items_synced=stats.items_synced,
-            lock_holder=LockHolder(
-                **{k: v for k, v in asdict(holder).items() if k != "process_started"}
-            )
-            if holder
-            else None,
-            counts=counts,
-            products=[
-                ProductListing(
-                    product_id=s.product_id,
-                    last_complete_listing=s.finished_at,
-                    complete=s.complete,
-                    last_full_listing=s.last_full_listing_at,
-                )
-                for s in listings.values()
-            ],
-            upstream=Health(
-                state=health.state,
-                latency_ms=health.latency_ms,
-                detail=health.detail,
-                checked_at=health.checked_at,
-            )
-            if health
-            else None,
-            next_refresh_at=state.next_refresh_at,
-        )
+        return await status_report(_state(ctx), _PERIODS[period])
 
 
-def _running(view: RunView | None) -> RunningSync | None:
-    if view is None:
-        return None
-    return RunningSync(
-        run_id=view.run_id,
-        trigger=view.trigger.value,
-        phase=view.phase.value if view.phase else None,
-        done=view.done,
-        total=view.total,
-        message=view.message,
-        started_at=view.started_at,
+async def status_report(state: ServerState, period_hours: float) -> SyncStatusReport:
+    """The sync status as this server knows it: what ``sync_status`` answers and the status
+    resource gives.
+
+    Raises:
+        StoreError: the mirror cannot be read.
+    """
+    app = await state.app()
+    upstream = await state.health() if state.has_token else None
+    return await build_sync_status(
+        app.mirror.sync_state,
+        app.sync.lock,
+        app.settings.database_path,
+        period_hours=period_hours,
+        running=app.sync.current,
+        last_result=app.sync.last_result,
+        upstream=upstream,
+        next_refresh_at=state.next_refresh_at,
     )
-
-
-async def _last_recorded_result(state: ServerState) -> SyncResult | None:
-    for event in await (await state.app()).mirror.sync_state.events(kind="run", limit=5):
-        if event.status != "running" and event.data and "result" in event.data:
-            return SyncResult.model_validate(event.data["result"])
-    return None
 
 
 def register(server: MCPServer[ServerState]) -> None:

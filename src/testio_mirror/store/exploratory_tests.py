@@ -24,7 +24,7 @@ from testio_mirror.store.sqlite.upsert import (
     hash_canonical,
     insert_rows,
     record_users,
-    tombstone_missing,
+    tombstone,
     upsert,
 )
 from testio_mirror.upstream.models import ExploratoryTest
@@ -126,12 +126,10 @@ async def write_tests(
 
 
 async def tombstone_tests(
-    conn: aiosqlite.Connection, product_id: int, present_ids: Sequence[int], deleted_at: str
+    conn: aiosqlite.Connection, test_ids: Sequence[int], deleted_at: str
 ) -> int:
-    """After a complete listing: tests of the product that it did not show have vanished."""
-    return await tombstone_missing(
-        conn, "tests", present_ids, deleted_at, scope=("product_id", [product_id])
-    )
+    """These tests are gone (TestIO answered 404 for each); returns how many were marked."""
+    return await tombstone(conn, "tests", test_ids, deleted_at)
 
 
 def _record(row: aiosqlite.Row, include_raw: bool) -> ExploratoryTestRecord:

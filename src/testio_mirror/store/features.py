@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import aiosqlite
@@ -93,6 +94,17 @@ class FeatureRepository(ReadThroughRepository):
             lambda: self._load(product_id, include_deleted),
             self._online(lambda: self._refresh(product_id)),
         )
+
+    async def fetched_at(self, product_ids: Sequence[int]) -> dict[int, datetime | None]:
+        """When each of these products' features were last fetched (None: never); products
+        the mirror does not hold are left out."""
+        async with self._db.reader() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT id, features_fetched_at FROM products "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(product_ids)),),
+            )
+        return {row[0]: from_db(row[1]) for row in rows}
 
     async def _load(
         self, product_id: int, include_deleted: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,6 +142,14 @@ class ProductRepository(ReadThroughRepository):
                 "SELECT id FROM products WHERE deleted_at IS NULL ORDER BY id"
             )
         return [int(row[0]) for row in rows]
+
+    async def stored_products(self) -> list[Product]:
+        """The products in the mirror that are not tombstoned, as TestIO sent them, by id."""
+        async with self._db.reader() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT raw FROM products WHERE deleted_at IS NULL ORDER BY id"
+            )
+        return [Product.from_wire(json.loads(row[0])) for row in rows]
 
     async def _load_all(self, include_deleted: bool) -> Local[list[ProductRecord]] | None:
         async with self._db.reader() as conn:

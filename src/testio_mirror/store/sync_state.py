@@ -130,6 +130,14 @@ async def update_run(
     )
 
 
+async def running_run_ids(conn: aiosqlite.Connection) -> list[str]:
+    """Runs recorded as ``running``: in flight, or left so by a process that died."""
+    rows = await conn.execute_fetchall(
+        "SELECT run_id FROM sync_events WHERE kind = 'run' AND status = 'running'"
+    )
+    return [row[0] for row in rows]
+
+
 async def mark_interrupted(
     conn: aiosqlite.Connection, run_ids: Sequence[str], at: datetime, why: str
 ) -> int:
@@ -244,8 +252,9 @@ class SyncStateRepository:
             rows = await conn.execute_fetchall(sql, (*params, limit))
         return [_event(row) for row in rows]
 
-    async def running_runs(self) -> list[SyncEvent]:
-        return [e for e in await self.events(kind="run", limit=1000) if e.status == "running"]
+    async def running_run_ids(self) -> list[str]:
+        async with self._db.reader() as conn:
+            return await running_run_ids(conn)
 
     async def counters(self) -> SyncCounters:
         async with self._db.reader() as conn:
@@ -289,6 +298,17 @@ class SyncStateRepository:
                 )
                 counts[table] = int(rows[0][0])
         return counts
+
+    async def tests_fetched_before(self, product_id: int, before: datetime) -> list[int]:
+        """Tests of the product, not tombstoned, last fetched before ``before``: after a full
+        listing that began then, the ones it did not show."""
+        async with self._db.reader() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT id FROM tests WHERE product_id = ? AND deleted_at IS NULL "
+                "AND fetched_at < ?",
+                (product_id, to_db(before)),
+            )
+        return [int(row[0]) for row in rows]
 
     async def tests_needing_bugs(
         self,

@@ -1,5 +1,7 @@
-"""Sync orchestration: ``service.SyncService``, its models, the cross-process lock, progress.
+"""Sync orchestration: ``service.SyncService`` (coordination), ``run`` (the run in flight and its
+records), ``phases``, ``listing`` (a product's tests), ``status`` (the sync status report), the
+models, the cross-process lock, progress.
 
-The package itself imports nothing, so ``sync.models`` loads without the service and its
-dependencies (the server needs the models before the rest).
+The package itself imports nothing, so ``sync.models`` and ``sync.status`` load without the
+service and its dependencies (the server needs them before the rest).
 """

@@ -56,11 +56,6 @@ class SyncScope(CompactSchema):
     since: datetime | None = Field(
         default=None, description="only tests ending at or after this time (UTC)"
     )
-    entity_types: tuple[str, ...] | None = Field(
-        default=None,
-        description="only these kinds: products, features, tests, bugs (default: what the "
-        "phases cover)",
-    )
 
 
 class SyncOptions(CompactSchema):

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from testio_mirror.store.readthrough.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough.singleflight import SingleFlight
 from testio_mirror.store.sqlite.db import Database
+from testio_mirror.store.sqlite.upsert import tombstone
 from testio_mirror.upstream.client import CustomerApiClient
 
 _TOMBSTONABLE = frozenset({"products", "features", "tests", "bugs"})
@@ -34,7 +35,4 @@ class ReadThroughRepository:
         """Mark one entity as vanished upstream (TestIO answered 404 for it)."""
         assert table in _TOMBSTONABLE
         async with self._db.transaction() as conn:
-            await conn.execute(
-                f"UPDATE {table} SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                (self._policy.stamp(), entity_id),
-            )
+            await tombstone(conn, table, [entity_id], self._policy.stamp())

@@ -178,6 +178,19 @@ async def upsert(
     return stats, [row[0] for row in writes]
 
 
+async def tombstone(
+    conn: aiosqlite.Connection, table: str, ids: Sequence[int], deleted_at: str
+) -> int:
+    """Mark these rows as deleted (TestIO said they are gone); rows already marked keep their
+    mark. Returns how many rows were marked."""
+    cursor = await conn.execute(
+        f"UPDATE {table} SET deleted_at = ? "
+        "WHERE deleted_at IS NULL AND id IN (SELECT value FROM json_each(?))",
+        (deleted_at, json.dumps(list(ids))),
+    )
+    return cursor.rowcount
+
+
 async def tombstone_missing(
     conn: aiosqlite.Connection,
     table: str,

@@ -1,0 +1,289 @@
+"""The phases of a run: PRODUCTS, FEATURES, NEW_TESTS, BUGS, in that order.
+
+Each phase works on the products in scope concurrently (at most ``max_concurrent_requests`` at
+once); one product's failure is recorded in the run's errors and does not stop the others. A
+refused token (``AuthError``) stops the run.
+
+Example::
+
+    phases = PhaseRunner(settings, client, mirror, utc_now)
+    await phases.run(context, [SyncPhase.PRODUCTS, SyncPhase.NEW_TESTS], entering)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+
+from testio_mirror.settings import Settings
+from testio_mirror.store.bugs import load_reject_reasons, write_bugs, write_reject_reasons
+from testio_mirror.store.features import write_features
+from testio_mirror.store.mirror import Mirror
+from testio_mirror.store.products import write_products
+from testio_mirror.store.sqlite.upsert import WriteStats
+from testio_mirror.sync.listing import ProductLister
+from testio_mirror.sync.models import PhaseStats, SyncPhase
+from testio_mirror.sync.run import RunContext
+from testio_mirror.upstream.client import BugBatch, CustomerApiClient
+from testio_mirror.upstream.errors import AuthError, UpstreamError
+from testio_mirror.upstream.models import Product, RejectReason
+
+
+class PhaseRunner:
+    """Runs a run's phases against TestIO and the mirror."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: CustomerApiClient,
+        mirror: Mirror,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._mirror = mirror
+        self._clock = clock
+        self._lister = ProductLister(settings, client, mirror, clock)
+
+    async def run(
+        self,
+        run: RunContext,
+        phases: Sequence[SyncPhase],
+        entering: Callable[[SyncPhase], Awaitable[None]],
+    ) -> None:
+        """Run ``phases`` (already in order), calling ``entering`` before each; each phase's
+        stats and its completion land in ``run``.
+
+        Raises:
+            AuthError: the token was refused.
+            UpstreamError: the product list was needed and could not be fetched.
+        """
+        products: list[Product] | None = None
+        for phase in phases:
+            await entering(phase)
+            before = self._client.metrics.snapshot()
+            stats = PhaseStats()
+            if phase is SyncPhase.PRODUCTS:
+                products = await self._products_phase(run, stats)
+            else:
+                if products is None:
+                    products = await self._stored_products(run)
+                if phase is SyncPhase.FEATURES:
+                    await self._features_phase(run, products, stats)
+                elif phase is SyncPhase.NEW_TESTS:
+                    await self._tests_phase(run, products, stats)
+                else:
+                    await self._bugs_phase(run, products, stats)
+            spent = self._client.metrics.snapshot() - before
+            stats.api_requests, stats.retries = spent.requests, spent.retries
+            run.stats[phase.value] = stats
+            run.completed.append(phase)
+
+    async def _products_phase(self, run: RunContext, stats: PhaseStats) -> list[Product]:
+        run.tracker.expect(1)
+        try:
+            products = await self._client.products()
+        except AuthError:
+            raise
+        except UpstreamError as exc:
+            run.errors.append(f"products: {exc}")
+            await run.tracker.step("products: failed, using the mirror's copy")
+            return await self._stored_products(run)
+        async with self._mirror.db.transaction() as conn:
+            add_written(stats, await write_products(conn, products, self._stamp(), complete=True))
+        run.succeeded_units += 1
+        await run.tracker.step(f"products: {len(products)}")
+        return self._in_scope(run, products)
+
+    def _in_scope(self, run: RunContext, products: list[Product]) -> list[Product]:
+        wanted = run.scope.product_ids
+        if wanted is None:
+            return products
+        found = [p for p in products if p.id in wanted]
+        missing = sorted(set(wanted) - {p.id for p in found})
+        if missing:
+            run.warnings.append(f"product(s) not in the account: {missing}")
+        return found
+
+    async def _stored_products(self, run: RunContext) -> list[Product]:
+        """The products the mirror holds; the product list is fetched (and stored) when the
+        mirror has none, or lacks one the scope names."""
+        products = await self._mirror.products.stored_products()
+        wanted = set(run.scope.product_ids or ())
+        if not products or not wanted <= {p.id for p in products}:
+            products = await self._client.products()
+            async with self._mirror.db.transaction() as conn:
+                await write_products(conn, products, self._stamp(), complete=True)
+        return self._in_scope(run, products)
+
+    async def _features_phase(
+        self, run: RunContext, products: list[Product], stats: PhaseStats
+    ) -> None:
+        policy = self._mirror.policy
+        fetched = await self._mirror.features.fetched_at([p.id for p in products])
+        due = [
+            p
+            for p in products
+            if run.options.force_refresh
+            or not policy.is_fresh(fetched.get(p.id), policy.product_ttl)
+        ]
+        run.tracker.expect(len(due))
+
+        async def one(product: Product) -> None:
+            try:
+                features = await self._client.features(product)
+            except AuthError:
+                raise
+            except UpstreamError as exc:
+                run.errors.append(f"features of product {product.id}: {exc}")
+                await run.tracker.step(f"features of product {product.id}: failed")
+                return
+            async with self._mirror.db.transaction() as conn:
+                add_written(stats, await write_features(conn, product.id, features, self._stamp()))
+            run.succeeded_units += 1
+            await run.tracker.step(f"features of product {product.id}: {len(features)}")
+
+        await self._each(due, one)
+
+    async def _tests_phase(
+        self, run: RunContext, products: list[Product], stats: PhaseStats
+    ) -> None:
+        run.tracker.expect(len(products))
+
+        async def one(product: Product) -> None:
+            try:
+                add_written(stats, await self._lister.list_product(run, product.id))
+                run.succeeded_units += 1
+            except AuthError:
+                raise
+            except UpstreamError as exc:
+                run.errors.append(f"tests of product {product.id}: {exc}")
+                await run.tracker.step(f"tests of product {product.id}: failed")
+
+        await self._each(products, one)
+
+    async def _bugs_phase(
+        self, run: RunContext, products: list[Product], stats: PhaseStats
+    ) -> None:
+        # The reject reasons are needed only to write bugs: ask for them while the first bug
+        # batches travel, instead of a round trip before them.
+        reasons_request = asyncio.ensure_future(self._client.reject_reasons())
+        try:
+            await self._fetch_and_write_bugs(run, products, stats, reasons_request)
+        finally:
+            if not reasons_request.done():
+                reasons_request.cancel()
+            await asyncio.gather(reasons_request, return_exceptions=True)
+
+    async def _fetch_and_write_bugs(
+        self,
+        run: RunContext,
+        products: list[Product],
+        stats: PhaseStats,
+        reasons_request: asyncio.Future[list[RejectReason]],
+    ) -> None:
+        policy = self._mirror.policy
+        test_ids = await self._mirror.sync_state.tests_needing_bugs(
+            [p.id for p in products],
+            run.scope.since,
+            stale_before=self._clock() - timedelta(seconds=policy.open_test_ttl),
+            force=run.options.force_refresh,
+        )
+        batch = self._settings.bug_batch_size
+        run.tracker.expect(math.ceil(len(test_ids) / batch) if test_ids else 0)
+        stored_reasons: list[RejectReason] | None = None
+        # Batches that arrived while the last ones were written are written together, in one
+        # transaction: fewer commits (each flushes the search index) and fewer statements when
+        # writing is the bottleneck.
+        async for group in self._client.bug_batch_groups(test_ids):
+            if stored_reasons is None:
+                stored_reasons = await self._store_reject_reasons(run, reasons_request)
+            fetched: list[BugBatch] = []
+            for result in group:
+                if isinstance(result.error, AuthError):
+                    raise result.error
+                if result.error is not None:
+                    run.errors.append(f"bugs of tests {_ids(result.test_ids)}: {result.error}")
+                    await run.tracker.step("bugs: a batch failed")
+                else:
+                    fetched.append(result)
+            if not fetched:
+                continue
+            # One write for all of them: each statement is a round trip to the writer thread.
+            async with self._mirror.db.transaction() as conn:
+                add_written(
+                    stats,
+                    await write_bugs(
+                        conn,
+                        [bug for result in fetched for bug in result.bugs],
+                        self._stamp(),
+                        complete_for_tests=[t for result in fetched for t in result.test_ids],
+                        reasons=stored_reasons,
+                    ),
+                )
+            for result in fetched:
+                run.succeeded_units += 1
+                await run.tracker.step(f"bugs of {len(result.test_ids)} tests: {len(result.bugs)}")
+        if stored_reasons is None:
+            await self._store_reject_reasons(run, reasons_request)  # no bugs to fetch
+
+    async def _store_reject_reasons(
+        self, run: RunContext, request: asyncio.Future[list[RejectReason]]
+    ) -> list[RejectReason]:
+        """Store the reject reasons TestIO answered (a failure is a warning: the stored ones
+        serve) and return the stored ones, which derive each rejected bug's reason.
+
+        Raises:
+            AuthError: the token was refused.
+        """
+        try:
+            reasons = await request
+        except AuthError:
+            raise
+        except UpstreamError as exc:
+            run.warnings.append(f"reject reasons: {exc}")
+        else:
+            async with self._mirror.db.transaction() as conn:
+                await write_reject_reasons(conn, reasons, self._stamp())
+        async with self._mirror.db.reader() as conn:
+            return await load_reject_reasons(conn)
+
+    async def _each(self, items: Sequence[Product], work: Callable[[Product], object]) -> None:
+        """Run ``work`` for every product, at most ``max_concurrent_requests`` at once."""
+        gate = asyncio.Semaphore(self._settings.max_concurrent_requests)
+
+        async def bounded(item: Product) -> None:
+            async with gate:
+                outcome = work(item)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+
+        tasks = [asyncio.ensure_future(bounded(item)) for item in items]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # gather leaves the others running when one fails (a refused token, a cancel): they
+            # would go on calling TestIO and writing to the mirror after their run had ended.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    def _stamp(self) -> str:
+        return self._mirror.policy.stamp()
+
+
+def add_written(stats: PhaseStats, written: WriteStats) -> None:
+    """Add what one write did to a phase's stats."""
+    stats.fetched += written.fetched
+    stats.inserted += written.inserted
+    stats.updated += written.updated
+    stats.unchanged += written.unchanged
+    stats.deleted += written.deleted
+
+
+def _ids(test_ids: Sequence[int]) -> str:
+    shown = ", ".join(str(t) for t in test_ids[:5])
+    return shown + (f" and {len(test_ids) - 5} more" if len(test_ids) > 5 else "")

@@ -1,0 +1,231 @@
+"""The sync status, built once (``build_sync_status``) and shown three ways: the ``sync_status``
+tool answers the ``SyncStatusReport``, the ``testio://sync/status`` resource and
+``testio-mirror status --json`` give its JSON, and ``testio-mirror status`` prints it as text.
+
+What only the server knows (TestIO's health, the next scheduled refresh, the run in flight in its
+process) is passed in; the CLI leaves those out. Times are UTC and written with ``Z``.
+
+This module loads without the store or the sync service (the server needs the model for its
+``tools/list``); those are only passed in.
+
+Example::
+
+    report = await build_sync_status(
+        mirror.sync_state, SyncLock(settings.mirror_home), settings.database_path,
+        period_hours=24,
+    )
+    report.state, report.total_runs, report.model_dump_json()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field
+
+from testio_mirror.schema import CompactSchema, inline_list
+from testio_mirror.sync.models import SyncResult
+
+if TYPE_CHECKING:
+    from testio_mirror.store.sync_state import ListingState, SyncEvent, SyncStateRepository
+    from testio_mirror.sync.lock import LockOwner, SyncLock
+    from testio_mirror.sync.run import RunView
+    from testio_mirror.upstream.health import HealthReport
+
+LAST_RUNS = 5  # runs listed in ``last_runs``
+
+
+class RunningSync(CompactSchema):
+    run_id: str
+    trigger: str
+    phase: str | None
+    done: int
+    total: int
+    message: str
+    started_at: datetime
+
+
+class LockHolder(CompactSchema):
+    pid: int
+    host: str
+    run_id: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+class Health(CompactSchema):
+    state: Literal["healthy", "unauthorized", "rate_limited", "unreachable"]
+    latency_ms: float | None
+    detail: str
+    checked_at: datetime
+
+
+class ProductListing(CompactSchema):
+    product_id: int
+    last_complete_listing: datetime | None
+    complete: bool
+    last_full_listing: datetime | None
+    next_page: int = Field(description="the page an unfinished listing resumes at")
+
+
+class RecentRun(CompactSchema):
+    run_id: str
+    trigger: str | None
+    status: str | None = Field(description="running, success, partial, failed, cancelled, ...")
+    started_at: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    items_synced: int | None
+    message: str | None
+
+
+class SyncStatusReport(CompactSchema):
+    state: Literal["idle", "running", "never_synced"] = Field(
+        description="running: a sync is in progress (see running); never_synced: the mirror "
+        "is empty, call sync_data"
+    )
+    running: RunningSync | None
+    last_result: SyncResult | None = Field(description="the last run that ended")
+    total_runs: int
+    successful_runs: int
+    failed_runs: int
+    last_sync_at: datetime | None
+    last_success_at: datetime | None
+    period_hours: float
+    period_runs: int
+    period_success_rate: float | None
+    period_mean_duration_seconds: float | None
+    period_items_synced: int
+    lock_holder: LockHolder | None = Field(description="the process holding the sync lock")
+    counts: dict[str, int] = Field(description="products, features, tests, bugs in the mirror")
+    products: Annotated[list[ProductListing], inline_list(ProductListing)]
+    last_runs: Annotated[list[RecentRun], inline_list(RecentRun)] = Field(
+        description="the latest runs, newest first"
+    )
+    database: str = Field(description="the mirror's SQLite file")
+    upstream: Health | None = Field(description="null when no TestIO token is configured")
+    next_refresh_at: datetime | None
+
+
+async def build_sync_status(
+    sync_state: SyncStateRepository,
+    lock: SyncLock,
+    database: Path,
+    *,
+    period_hours: float,
+    running: RunView | None = None,
+    last_result: SyncResult | None = None,
+    upstream: HealthReport | None = None,
+    next_refresh_at: datetime | None = None,
+) -> SyncStatusReport:
+    """The sync status of the mirror whose history ``sync_state`` reads: ``running`` and
+    ``last_result`` come from a process's ``SyncService`` (without them, the last result is
+    the last one recorded), ``upstream`` and ``next_refresh_at`` from the server.
+
+    Raises:
+        StoreError: the mirror cannot be read.
+    """
+    since = datetime.now(UTC) - timedelta(hours=period_hours)
+    counters, period, counts, listings, runs, holder = await asyncio.gather(
+        sync_state.counters(),
+        sync_state.period_stats(since),
+        sync_state.counts(),
+        sync_state.listing_states(),
+        sync_state.events(kind="run", limit=LAST_RUNS),
+        asyncio.to_thread(lock.holder),
+    )
+    if last_result is None:
+        last_result = _last_recorded_result(runs)
+    if running is not None or holder is not None:
+        state: Literal["idle", "running", "never_synced"] = "running"
+    elif counters.total_runs == 0 and not any(counts.values()):
+        state = "never_synced"
+    else:
+        state = "idle"
+    return SyncStatusReport(
+        state=state,
+        running=_running(running) if running is not None else None,
+        last_result=last_result,
+        total_runs=counters.total_runs,
+        successful_runs=counters.successful_runs,
+        failed_runs=counters.failed_runs,
+        last_sync_at=counters.last_sync_at,
+        last_success_at=counters.last_success_at,
+        period_hours=period_hours,
+        period_runs=period.runs,
+        period_success_rate=period.success_rate,
+        period_mean_duration_seconds=period.mean_duration_seconds,
+        period_items_synced=period.items_synced,
+        lock_holder=_holder(holder) if holder is not None else None,
+        counts=counts,
+        products=[_listing(s) for s in listings.values()],
+        last_runs=[_recent(r) for r in runs],
+        database=str(database),
+        upstream=_health(upstream) if upstream is not None else None,
+        next_refresh_at=next_refresh_at,
+    )
+
+
+def _last_recorded_result(runs: list[SyncEvent]) -> SyncResult | None:
+    for event in runs:
+        if event.status != "running" and event.data and "result" in event.data:
+            return SyncResult.model_validate(event.data["result"])
+    return None
+
+
+def _running(view: RunView) -> RunningSync:
+    return RunningSync(
+        run_id=view.run_id,
+        trigger=view.trigger.value,
+        phase=view.phase.value if view.phase else None,
+        done=view.done,
+        total=view.total,
+        message=view.message,
+        started_at=view.started_at,
+    )
+
+
+def _holder(owner: LockOwner) -> LockHolder:
+    # The lock record keeps ISO 8601 text (checked to carry an offset when it is read).
+    return LockHolder(
+        pid=owner.pid,
+        host=owner.host,
+        run_id=owner.run_id,
+        started_at=datetime.fromisoformat(owner.started_at),
+        heartbeat_at=datetime.fromisoformat(owner.heartbeat_at),
+    )
+
+
+def _health(report: HealthReport) -> Health:
+    return Health(
+        state=report.state,
+        latency_ms=report.latency_ms,
+        detail=report.detail,
+        checked_at=report.checked_at,
+    )
+
+
+def _listing(state: ListingState) -> ProductListing:
+    return ProductListing(
+        product_id=state.product_id,
+        last_complete_listing=state.finished_at,
+        complete=state.complete,
+        last_full_listing=state.last_full_listing_at,
+        next_page=state.next_page,
+    )
+
+
+def _recent(event: SyncEvent) -> RecentRun:
+    return RecentRun(
+        run_id=event.run_id,
+        trigger=event.trigger,
+        status=event.status,
+        started_at=event.at,
+        finished_at=event.finished_at,
+        duration_seconds=event.duration_seconds,
+        items_synced=event.items_synced,
+        message=event.message,
+    )
