@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,8 +10,8 @@ import respx
 
 from testio_mirror.upstream.errors import BadResponseError
 from testio_mirror.upstream.paging import ExploratoryTestPage, ExploratoryTestPager
+from tests.helpers.fake_upstream import make_client
 from tests.polling import settle
-from tests.upstream.fakes import BASE, make_client
 
 
 class Listing:
@@ -172,12 +171,6 @@ async def test_start_page_is_honoured() -> None:
 async def test_bad_sizes_are_refused(size: int, start: int) -> None:
     with pytest.raises(ValueError, match=">= 1"):
         ExploratoryTestPager(Listing(1), size, start)
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
 
 
 async def test_client_pages_ask_the_listing_endpoint(api: respx.MockRouter) -> None:
