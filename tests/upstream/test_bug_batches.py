@@ -3,12 +3,19 @@ failed batches reported, requests going on while the caller writes."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import cast
+
 import httpx
 import pytest
 import respx
 
+from testio_mirror.settings import load_settings
 from testio_mirror.upstream.bug_batches import bug_batch_groups, bug_batches, bugs_for_tests
+from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import UpstreamUnavailableError
+from testio_mirror.upstream.metrics import RequestMetrics
+from testio_mirror.upstream.models import Bug
 from tests.helpers.fake_upstream import make_client
 from tests.polling import settle
 
@@ -88,3 +95,63 @@ async def test_bug_batches_go_on_while_the_caller_writes_up_to_a_bounded_backlog
     received = sorted(t for batch in [*first, *rest] for t in batch.test_ids)
     assert received == list(range(1, 21))
     assert route.call_count == 20
+
+
+class SlowBugs:
+    """A stand-in for the client whose ``bugs_of_tests`` answers a test once it is released."""
+
+    def __init__(self, *, failing: int | None = None) -> None:
+        self.settings = load_settings(bug_batch_size=1, max_concurrent_requests=2)
+        self.metrics = RequestMetrics()
+        self.released: dict[int, asyncio.Event] = {}
+        self.failing = failing
+        self.started: list[int] = []
+        self.cancelled: list[int] = []
+
+    def release(self, test_id: int) -> None:
+        self.released.setdefault(test_id, asyncio.Event()).set()
+
+    async def bugs_of_tests(self, test_ids: list[int], *, raise_when_slow: bool) -> list[Bug]:
+        (test_id,) = test_ids
+        self.started.append(test_id)
+        if test_id == self.failing:
+            raise KeyError("a bug in the client, not an upstream error")
+        try:
+            await self.released.setdefault(test_id, asyncio.Event()).wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(test_id)
+            raise
+        return []
+
+
+def as_client(fake: SlowBugs) -> CustomerApiClient:
+    return cast(CustomerApiClient, fake)
+
+
+async def test_no_test_ids_no_groups() -> None:
+    assert [group async for group in bug_batch_groups(as_client(SlowBugs()), [])] == []
+
+
+async def test_a_caller_that_stops_early_cancels_the_batches_in_flight() -> None:
+    fake = SlowBugs()
+    groups = bug_batch_groups(as_client(fake), [1, 2, 3, 4, 5])
+    waiting = asyncio.ensure_future(anext(groups))
+    await settle()
+    assert fake.started == [1, 2]  # two in flight: the bound
+    fake.release(1)
+    assert [batch.test_ids for batch in await waiting] == [[1]]
+    await settle()
+    assert fake.started == [1, 2, 3]  # 3 took the place of 1
+    await groups.aclose()
+    assert sorted(fake.cancelled) == [2, 3]
+    await settle()
+    assert fake.started == [1, 2, 3]  # nothing asked for after the caller left
+
+
+async def test_an_error_that_is_not_upstream_reaches_the_caller() -> None:
+    fake = SlowBugs(failing=2)
+    with pytest.raises(KeyError, match="a bug in the client"):
+        async for _ in bug_batch_groups(as_client(fake), [1, 2, 3]):
+            pass
+    assert 2 in fake.started
+    assert 1 in fake.cancelled  # the batch still in flight does not outlive the failure

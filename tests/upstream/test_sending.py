@@ -3,6 +3,9 @@ calls that may not be repeated, metrics."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +13,7 @@ import httpx
 import pytest
 import respx
 
+from testio_mirror.settings import load_settings
 from testio_mirror.upstream.errors import (
     AuthError,
     NotFoundError,
@@ -18,8 +22,16 @@ from testio_mirror.upstream.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
-from testio_mirror.upstream.retry import DEFAULT_RETRY_AFTER_SECONDS
-from tests.helpers.fake_upstream import BUG, Sleeps, http_date, make_client
+from testio_mirror.upstream.metrics import RequestMetrics
+from testio_mirror.upstream.retry import DEFAULT_RETRY_AFTER_SECONDS, RetryPolicy
+from testio_mirror.upstream.sending import (
+    ApiCall,
+    RateLimitPause,
+    Sender,
+    TooSlowError,
+    http_client_for,
+)
+from tests.helpers.fake_upstream import BASE, BUG, TOKEN, Sleeps, http_date, make_client
 
 OK = {"products": [{"id": 1}]}
 
@@ -193,3 +205,77 @@ async def test_metrics_count_and_subtract(api: respx.MockRouter) -> None:
     assert delta.statuses == {500: 1, 429: 1, 200: 1}
     assert delta.bytes_received > 0
     assert (after.requests, after.statuses[200]) == (4, 2)
+
+
+# -- the layers on their own ------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def sending(sleeps: Sleeps | None = None) -> AsyncIterator[tuple[Sender, RequestMetrics]]:
+    """A Sender on its own, as a client builds it, and the metrics it counts into."""
+    metrics = RequestMetrics()
+    settings = load_settings(customer_api_token=TOKEN, customer_api_base_url=BASE)
+    async with http_client_for(settings) as http:
+        sender = Sender(
+            http,
+            token=TOKEN,
+            policy=RetryPolicy(max_attempts=3, max_delay=30.0),
+            max_in_flight=4,
+            tally=lambda: metrics,
+            sleep=sleeps or Sleeps(),
+            rng=random.Random(0),
+        )
+        yield sender, metrics
+
+
+@pytest.mark.parametrize("failure", [httpx.Response(524), httpx.ReadTimeout("slow")])
+async def test_a_call_raising_when_slow_is_not_retried(api: respx.MockRouter, failure: Any) -> None:
+    route = api.get("bugs").mock(side_effect=[failure, httpx.Response(200, json={"bugs": []})])
+    sleeps = Sleeps()
+    async with sending(sleeps) as (sender, metrics):
+        with pytest.raises(TooSlowError):
+            await sender.send(ApiCall("GET", "bugs", raise_when_slow=True))
+    assert (metrics.requests, metrics.failures, metrics.retries) == (1, 1, 0)
+    assert (route.call_count, sleeps.delays) == (1, [])
+
+
+async def test_a_503_while_raising_when_slow_is_retried_as_usual(api: respx.MockRouter) -> None:
+    route = api.get("bugs").mock(
+        side_effect=[httpx.Response(503), httpx.Response(200, json={"bugs": []})]
+    )
+    async with sending() as (sender, metrics):
+        response = await sender.send(ApiCall("GET", "bugs", raise_when_slow=True))
+    assert (response.status_code, metrics.retries) == (200, 1)
+    assert route.call_count == 2
+
+
+async def test_the_pause_after_a_429_holds_every_later_request(api: respx.MockRouter) -> None:
+    limited = httpx.Response(429, headers={"Retry-After": "3"})
+    api.get("products").mock(side_effect=[limited, httpx.Response(200, json=OK)])
+    api.get("bugs/7").respond(200, json=BUG)
+    sleeps = Sleeps()  # no time passes while it "sleeps": the pause is still on afterwards
+    async with make_client(sleeps) as client:
+        await client.products()
+        await client.bug(7)  # another path, never refused itself
+    assert sleeps.delays == [pytest.approx(3.0, abs=0.25), pytest.approx(3.0, abs=0.25)]
+
+
+async def test_send_unchecked_answers_any_status_once(api: respx.MockRouter) -> None:
+    route = api.get("bugs/reject_reasons").respond(503)
+    async with sending() as (sender, metrics):
+        response = await sender.send_unchecked(ApiCall("GET", "bugs/reject_reasons"))
+    assert response.status_code == 503
+    assert (metrics.requests, metrics.failures, metrics.retries) == (1, 1, 0)
+    assert route.call_count == 1
+
+
+def test_a_pause_only_ever_grows() -> None:
+    pause = RateLimitPause()
+    assert pause.remaining() <= 0
+    pause.extend(5.0)
+    pause.extend(1.0)  # a shorter Retry-After does not cut the pause short
+    assert 4.0 < pause.remaining() <= 5.0
+
+
+def test_a_call_names_its_request() -> None:
+    assert ApiCall("PUT", "bugs/7/accept").where == "PUT bugs/7/accept"

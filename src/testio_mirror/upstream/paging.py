@@ -16,6 +16,10 @@ whole list. When the whole list happens to fit one page, the second page repeats
 probe with a smaller ``per_page`` tells a server that ignores paging (it still answers everything:
 the listing is complete) from one that is broken (``BadResponseError`` rather than loop forever).
 
+What each page says (the end, a possible cap, a page of repeats) is decided by ``judge_page`` over a
+small immutable ``ListingState``, which window to ask for next by ``window_request``, and whether a
+test slid back by ``slid_onto_read_page``: pure functions; the pager fetches and applies them.
+
 Example::
 
     pager = ExploratoryTestPager(fetch_page, page_size=25)
@@ -131,7 +135,7 @@ def window_request(
     return WindowRequest(first, count, probe_slot)
 
 
-def slid_back(probe_ids: Sequence[int], seen: AbstractSet[int]) -> bool:
+def slid_onto_read_page(probe_ids: Sequence[int], seen: AbstractSet[int]) -> bool:
     """True when the probe of the slot before a window found a test not listed: it slid onto
     the page before after that page was read, because a test before it vanished."""
     return bool(probe_ids) and probe_ids[0] not in seen
@@ -287,7 +291,9 @@ class ExploratoryTestPager:
     ) -> list[ExploratoryTest]:
         """Tests that slid onto page ``previous`` after it was read (a test before them
         vanished): found by the probe, collected by reading that page again."""
-        if not slid_back([ExploratoryTest.from_wire(item).id for item in probe[:1]], seen):
+        if not slid_onto_read_page(
+            [ExploratoryTest.from_wire(item).id for item in probe[:1]], seen
+        ):
             return []
         again = await self._fetch(previous, self._asked)
         self.pages_fetched += 1
