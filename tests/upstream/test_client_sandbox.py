@@ -15,6 +15,7 @@ import pytest
 from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs, SandboxServer
 from testio_mirror.sandbox.faults import FaultKind, RequestRecord
 from testio_mirror.settings import load_settings
+from testio_mirror.upstream.bug_batches import bugs_for_tests
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import AuthError, BadResponseError, NotFoundError
 from testio_mirror.upstream.paging import ExploratoryTestPage
@@ -207,7 +208,7 @@ async def test_524_on_a_bug_batch_splits_it_and_returns_every_bug(
     test_ids = snapshot["product_tests"][101][:40]
     sandbox.faults.add(FaultRule(kind="error", path="bugs", status=524, times=times))
     async with connect(sandbox, bug_batch_size=40) as client:
-        bugs = await client.bugs_for_tests(test_ids)
+        bugs = await bugs_for_tests(client, test_ids)
         splits = client.metrics.batch_splits
     assert splits == times  # each 524 hit a batch of several tests, and each one was halved
     expected = {b["id"] for b in snapshot["bugs"].values() if b["test"]["id"] in set(test_ids)}

@@ -1,18 +1,26 @@
-"""ExploratoryTestPager against fake listings: where it stops, caps, moving lists, the wiring."""
+"""ExploratoryTestPager against fake listings: where it stops, caps, moving lists, the wiring;
+and the verdicts that decide it, on their own."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import respx
 
 from testio_mirror.upstream.errors import BadResponseError
-from testio_mirror.upstream.paging import ExploratoryTestPage, ExploratoryTestPager
+from testio_mirror.upstream.paging import (
+    ExploratoryTestPage,
+    ExploratoryTestPager,
+    ListingState,
+    WindowRequest,
+    judge_page,
+    slid_onto_read_page,
+    window_request,
+)
+from tests.helpers.fake_upstream import make_client
 from tests.polling import settle
-from tests.upstream.fakes import BASE, make_client
 
 
 class Listing:
@@ -172,12 +180,6 @@ async def test_start_page_is_honoured() -> None:
 async def test_bad_sizes_are_refused(size: int, start: int) -> None:
     with pytest.raises(ValueError, match=">= 1"):
         ExploratoryTestPager(Listing(1), size, start)
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
 
 
 async def test_client_pages_ask_the_listing_endpoint(api: respx.MockRouter) -> None:
@@ -352,3 +354,83 @@ async def test_boundary_checks_guard_each_window() -> None:
 async def test_a_window_below_one_is_refused(window: int) -> None:
     with pytest.raises(ValueError, match=">= 1"):
         ExploratoryTestPager(Listing(1), 10, window=window)
+
+
+# -- verdicts: the decisions apart from the fetching --------------------------------------------
+
+FRESH = ListingState(asked=25, expected=25)
+
+
+@pytest.mark.parametrize(
+    ("received", "fresh", "outcome"),
+    [
+        (26, 26, "end"),  # more than asked: paging ignored, this answer is the whole list
+        (0, 0, "end"),
+        (7, 7, "end"),  # short and not round
+        (20, 20, "more"),  # short and round: maybe a silent cap
+        (25, 25, "more"),
+        (25, 0, "repeated"),  # full of tests listed before
+    ],
+)
+def test_judge_page_outcomes(received: int, fresh: int, outcome: str) -> None:
+    verdict = judge_page(FRESH, received, fresh)
+    assert verdict.outcome == outcome
+    assert verdict.last is (outcome == "end")
+
+
+def test_a_round_short_page_becomes_the_expected_size() -> None:
+    capped = judge_page(FRESH, 20, 20).state
+    assert (capped.expected, capped.size_known, capped.saw_full) == (20, True, False)
+    # A page of the cap is full from then on, and says nothing of the server's own limit.
+    again = judge_page(capped, 20, 20)
+    assert (again.outcome, again.state.saw_full, again.state.expected) == ("more", False, 20)
+    assert judge_page(capped, 15, 15).outcome == "end"
+
+
+def test_a_short_round_page_after_a_full_one_leaves_the_size_unknown() -> None:
+    full = judge_page(FRESH, 25, 25).state
+    assert (full.saw_full, full.size_known) == (True, True)
+    shrunk = judge_page(full, 10, 10).state
+    assert (shrunk.expected, shrunk.size_known) == (10, False)
+
+
+def test_a_full_page_makes_the_size_known_again() -> None:
+    resumed = ListingState.starting(asked=25, start_page=4)
+    assert not resumed.size_known
+    assert judge_page(resumed, 25, 25).state.size_known
+    assert ListingState.starting(asked=25, start_page=1).size_known
+
+
+def test_judge_page_leaves_its_state_alone() -> None:
+    state = ListingState(asked=25, expected=25)
+    judge_page(state, 20, 20)
+    assert state == ListingState(asked=25, expected=25)
+
+
+@pytest.mark.parametrize(
+    ("first", "state", "check", "expected"),
+    [
+        (1, FRESH, True, WindowRequest(1, 1, None)),  # the start page comes alone, unprobed
+        (2, FRESH, False, WindowRequest(2, 4, None)),
+        (2, FRESH, True, WindowRequest(2, 4, 25)),  # the last slot of page 1
+        (6, ListingState(25, 20), True, WindowRequest(6, 4, 100)),  # a cap moves the slots
+        (6, ListingState(25, 20, size_known=False), True, WindowRequest(6, 4, None)),
+    ],
+)
+def test_window_request(
+    first: int, state: ListingState, check: bool, expected: WindowRequest
+) -> None:
+    assert window_request(state, first, start=1, window=4, check_boundaries=check) == expected
+
+
+def test_a_resumed_listing_starts_with_one_page() -> None:
+    request = window_request(FRESH, 7, start=7, window=4, check_boundaries=True)
+    assert request == WindowRequest(7, 1, None)
+
+
+@pytest.mark.parametrize(
+    ("probe", "seen", "slid"),
+    [([], {1, 2}, False), ([2], {1, 2}, False), ([3], {1, 2}, True)],
+)
+def test_slid_onto_read_page(probe: list[int], seen: set[int], slid: bool) -> None:
+    assert slid_onto_read_page(probe, seen) is slid

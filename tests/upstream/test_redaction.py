@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import ssl
 import traceback
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,17 +12,12 @@ import respx
 
 from testio_mirror import __version__
 from testio_mirror.settings import load_settings
-from testio_mirror.upstream.client import CustomerApiClient, redacted
+from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import UpstreamError
-from tests.upstream.fakes import BASE, BUG, make_client
+from testio_mirror.upstream.sending import redacted
+from tests.helpers.fake_upstream import BUG, make_client
 
 SECRET = "s3cr3t-Zq81-token-Wv42-do-not-log"
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
 
 
 def secret_client() -> CustomerApiClient:

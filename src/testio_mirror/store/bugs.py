@@ -38,6 +38,7 @@ from testio_mirror.store.sqlite.upsert import (
     tombstone_missing,
     upsert,
 )
+from testio_mirror.upstream.bug_batches import bug_batches
 from testio_mirror.upstream.errors import UpstreamError
 from testio_mirror.upstream.models import FINAL_TEST_STATUSES, Bug, RejectReason
 
@@ -399,7 +400,7 @@ class BugRepository(ReadThroughRepository):
             tests = await asyncio.gather(*(client.test(test_id) for test_id in unknown))
             async with self._db.transaction() as conn:
                 await write_tests(conn, tests, self._policy.stamp())
-        async for batch in client.bug_batches(test_ids):
+        async for batch in bug_batches(client, test_ids):
             if batch.error is not None:
                 raise batch.error
             fetched_at = self._policy.stamp()

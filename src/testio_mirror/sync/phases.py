@@ -26,7 +26,8 @@ from testio_mirror.store.sqlite.upsert import WriteStats
 from testio_mirror.sync.listing import ProductLister
 from testio_mirror.sync.models import PhaseStats, SyncPhase
 from testio_mirror.sync.run import RunContext
-from testio_mirror.upstream.client import BugBatch, CustomerApiClient
+from testio_mirror.upstream.bug_batches import BugBatch, bug_batch_groups
+from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import AuthError, UpstreamError
 from testio_mirror.upstream.models import Product, RejectReason
 
@@ -197,7 +198,7 @@ class PhaseRunner:
         # Batches that arrived while the last ones were written are written together, in one
         # transaction: fewer commits (each flushes the search index) and fewer statements when
         # writing is the bottleneck.
-        async for group in self._client.bug_batch_groups(test_ids):
+        async for group in bug_batch_groups(self._client, test_ids):
             if stored_reasons is None:
                 stored_reasons = await self._store_reject_reasons(run, reasons_request)
             fetched: list[BugBatch] = []

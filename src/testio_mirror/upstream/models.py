@@ -182,7 +182,7 @@ class ExploratoryTest(WireModel):
 
     Like ``Bug``: references are read straight into the ids the mirror stores and features stay
     plain dicts. A full listing holds two windows of pages at once, and a model per reference,
-    feature and requirement took 5.5 MB per 1,000 tests (2 MB now)."""
+    feature and requirement made each test several times larger in memory."""
 
     id: int
     title: Text = None

@@ -16,6 +16,10 @@ whole list. When the whole list happens to fit one page, the second page repeats
 probe with a smaller ``per_page`` tells a server that ignores paging (it still answers everything:
 the listing is complete) from one that is broken (``BadResponseError`` rather than loop forever).
 
+What each page says (the end, a possible cap, a page of repeats) is decided by ``judge_page`` over a
+small immutable ``ListingState``, which window to ask for next by ``window_request``, and whether a
+test slid back by ``slid_onto_read_page``: pure functions; the pager fetches and applies them.
+
 Example::
 
     pager = ExploratoryTestPager(fetch_page, page_size=25)
@@ -27,9 +31,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from testio_mirror.upstream.errors import BadResponseError
 from testio_mirror.upstream.models import ExploratoryTest
@@ -49,6 +54,91 @@ class ExploratoryTestPage:
     tests: list[ExploratoryTest]  # tests not seen on an earlier page, in the server's order
     received: int  # how many items the server sent
     last: bool  # True when this page ends the listing
+
+
+@dataclass(frozen=True)
+class ListingState:
+    """What the pager knows of the listing's pages between one page and the next."""
+
+    asked: int  # the per_page asked for
+    expected: int  # the length of a full page: ``asked``, or a silent cap found on the way
+    saw_full: bool = False  # a page came back with all it asked for: the server does not cap
+    # Does ``expected`` say where a page's last slot is? From page 1 on, or once a page came
+    # back full. A listing resumed at a short page cannot tell, nor can one whose short page
+    # after full ones made ``expected`` shrink (it is the end: a cap shows on every page).
+    # A probe of a slot from a wrong size points into an earlier page, never read by this
+    # pager when it resumed, so its test would look slid back and a page be read again.
+    size_known: bool = True
+
+    @classmethod
+    def starting(cls, asked: int, start_page: int) -> ListingState:
+        """The state before the first page, asked for ``asked`` per page from ``start_page``."""
+        return cls(asked, asked, size_known=start_page == 1)
+
+
+PageOutcome = Literal["more", "end", "repeated"]
+
+
+@dataclass(frozen=True)
+class PageVerdict:
+    """What one page says of the listing, and the state after it.
+
+    ``outcome``: ``more``, the listing goes on; ``end``, this page ends it; ``repeated``, a full
+    page of tests all listed before: the server ignores paging altogether (what was seen is the
+    whole list) or paging is broken, which only one more request can tell.
+    """
+
+    outcome: PageOutcome
+    state: ListingState
+
+    @property
+    def last(self) -> bool:
+        return self.outcome == "end"
+
+
+def judge_page(state: ListingState, received: int, fresh: int) -> PageVerdict:
+    """The verdict on a page of ``received`` items, ``fresh`` of them not listed before."""
+    if received > state.asked:
+        return PageVerdict("end", state)  # paging ignored: this one answer is the whole list
+    if received == 0:
+        return PageVerdict("end", state)
+    if received < state.expected:
+        if received % ROUND_PAGE:
+            return PageVerdict("end", state)
+        # Maybe a silent cap, maybe the end: the next page tells.
+        capped = state.size_known and not state.saw_full
+        return PageVerdict("more", replace(state, expected=received, size_known=capped))
+    saw_full = state.saw_full or received == state.asked
+    full = replace(state, size_known=True, saw_full=saw_full)
+    return PageVerdict("more" if fresh else "repeated", full)
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """The pages to ask for at once, and the slot to probe with them."""
+
+    first: int  # the first page of the window
+    count: int  # how many pages
+    probe_slot: int | None  # the last slot of page ``first - 1`` (page number at per_page 1)
+
+
+def window_request(
+    state: ListingState, first: int, *, start: int, window: int, check_boundaries: bool
+) -> WindowRequest:
+    """The window that begins at page ``first``: the start page alone, later ones ``window``
+    pages; with ``check_boundaries``, a probe of the slot before it, where the page size tells
+    where that slot is."""
+    count = 1 if first == start else window
+    probe_slot = None
+    if check_boundaries and first > start and state.size_known:
+        probe_slot = (first - 1) * state.expected
+    return WindowRequest(first, count, probe_slot)
+
+
+def slid_onto_read_page(probe_ids: Sequence[int], seen: AbstractSet[int]) -> bool:
+    """True when the probe of the slot before a window found a test not listed: it slid onto
+    the page before after that page was read, because a test before it vanished."""
+    return bool(probe_ids) and probe_ids[0] not in seen
 
 
 class ExploratoryTestPager:
@@ -103,85 +193,29 @@ class ExploratoryTestPager:
         """The pages window by window (one page at a time when ``window`` is 1), for a caller
         that stores a window at once. ``complete`` is set before the window holding the last
         page is handed out."""
+        state = ListingState.starting(self._asked, self._start)
         seen: set[int] = set()
-        expected = self._asked  # the size a full page has; shrinks if the server caps
-        saw_full = False  # a page came back with all it asked for: the server does not cap
-        # Does ``expected`` say where a page's last slot is? From page 1 on, or once a page came
-        # back full. A listing resumed at a short page cannot tell, nor can one whose short page
-        # after full ones made ``expected`` shrink (it is the end: a cap shows on every page).
-        # A probe of a slot from a wrong size points into an earlier page, never read by this
-        # pager when it resumed, so its test would look slid back and a page be read again.
-        size_known = self._start == 1
         number = self._start
         ahead: asyncio.Task[_Window] | None = None
-
-        def window_at(first: int) -> Awaitable[_Window]:
-            count = 1 if first == self._start else self._window
-            probe_slot = None
-            if self._check_boundaries and first > self._start and size_known:
-                # The last slot of the page before the window is item (first - 1) * expected.
-                probe_slot = (first - 1) * expected
-            return self._fetch_window(first, count, probe_slot)
-
         try:
             while True:
                 if ahead is None:
-                    answers, probe = await window_at(number)
+                    answers, probe = await self._fetch_window(self._request(number, state))
                 else:
                     answers, probe = await ahead
                     ahead = None
-                ready: list[ExploratoryTestPage] = []
-                failure: BaseException | None = None
-                for offset, answer in enumerate(answers):
-                    if isinstance(answer, BaseException):
-                        failure = answer  # the pages before it are handed out and can be kept
-                        break
-                    page_number = number + offset
-                    received = len(answer)
-                    tests = [ExploratoryTest.from_wire(item) for item in answer]
-                    fresh = await self._slid_back(probe, number - 1, seen) if offset == 0 else []
-                    fresh += [t for t in tests if t.id not in seen]
-                    seen.update(t.id for t in fresh)
-                    if received > self._asked:
-                        last = True  # paging ignored: this one answer is the whole list
-                    elif received == 0:
-                        last = True
-                    elif received < expected:
-                        if received % ROUND_PAGE == 0:
-                            # Maybe a silent cap, maybe the end: the next page tells.
-                            expected = received
-                            last = False
-                            size_known = size_known and not saw_full
-                        else:
-                            last = True
-                    else:
-                        last = False
-                        size_known = True
-                        saw_full = saw_full or received == self._asked
-                        if not fresh:
-                            if await self._answers_everything(len(seen)):
-                                # Paging is ignored altogether: every answer is the whole list.
-                                ready.append(ExploratoryTestPage(page_number, [], received, True))
-                                break
-                            failure = BadResponseError(
-                                f"page {page_number} repeated tests already listed: the server "
-                                "seems to ignore the page parameter, so the listing cannot be "
-                                "completed"
-                            )
-                            break
-                    ready.append(ExploratoryTestPage(page_number, fresh, received, last))
-                    if last:
-                        break  # pages of the window past the end are dropped
-                ends = failure is not None or (bool(ready) and ready[-1].last)
+                pages, state, failure = await self._read(number, answers, probe, state, seen)
+                ends = failure is not None or (bool(pages) and pages[-1].last)
                 number += len(answers)
                 if not ends and self._window > 1:
                     # The listing goes on: ask for the next window while the caller stores
                     # this one. (A listing of one page at a time usually stops after its first.)
-                    ahead = asyncio.ensure_future(window_at(number))
-                if ready:
+                    request = self._request(number, state)
+                    ahead = asyncio.ensure_future(self._fetch_window(request))
+                if pages:
                     # Set before the last page is handed out: a caller may stop on ``page.last``.
-                    self.complete = ready[-1].last
-                    yield ready
+                    self.complete = pages[-1].last
+                    yield pages
                 if failure is not None:
                     raise failure
                 if ends:
@@ -191,13 +225,62 @@ class ExploratoryTestPager:
                 ahead.cancel()
                 await asyncio.gather(ahead, return_exceptions=True)
 
-    async def _fetch_window(self, first: int, count: int, probe_slot: int | None) -> _Window:
-        """Pages ``first`` .. ``first + count - 1`` (each a list, or the error it raised) and
-        the boundary probe's answer, all asked for at once. A failed probe raises."""
+    def _request(self, first: int, state: ListingState) -> WindowRequest:
+        return window_request(
+            state,
+            first,
+            start=self._start,
+            window=self._window,
+            check_boundaries=self._check_boundaries,
+        )
+
+    async def _read(
+        self,
+        first: int,
+        answers: list[list[Any] | BaseException],
+        probe: list[Any],
+        state: ListingState,
+        seen: set[int],
+    ) -> tuple[list[ExploratoryTestPage], ListingState, BaseException | None]:
+        """The pages of the window from page ``first`` that can be handed out, the state after
+        them, and the failure that ends the listing, if one does. Adds the new tests to
+        ``seen``."""
+        pages: list[ExploratoryTestPage] = []
+        for offset, answer in enumerate(answers):
+            if isinstance(answer, BaseException):
+                return pages, state, answer  # the pages before it are handed out and can be kept
+            number = first + offset
+            fresh = await self._slid_back(probe, first - 1, seen) if offset == 0 else []
+            fresh += [t for t in map(ExploratoryTest.from_wire, answer) if t.id not in seen]
+            seen.update(t.id for t in fresh)
+            verdict = judge_page(state, len(answer), len(fresh))
+            state = verdict.state
+            if verdict.outcome == "repeated":
+                if not await self._answers_everything(len(seen)):
+                    return (
+                        pages,
+                        state,
+                        BadResponseError(
+                            f"page {number} repeated tests already listed: the server seems to "
+                            "ignore the page parameter, so the listing cannot be completed"
+                        ),
+                    )
+                # Paging is ignored altogether: every answer is the whole list.
+                pages.append(ExploratoryTestPage(number, [], len(answer), True))
+                break
+            pages.append(ExploratoryTestPage(number, fresh, len(answer), verdict.last))
+            if verdict.last:
+                break  # pages of the window past the end are dropped
+        return pages, state, None
+
+    async def _fetch_window(self, request: WindowRequest) -> _Window:
+        """The window's pages (each a list, or the error it raised) and the boundary probe's
+        answer, all asked for at once. A failed probe raises."""
+        first, count, slot = request.first, request.count, request.probe_slot
         pages = [self._fetch(first + i, self._asked) for i in range(count)]
-        probe_call = self._fetch(probe_slot, 1) if probe_slot is not None else _nothing()
+        probe_call = self._fetch(slot, 1) if slot is not None else _nothing()
         answers = await asyncio.gather(probe_call, *pages, return_exceptions=True)
-        self.pages_fetched += count + (probe_slot is not None)
+        self.pages_fetched += count + (slot is not None)
         probe = answers[0]
         if isinstance(probe, BaseException):
             raise probe
@@ -208,7 +291,9 @@ class ExploratoryTestPager:
     ) -> list[ExploratoryTest]:
         """Tests that slid onto page ``previous`` after it was read (a test before them
         vanished): found by the probe, collected by reading that page again."""
-        if not probe or ExploratoryTest.from_wire(probe[0]).id in seen:
+        if not slid_onto_read_page(
+            [ExploratoryTest.from_wire(item).id for item in probe[:1]], seen
+        ):
             return []
         again = await self._fetch(previous, self._asked)
         self.pages_fetched += 1

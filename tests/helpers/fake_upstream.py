@@ -1,8 +1,10 @@
-"""A faked network's shared pieces for the client's unit tests."""
+"""A faked network's shared pieces for the upstream unit tests."""
 
 from __future__ import annotations
 
 import random
+from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
 
 from testio_mirror.settings import load_settings
@@ -36,3 +38,8 @@ def make_client(sleeps: Sleeps | None = None, **overrides: Any) -> CustomerApiCl
     return CustomerApiClient(
         load_settings(**values), sleep=sleeps or Sleeps(), rng=random.Random(0)
     )
+
+
+def http_date(moment: datetime) -> str:
+    """``moment`` as an HTTP date (a ``Retry-After`` form)."""
+    return format_datetime(moment, usegmt=True)
