@@ -38,13 +38,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from testio_mirror.sandbox.errors import NotFoundError, UnprocessableError
 from testio_mirror.sandbox.faults import FaultPlan, FaultRule, RequestLog, RequestRecord
-from testio_mirror.sandbox.world import (
-    TRIAGE_ACTIONS,
-    NotFoundError,
-    SandboxWorld,
-    UnprocessableError,
-)
+from testio_mirror.sandbox.triage import TRIAGE_ACTIONS
+from testio_mirror.sandbox.wire_faults import hang, send_fault, send_half
+from testio_mirror.sandbox.world import SandboxWorld
 
 API_PREFIX = "/customer/v2"
 ADMIN_PREFIX = "/_sandbox"
@@ -89,22 +87,6 @@ class SandboxKnobs:
         # All or nothing: a rejected update must not leave half its changes behind.
         for name, value in checked.items():
             setattr(self, name, value)
-
-
-class DeliberateDisconnectError(Exception):
-    """Raised inside the app to make uvicorn drop a connection on purpose (a fault)."""
-
-
-class _QuietDeliberateDisconnects(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], DeliberateDisconnectError))
-
-
-def quiet_deliberate_disconnects() -> None:
-    """Keep uvicorn from logging a traceback for every injected disconnect."""
-    target = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _QuietDeliberateDisconnects) for f in target.filters):
-        target.addFilter(_QuietDeliberateDisconnects())
 
 
 class FastJSONResponse(JSONResponse):
@@ -212,16 +194,16 @@ class SandboxApp:
             if self.knobs.latency_ms > 0:
                 await asyncio.sleep(self.knobs.latency_ms / 1000)
             if fault is not None and fault.kind == "hang":
-                replay = await _hang(fault.hang_seconds, receive)
+                replay = await hang(fault.hang_seconds, receive)
                 if replay is None:
                     return  # the client gave up: nothing was sent, the record keeps status 0
                 receive = replay
             if fault is None or fault.kind == "hang":
                 await self._respond(scope, receive, recording_send)
             elif fault.kind == "truncated":
-                await self._truncated(scope, receive, recording_send)
+                await send_half(lambda sink: self._respond(scope, receive, sink), recording_send)
             else:
-                await self._inject(fault, recording_send)
+                await send_fault(fault, recording_send)
         finally:
             log()
 
@@ -244,48 +226,6 @@ class SandboxApp:
         every = self.knobs.evolve_every_requests
         if every and self._api_calls % every == 0:
             self.world.evolve()
-
-    async def _inject(self, fault: FaultRule, send: Send) -> None:
-        if fault.kind == "rate_limit":
-            headers = [(b"content-type", b"application/json")]
-            if fault.retry_after is not None:
-                headers.append((b"retry-after", fault.retry_after.encode("latin-1")))
-            await _send_raw(send, 429, headers, b'{"error": "rate limit exceeded"}')
-        elif fault.kind == "error":
-            if fault.status == 524:
-                # What a proxy in front of the API answers: HTML, not JSON.
-                body = b"<html><body><h1>524: A timeout occurred</h1></body></html>"
-                await _send_raw(send, 524, [(b"content-type", b"text/html")], body)
-            else:
-                body = json.dumps({"error": f"injected {fault.status}"}).encode()
-                await _send_raw(send, fault.status, [(b"content-type", b"application/json")], body)
-        elif fault.kind == "malformed":
-            body = b'{"error": "this is not valid JSON'
-            await _send_raw(send, 200, [(b"content-type", b"application/json")], body)
-        else:  # disconnect: a status line promising a body that never comes
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
-                }
-            )
-            raise DeliberateDisconnectError
-
-    async def _truncated(self, scope: Scope, receive: Receive, send: Send) -> None:
-        messages: list[Message] = []
-
-        async def buffer(message: Message) -> None:
-            messages.append(message)
-
-        await self._respond(scope, receive, buffer)
-        start = messages[0]
-        body = b"".join(m.get("body", b"") for m in messages[1:])
-        await send(start)
-        await send(
-            {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
-        )
-        raise DeliberateDisconnectError
 
     @staticmethod
     async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -468,37 +408,6 @@ class SandboxApp:
 
     async def _snapshot(self, request: Request) -> Response:
         return JSONResponse({"snapshot": self.world.snapshot()})
-
-
-async def _hang(seconds: float, receive: Receive) -> Receive | None:
-    """Wait ``seconds`` unless the client hangs up first (then None); the receive returned
-    replays the request body read while waiting."""
-    body: list[Message] = []
-
-    async def until_disconnect() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body.append(message)
-
-    try:
-        await asyncio.wait_for(until_disconnect(), seconds)
-    except TimeoutError:
-
-        async def replay() -> Message:
-            return body.pop(0) if body else await receive()
-
-        return replay
-    return None
-
-
-async def _send_raw(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _read_body(request: Request) -> dict[str, Any]:

@@ -22,14 +22,10 @@ from typing import Self
 import uvicorn
 
 from testio_mirror.errors import MirrorError
-from testio_mirror.sandbox.app import (
-    API_PREFIX,
-    SandboxApp,
-    SandboxKnobs,
-    quiet_deliberate_disconnects,
-)
+from testio_mirror.sandbox.app import API_PREFIX, SandboxApp, SandboxKnobs
 from testio_mirror.sandbox.dataset import DatasetSpec
 from testio_mirror.sandbox.faults import FaultPlan, RequestLog
+from testio_mirror.sandbox.wire_faults import quiet_deliberate_disconnects
 from testio_mirror.sandbox.world import SandboxWorld
 
 _START_TIMEOUT_SECONDS = 15.0

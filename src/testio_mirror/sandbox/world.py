@@ -16,39 +16,30 @@ from __future__ import annotations
 import marshal
 import random
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
+from testio_mirror.sandbox.bug_store import SandboxBugs
 from testio_mirror.sandbox.dataset import (
     EVOLVED_BUG_ID_BASE,
     JSON,
     OPEN_STATUSES,
     REJECT_REASONS,
-    BugContext,
     DatasetSpec,
     bug_context,
     build_account,
-    generate_bugs,
     iso,
     make_bug,
     make_test,
-    owner_of_generated_bug,
     parse_iso,
     product_has_sections,
 )
+from testio_mirror.sandbox.errors import NotFoundError, UnprocessableError
+from testio_mirror.sandbox.triage import TriageAction, apply_triage
 
 _T = TypeVar("_T")
 
-TriageAction = Literal["accept", "reject", "mark_as_known", "mark_as_fixed", "mark_as_exported"]
-TRIAGE_ACTIONS: tuple[TriageAction, ...] = (
-    "accept",
-    "reject",
-    "mark_as_known",
-    "mark_as_fixed",
-    "mark_as_exported",
-)
 EXPORT_STATUSES = ("exported", "not_exported")
 _NEXT_STATUS = {
     "initialized": "waiting",
@@ -57,14 +48,6 @@ _NEXT_STATUS = {
     "locked": "customer_finalized",
     "customer_finalized": "archived",
 }
-
-
-class NotFoundError(LookupError):
-    """The id names nothing the account holds (HTTP 404)."""
-
-
-class UnprocessableError(ValueError):
-    """The request is well-formed but cannot be answered as asked (HTTP 422)."""
 
 
 @dataclass
@@ -93,12 +76,6 @@ class EvolveReport:
         }
 
 
-# Generated bug lists kept for answering again, least recently used dropped first: copying a kept
-# bug is several times cheaper than generating it, and the sandbox shares the machine with the
-# client a benchmark measures. Dataset S (10,000 bugs) fits; M (300,000) is generated on demand.
-BUG_CACHE_LIMIT = 12_000
-
-
 class SandboxWorld:
     """A mutable, thread-safe TestIO account generated from a ``DatasetSpec``."""
 
@@ -110,7 +87,6 @@ class SandboxWorld:
         self._features = account.features
         self._section_features = account.section_features
         self._tests: dict[int, JSON] = {t["id"]: t for t in account.tests}
-        self._contexts: dict[int, BugContext] = account.bug_contexts
         self._end_epoch: dict[int, float] = {
             t["id"]: parse_iso(t["end_at"]).timestamp() for t in account.tests
         }
@@ -118,13 +94,8 @@ class SandboxWorld:
         for test in account.tests:
             self._product_tests[test["product"]["id"]].add(test["id"])
         self._order_cache: dict[int, list[int]] = {}
-        # Bugs of a test live here once anything about them changed; otherwise they are generated.
-        self._bug_overlay: dict[int, list[JSON]] = {}
-        self._bug_cache: OrderedDict[int, tuple[BugContext, list[JSON]]] = OrderedDict()
-        self._bug_cache_size = 0
-        self._evolved_bug_owner: dict[int, int] = {}
+        self._bugs = SandboxBugs(spec, account.bug_contexts)
         self._next_test_id = max(self._tests, default=100_000) + 1
-        self._next_bug_id = EVOLVED_BUG_ID_BASE + 1
         self._next_comment_id = EVOLVED_BUG_ID_BASE + 1
         self._clock: datetime = spec.anchor
         self._steps = 0
@@ -244,7 +215,7 @@ class SandboxWorld:
                 test = self._tests[test_id]
                 if wanted_sections is not None and self._section_of(test) not in wanted_sections:
                     continue
-                for bug in self._bugs_of(test_id):
+                for bug in self._bugs.of(test_id):
                     exported = bug["exported_at"] is not None
                     if export_status == "exported" and not exported:
                         continue
@@ -260,6 +231,12 @@ class SandboxWorld:
 
     def reject_reasons(self) -> list[JSON]:
         return _clone(list(REJECT_REASONS))
+
+    def warm_bug_cache(self) -> int:
+        """Generate every test's bugs now when they all fit in what is kept, so the first
+        listing of bugs costs what later ones do. Returns how many bugs were generated."""
+        with self._lock:
+            return self._bugs.warm(list(self._tests))
 
     # -- triage ------------------------------------------------------------------------------
 
@@ -278,30 +255,16 @@ class SandboxWorld:
         """
         with self._lock:
             bug = self._find_bug(bug_id, for_update=True)
-            if action == "accept":
-                bug["status"] = "accepted"
-                bug["auto_accepted"] = False
-            elif action == "reject":
-                chosen = next((r for r in REJECT_REASONS if r["key"] == reason), None)
-                if chosen is None:
-                    keys = ", ".join(r["key"] for r in REJECT_REASONS)
-                    raise UnprocessableError(f"reason must be one of: {keys}")
-                bug["status"] = "rejected"
-                body = chosen["default_comment"] + (f"\n\n{comment}" if comment else "")
+            apply_triage(
+                bug,
+                action,
+                reason=reason,
+                comment=comment,
+                now=iso(self._clock),
+                comment_id=self._next_comment_id + 1,
+            )
+            if action == "reject":
                 self._next_comment_id += 1
-                bug["comments"].append(
-                    {
-                        "id": self._next_comment_id,
-                        "body": body,
-                        "author": {"name": "API user"},
-                    }
-                )
-            elif action == "mark_as_known":
-                bug["known"] = True
-            elif action == "mark_as_fixed":
-                bug["fixed_at"] = iso(self._clock)
-            else:
-                bug["exported_at"] = iso(self._clock)
             return _clone(bug)
 
     # -- evolution ---------------------------------------------------------------------------
@@ -329,7 +292,7 @@ class SandboxWorld:
             self._next_test_id += 1
             test = make_test(self.spec, rng, test_id, product, self._features, end, status)
             self._tests[test_id] = test
-            self._contexts[test_id] = replace(bug_context(test, product, 0), closed=False)
+            self._bugs.set_context(test_id, replace(bug_context(test, product, 0), closed=False))
             self._end_epoch[test_id] = parse_iso(test["end_at"]).timestamp()
             self._product_tests[product_id].add(test_id)
             self._order_cache.pop(product_id, None)
@@ -344,7 +307,7 @@ class SandboxWorld:
             product_id = test["product"]["id"]
             self._product_tests[product_id].discard(test_id)
             self._order_cache.pop(product_id, None)
-            self._bug_overlay.pop(test_id, None)
+            self._bugs.drop(test_id)
 
     def set_test_status(self, test_id: int, status: str) -> None:
         with self._lock:
@@ -378,18 +341,16 @@ class SandboxWorld:
     def add_bug(self, test_id: int) -> int:
         """A new forwarded bug on a test; returns its id."""
         with self._lock:
-            bugs = self._materialize_bugs(test_id)
-            bug_id = self._new_bug_id()
+            self._test(test_id)
+            bug_id = self._bugs.new_id()
             rng = random.Random(f"{self.spec.seed}:new-bug:{bug_id}")
-            context = self._contexts[test_id]
-            bug = make_bug(rng, bug_id, context, closed=False)
+            bug = make_bug(rng, bug_id, self._bugs.context(test_id), closed=False)
             bug["status"] = "forwarded"
             bug["auto_accepted"] = False
             bug["comments"] = []
             bug["reported_at"] = iso(self._clock)
             bug["product"] = _clone(self._tests[test_id]["product"])
-            bugs.append(bug)
-            self._evolved_bug_owner[bug_id] = test_id
+            self._bugs.add(test_id, bug)
             return bug_id
 
     # -- truth -------------------------------------------------------------------------------
@@ -398,7 +359,7 @@ class SandboxWorld:
         """Everything the account holds now, keyed by id: what a complete mirror must equal."""
         with self._lock:
             tests = {test_id: _clone(test) for test_id, test in self._tests.items()}
-            bugs = {bug["id"]: _clone(bug) for t in self._tests for bug in self._bugs_of(t)}
+            bugs = {bug["id"]: _clone(bug) for t in self._tests for bug in self._bugs.of(t)}
             return {
                 "products": {p["id"]: _clone(p) for p in self._products.values()},
                 "features": {
@@ -416,7 +377,7 @@ class SandboxWorld:
                 "products": len(self._products),
                 "features": sum(len(f) for f in self._features.values()),
                 "tests": len(self._tests),
-                "bugs": sum(self._bug_count(t) for t in self._tests),
+                "bugs": sum(self._bugs.count(t) for t in self._tests),
                 "evolve_steps": self._steps,
             }
 
@@ -460,62 +421,18 @@ class SandboxWorld:
             return int(test["section"]["id"])
         return int(self._products[test["product"]["id"]]["default_section_id"])
 
-    def _bugs_of(self, test_id: int) -> list[JSON]:
-        """The test's bugs, live: callers copy before handing them out or changing them."""
-        overlay = self._bug_overlay.get(test_id)
-        if overlay is not None:
-            return overlay
-        context = self._contexts[test_id]
-        kept = self._bug_cache.get(test_id)
-        if kept is not None and kept[0] is context:
-            self._bug_cache.move_to_end(test_id)
-            return kept[1]
-        bugs = generate_bugs(self.spec, context)
-        if kept is not None:
-            self._bug_cache_size -= len(kept[1])
-        self._bug_cache[test_id] = (context, bugs)
-        self._bug_cache_size += len(bugs)
-        while self._bug_cache_size > BUG_CACHE_LIMIT and len(self._bug_cache) > 1:
-            _, (_, dropped) = self._bug_cache.popitem(last=False)
-            self._bug_cache_size -= len(dropped)
-        return bugs
-
-    def warm_bug_cache(self) -> int:
-        """Generate every test's bugs now when they all fit in the cache, so the first listing
-        of bugs costs what later ones do. Returns how many bugs were generated."""
-        with self._lock:
-            total = sum(self._bug_count(test_id) for test_id in self._tests)
-            if total > BUG_CACHE_LIMIT:
-                return 0
-            for test_id in self._tests:
-                self._bugs_of(test_id)
-            return total
-
-    def _bug_count(self, test_id: int) -> int:
-        overlay = self._bug_overlay.get(test_id)
-        return len(overlay) if overlay is not None else self._contexts[test_id].bug_count
-
     def _materialize_bugs(self, test_id: int) -> list[JSON]:
         self._test(test_id)
-        if test_id not in self._bug_overlay:
-            self._bug_overlay[test_id] = generate_bugs(self.spec, self._contexts[test_id])
-        return self._bug_overlay[test_id]
+        return self._bugs.for_update(test_id)
 
     def _find_bug(self, bug_id: int, for_update: bool = False) -> JSON:
-        owner = self._evolved_bug_owner.get(bug_id)
-        if owner is None:
-            owner = owner_of_generated_bug(bug_id, self.spec.bugs_per_test)
+        owner = self._bugs.owner(bug_id)
         if owner is not None and owner in self._tests:
-            bugs = self._materialize_bugs(owner) if for_update else self._bugs_of(owner)
+            bugs = self._materialize_bugs(owner) if for_update else self._bugs.of(owner)
             for bug in bugs:
                 if bug["id"] == bug_id:
                     return bug
         raise NotFoundError(f"bug {bug_id} not found")
-
-    def _new_bug_id(self) -> int:
-        bug_id = self._next_bug_id
-        self._next_bug_id += 1
-        return bug_id
 
     def _evolve_step(self, report: EvolveReport) -> None:
         self._steps += 1
@@ -550,7 +467,7 @@ class SandboxWorld:
 
     def _triage_one(self, rng: random.Random, test_ids: list[int], report: EvolveReport) -> None:
         for test_id in test_ids:
-            forwarded = [b["id"] for b in self._bugs_of(test_id) if b["status"] == "forwarded"]
+            forwarded = [b["id"] for b in self._bugs.of(test_id) if b["status"] == "forwarded"]
             if forwarded:
                 bug_id = rng.choice(forwarded)
                 if rng.random() < 0.7:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from testio_mirror.sandbox import SandboxWorld
-from testio_mirror.sandbox import world as world_module
-from testio_mirror.sandbox.dataset import DatasetSpec
+from testio_mirror.sandbox import SandboxWorld, bug_store
+from testio_mirror.sandbox.dataset import BugContext, DatasetSpec
 
 SPEC = DatasetSpec(seed=3, products=2, section_products=0, tests_per_product=20, bugs_per_test=3)
 
@@ -27,19 +26,25 @@ def test_answers_are_copies_of_the_kept_bugs() -> None:
     assert again == SandboxWorld(SPEC).bugs(test_ids=[test_id])  # as generated
 
 
+def _count_generations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The test ids whose bugs were generated, in order, from now on."""
+    calls: list[int] = []
+    generate = bug_store.generate_bugs
+
+    def counting(spec: DatasetSpec, context: BugContext) -> list[dict[str, object]]:
+        calls.append(context.test_id)
+        return generate(spec, context)
+
+    monkeypatch.setattr(bug_store, "generate_bugs", counting)
+    return calls
+
+
 def test_warming_generates_every_bug_once_and_answers_do_not_change(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     world = SandboxWorld(SPEC)
     expected = {t: SandboxWorld(SPEC).bugs(test_ids=[t]) for t in _test_ids(world)}
-    calls: list[int] = []
-    generate = world_module.generate_bugs
-
-    def counting(spec: DatasetSpec, context: world_module.BugContext) -> list[dict[str, object]]:
-        calls.append(context.test_id)
-        return generate(spec, context)
-
-    monkeypatch.setattr(world_module, "generate_bugs", counting)
+    calls = _count_generations(monkeypatch)
     assert world.warm_bug_cache() == 40 * 3
     assert sorted(calls) == _test_ids(world)
     answers = {t: world.bugs(test_ids=[t]) for t in _test_ids(world)}
@@ -50,14 +55,20 @@ def test_warming_generates_every_bug_once_and_answers_do_not_change(
 def test_the_cache_is_bounded_and_drops_the_least_recently_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(world_module, "BUG_CACHE_LIMIT", 9)  # three tests of three bugs
+    monkeypatch.setattr(bug_store, "BUG_CACHE_LIMIT", 9)  # three tests of three bugs
     world = SandboxWorld(SPEC)
+    calls = _count_generations(monkeypatch)
     assert world.warm_bug_cache() == 0  # 120 bugs do not fit: nothing generated ahead
+    assert calls == []
     first, second, third, fourth = _test_ids(world)[:4]
     for test_id in (first, second, third, first, fourth):
         world.bugs(test_ids=[test_id])
-    assert list(world._bug_cache) == [third, first, fourth]  # second was the least recent
-    assert world._bug_cache_size == 9
+    assert calls == [first, second, third, fourth]  # first was answered from what was kept
+    for test_id in (third, first, fourth):
+        world.bugs(test_ids=[test_id])
+    assert calls == [first, second, third, fourth]  # the three most recent are kept
+    world.bugs(test_ids=[second])
+    assert calls[-1] == second  # the least recently used was dropped: generated again
 
 
 def test_bugs_that_change_are_answered_as_changed() -> None:
