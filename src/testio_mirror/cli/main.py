@@ -11,11 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from testio_mirror import __version__
+from testio_mirror.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from testio_mirror.errors import MirrorError
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def _non_negative_int(text: str) -> int:

@@ -12,6 +12,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from testio_mirror.cli.exit_codes import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+)
 from testio_mirror.cli.interpreter import tune_interpreter
 from testio_mirror.console import stderr_console, stdout_console
 from testio_mirror.settings import Settings
@@ -33,11 +40,6 @@ if TYPE_CHECKING:
 
 ConsoleFactory = Callable[[], "Console"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
-EXIT_INTERRUPTED = 130
 
 _STATUS_EXIT = {
     SyncStatus.SUCCESS: EXIT_OK,
