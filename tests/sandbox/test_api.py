@@ -14,7 +14,7 @@ import pytest
 from testio_mirror.sandbox import DatasetSpec, SandboxConfig, SandboxKnobs, SandboxServer
 from testio_mirror.sandbox.faults import RequestRecord
 from tests.conftest import SMALL, SandboxFactory
-from tests.polling import wait_for
+from tests.helpers.polling import wait_for
 
 JSON = dict[str, Any]
 SECTION_PRODUCT = 101  # the one product with sections in the small set

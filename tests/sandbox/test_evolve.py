@@ -17,7 +17,7 @@ from testio_mirror.sandbox import (
     SandboxWorld,
 )
 from tests.conftest import SMALL, SandboxFactory
-from tests.polling import wait_for
+from tests.helpers.polling import wait_for
 
 SECTIONED, PLAIN = 101, 102
 

@@ -16,7 +16,7 @@ import pytest
 
 from testio_mirror.sandbox import API_PREFIX, FaultRule, RequestRecord, SandboxKnobs, SandboxServer
 from testio_mirror.sandbox.faults import FaultKind
-from tests.polling import wait_for
+from tests.helpers.polling import wait_for
 
 
 @pytest.fixture

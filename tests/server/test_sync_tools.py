@@ -16,16 +16,9 @@ from rich.console import Console
 from testio_mirror.cli.sync import run_status
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs, SandboxServer
 from tests.conftest import SandboxFactory
-from tests.server.harness import (
-    call,
-    connect,
-    has_sections,
-    make_settings,
-    poll,
-    run_rows,
-    text_of,
-    wait_idle,
-)
+from tests.helpers.expected_answers import has_sections
+from tests.helpers.mcp_session import call, connect, poll, run_rows, text_of, wait_idle
+from tests.helpers.settings import make_settings
 
 TINY = DatasetSpec(seed=5, products=2, section_products=1, tests_per_product=30, bugs_per_test=2)
 SLOW = SandboxKnobs(latency_ms=300)

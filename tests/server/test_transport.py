@@ -30,9 +30,10 @@ from starlette.types import ASGIApp
 from testio_mirror.sandbox import SandboxServer
 from testio_mirror.server import build_server
 from testio_mirror.server.transport import MCP_PATH, BearerTokenGate, ServeError, http_app
-from testio_mirror.settings import Settings, load_settings
+from testio_mirror.settings import Settings
 from testio_mirror.store.sqlite.db import Database
 from tests.conftest import SandboxFactory
+from tests.helpers.polling import wait_for
 from tests.helpers.serving import (
     INITIALIZE,
     INITIALIZED,
@@ -42,7 +43,7 @@ from tests.helpers.serving import (
     protocol_line,
     serve_args,
 )
-from tests.polling import wait_for
+from tests.helpers.settings import make_settings
 
 TOKEN = "http-token-for-tests"
 
@@ -334,12 +335,7 @@ def settings(
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     sandbox: SandboxServer = make_sandbox()
-    return load_settings(
-        customer_api_token=sandbox.token,
-        customer_api_base_url=sandbox.base_url,
-        mirror_home=tmp_path / "home",
-        refresh_interval_seconds=0,
-    )
+    return make_settings(sandbox, tmp_path / "home")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import pytest
 from testio_mirror.errors import StoreError
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.migrations import LATEST_VERSION
-from tests.store.builders import close_stray_connections, open_database
+from tests.helpers.store_data import close_stray_connections, open_database
 
 PENDING = "INSERT INTO collection_fetches (key, fetched_at) VALUES (?, '2026-01-01')"
 

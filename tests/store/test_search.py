@@ -19,7 +19,7 @@ from testio_mirror.store.records import BugFilter
 from testio_mirror.store.search import MAX_LIMIT, SearchRepository, fts_query
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Feature, Product
-from tests.store.builders import STAMP_1, STAMP_2, STAMP_3, open_database
+from tests.helpers.store_data import STAMP_1, STAMP_2, STAMP_3, open_database
 
 BUG_TITLES = {
     1: "Größe der Schrift falsch",

@@ -24,7 +24,7 @@ from testio_mirror.store.sqlite.upsert import (
     insert_rows,
 )
 from testio_mirror.upstream.models import ExploratoryTest
-from tests.store.builders import (
+from tests.helpers.store_data import (
     STAMP_1,
     STAMP_2,
     STAMP_3,
