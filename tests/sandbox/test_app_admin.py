@@ -12,12 +12,7 @@ import pytest
 
 from testio_mirror.sandbox import API_PREFIX, SandboxKnobs, SandboxServer
 from tests.helpers.polling import wait_for
-from tests.helpers.sandbox_http import (
-    assert_still_serving,
-    last_record,
-    ok,
-    sandbox_client,
-)
+from tests.helpers.sandbox_http import assert_still_serving, last_record, ok, sandbox_client
 
 
 @pytest.fixture

@@ -3,16 +3,10 @@ middle of a listing) and on a timer."""
 
 from __future__ import annotations
 
-from testio_mirror.sandbox import (
-    SandboxKnobs,
-    SandboxWorld,
-)
+from testio_mirror.sandbox import SandboxKnobs, SandboxWorld
 from tests.conftest import SMALL, SandboxFactory
 from tests.helpers.polling import wait_for
-from tests.helpers.sandbox_http import (
-    listing,
-    sandbox_client,
-)
+from tests.helpers.sandbox_http import listing, sandbox_client
 
 SECTIONED = 101
 

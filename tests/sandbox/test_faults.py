@@ -12,10 +12,7 @@ import pytest
 from testio_mirror.sandbox import FaultRule, SandboxServer
 from testio_mirror.sandbox.faults import FaultKind
 from tests.helpers.polling import wait_for
-from tests.helpers.sandbox_http import (
-    assert_still_serving,
-    last_record,
-)
+from tests.helpers.sandbox_http import assert_still_serving, last_record
 
 
 def test_rate_limit_times_two_fires_exactly_twice(

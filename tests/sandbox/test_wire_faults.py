@@ -14,9 +14,7 @@ import pytest
 from testio_mirror.sandbox import FaultRule, SandboxServer
 from testio_mirror.sandbox.faults import FaultKind
 from tests.helpers.polling import wait_for
-from tests.helpers.sandbox_http import (
-    assert_still_serving,
-)
+from tests.helpers.sandbox_http import assert_still_serving
 
 _LATER = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
 

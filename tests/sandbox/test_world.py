@@ -13,10 +13,7 @@ from testio_mirror.sandbox import (
     SandboxWorld,
 )
 from tests.conftest import SMALL
-from tests.helpers.sandbox_http import (
-    listing,
-    ok,
-)
+from tests.helpers.sandbox_http import listing, ok
 
 SECTIONED, PLAIN = 101, 102
 

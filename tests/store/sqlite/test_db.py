@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -19,13 +18,6 @@ from testio_mirror.store.sqlite.migrations import LATEST_VERSION
 from tests.helpers.store_data import close_stray_connections, open_database
 
 PENDING = "INSERT INTO collection_fetches (key, fetched_at) VALUES (?, '2026-01-01')"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await open_database(tmp_path)
-    yield database
-    await database.close()
 
 
 async def pragma(conn: aiosqlite.Connection, name: str) -> object:
