@@ -1,4 +1,5 @@
-"""The sandbox's Customer API v2 over real HTTP: shapes, auth, paging, filters, triage, errors."""
+"""The sandbox's Customer API v2 over real HTTP: shapes, auth (faults come before it), paging,
+filters, triage, errors, the request log."""
 
 from __future__ import annotations
 
