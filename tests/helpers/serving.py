@@ -1,10 +1,13 @@
 """Talking to ``testio-mirror serve`` as its clients do: the child's environment and command
-line, the tools it must list, raw JSON-RPC messages, and the check of a line it writes."""
+line, the child itself with piped stdio, the tools it must list, raw JSON-RPC messages sent to
+it, and the check of a line it writes."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +55,23 @@ def protocol_line(line: str | bytes) -> dict[str, Any]:
     assert isinstance(message, dict), line
     assert message.get("jsonrpc") == "2.0", line
     return message
+
+
+def serve_child(tmp_path: Path, code: str | None = None) -> subprocess.Popen[bytes]:
+    """``serve`` in a child process with piped stdio (``code`` runs instead of ``-m``)."""
+    command = ["-c", code] if code is not None else serve_args()
+    return subprocess.Popen(
+        [sys.executable, *command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(tmp_path),
+        cwd=tmp_path,
+    )
+
+
+def send_messages(process: subprocess.Popen[bytes], *messages: dict[str, Any]) -> None:
+    """Write ``messages`` to the child's stdin, one JSON line each."""
+    assert process.stdin is not None
+    process.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+    process.stdin.flush()

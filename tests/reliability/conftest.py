@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.ledger import LEDGER, Ledger, Scale, current_scale
+from tests.helpers.reliability_ledger import LEDGER, Ledger, Scale, current_scale
 
 
 @pytest.fixture(scope="session")

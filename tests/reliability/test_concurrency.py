@@ -52,9 +52,10 @@ from testio_mirror.sync.lock import LockOwner, SyncLock
 from testio_mirror.sync.service import SyncService
 from testio_mirror.upstream.client import CustomerApiClient
 from tests.conftest import SandboxFactory
-from tests.reliability.ledger import Ledger, Scale
-from tests.server.harness import make_settings, poll, text_of
-from tests.sync.mirror_equality import mirror_differences
+from tests.helpers.mcp_session import poll, text_of
+from tests.helpers.mirror_equality import mirror_differences
+from tests.helpers.reliability_ledger import Ledger, Scale
+from tests.helpers.settings import make_settings
 
 JSON = dict[str, Any]
 Spec = tuple[str, JSON]

@@ -67,9 +67,9 @@ from testio_mirror.sandbox import (
     SandboxServer,
 )
 from tests.conftest import SandboxFactory
-from tests.polling import wait_for
-from tests.reliability.ledger import Ledger, current_scale
-from tests.sync.mirror_equality import mirror_differences
+from tests.helpers.mirror_equality import mirror_differences
+from tests.helpers.polling import wait_for
+from tests.helpers.reliability_ledger import Ledger, current_scale
 
 SCALE = current_scale()
 PAGE_SIZE = 25

@@ -34,17 +34,17 @@ from mcp import Client
 from mcp_types import CallToolResult, Tool
 
 from testio_mirror.sandbox import DatasetSpec
-from tests.reliability.ledger import Ledger, Scale
-from tests.server.harness import (
+from tests.helpers.expected_answers import parse_time
+from tests.helpers.mcp_session import (
     JSON,
     Mirrored,
     connect,
     pages,
-    parse_time,
     synced_sandbox,
     text_of,
     wait_idle,
 )
+from tests.helpers.reliability_ledger import Ledger, Scale
 
 # Small on purpose: hostility is in the arguments, not in the size of the data. One page of 100
 # holds every test and every bug, and a full sync takes a fraction of a second.

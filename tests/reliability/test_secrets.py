@@ -32,11 +32,12 @@ from mcp.client.streamable_http import streamable_http_client
 from testio_mirror.sandbox import FaultRule, SandboxServer
 from testio_mirror.sandbox.dataset import DatasetSpec
 from tests.conftest import SandboxFactory
+from tests.helpers.mcp_session import JSON, call, connect
+from tests.helpers.mirror_files import mode, sidecars
+from tests.helpers.polling import wait_for
+from tests.helpers.reliability_ledger import Ledger, Scale
 from tests.helpers.serving import INITIALIZE, MCP_HEADERS, TOOLS, child_env
-from tests.polling import wait_for
-from tests.reliability.ledger import Ledger, Scale
-from tests.server.harness import JSON, call, connect, make_settings
-from tests.store.test_security import mode, sidecars
+from tests.helpers.settings import make_settings
 
 # Random-looking on purpose: no window of either can occur by chance in a path, a name or data.
 API_TOKEN = "tK7rQ2xZ9pL4mW8vB3nC6yH1dF5gJ0sA"

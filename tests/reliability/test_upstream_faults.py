@@ -33,11 +33,11 @@ from testio_mirror.settings import Settings
 from testio_mirror.sync.models import SyncOptions, SyncStatus
 from testio_mirror.upstream.models import FINAL_TEST_STATUSES
 from tests.conftest import SandboxFactory
-from tests.reliability.ledger import Ledger, Scale
-from tests.server.harness import JSON, call, connect, text_of
-from tests.server.harness import make_settings as server_settings
-from tests.sync.harness import ALL_PHASES, make_settings, run_sync
-from tests.sync.mirror_equality import mirror_differences
+from tests.helpers.mcp_session import JSON, call, connect, text_of
+from tests.helpers.mirror_equality import mirror_differences
+from tests.helpers.reliability_ledger import Ledger, Scale
+from tests.helpers.settings import make_settings
+from tests.helpers.sync_runs import ALL_PHASES, run_sync
 
 AREA = "upstream faults"
 TIMEOUT_SECONDS = 0.25  # the client's timeout: every hang outlasts it
@@ -427,7 +427,7 @@ async def test_bug_batches_failing_during_include_bugs_syncs_are_honest_and_heal
     """``sync_data(include_bugs=True)`` while bug batches answer 524 or hang: a burst is
     absorbed (the run succeeds, complete), a storm leaves the run partial, naming the bugs."""
     sandbox = make_sandbox(BUG_DATASET)
-    settings = server_settings(
+    settings = make_settings(
         sandbox,
         tmp_path / "home",
         page_size=8,
@@ -618,7 +618,7 @@ async def test_read_through_queries_under_every_fault_answer_honestly_and_recove
     sandbox = make_sandbox(READ_DATASET)
     world = sandbox.world
     # A TTL of 0: every open test and its bugs are read through on every question.
-    settings = server_settings(
+    settings = make_settings(
         sandbox,
         tmp_path / "home",
         open_test_ttl_seconds=0,

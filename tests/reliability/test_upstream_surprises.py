@@ -24,9 +24,11 @@ from mcp import Client
 
 from testio_mirror.sandbox import SandboxApp, SandboxConfig, SandboxServer, SandboxWorld
 from testio_mirror.sandbox.dataset import DatasetSpec
-from tests.reliability.ledger import Ledger
-from tests.server.harness import JSON, call, connect, make_settings, pages, parse_time
-from tests.sync.mirror_equality import mirror_differences
+from tests.helpers.expected_answers import parse_time
+from tests.helpers.mcp_session import JSON, call, connect, pages
+from tests.helpers.mirror_equality import mirror_differences
+from tests.helpers.reliability_ledger import Ledger
+from tests.helpers.settings import make_settings
 
 Shape = Callable[[JSON], None]
 

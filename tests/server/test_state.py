@@ -9,8 +9,9 @@ from testio_mirror.sandbox import DatasetSpec, SandboxKnobs
 from testio_mirror.server.state import ServerState
 from testio_mirror.sync.models import SyncStatus, SyncTrigger
 from tests.conftest import SandboxFactory
-from tests.polling import wait_for
-from tests.server.harness import call_error, connect, make_settings, run_rows
+from tests.helpers.mcp_session import call_error, connect, run_rows
+from tests.helpers.polling import wait_for
+from tests.helpers.settings import make_settings
 
 TINY = DatasetSpec(products=2, section_products=0, tests_per_product=6, bugs_per_test=1)
 

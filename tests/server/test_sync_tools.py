@@ -1,6 +1,6 @@
 """``sync_data`` and ``sync_status`` over MCP: the background start-up sync, progress, joining,
 ``wait=false``, cancellation, a wrong token, the status resource and ``status --json`` (the same
-answer), annotations and prompts."""
+answer), annotations."""
 
 from __future__ import annotations
 
@@ -16,16 +16,8 @@ from rich.console import Console
 from testio_mirror.cli.sync import run_status
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs, SandboxServer
 from tests.conftest import SandboxFactory
-from tests.server.harness import (
-    call,
-    connect,
-    has_sections,
-    make_settings,
-    poll,
-    run_rows,
-    text_of,
-    wait_idle,
-)
+from tests.helpers.mcp_session import call, connect, poll, run_rows, text_of, wait_idle
+from tests.helpers.settings import make_settings
 
 TINY = DatasetSpec(seed=5, products=2, section_products=1, tests_per_product=30, bugs_per_test=2)
 SLOW = SandboxKnobs(latency_ms=300)
@@ -358,22 +350,3 @@ async def test_tool_annotations_and_output_schemas(
         assert tool.description, f"{name} has no description"
     assert "run_id" in json.dumps(tools["sync_data"].output_schema)
     assert "bug_counts" in json.dumps(tools["get_test"].output_schema)
-
-
-async def test_prompts_name_the_given_ids(make_sandbox: SandboxFactory, tmp_path: Path) -> None:
-    sandbox = make_sandbox(TINY)
-    product = next(p for p in sandbox.world.products() if not has_sections(p))
-    async with connect(make_settings(sandbox, tmp_path / "home")) as client:
-        names = {p.name for p in (await client.list_prompts()).prompts}
-        report = await client.get_prompt("test_status_report", {"test_id": "100017"})
-        review = await client.get_prompt(
-            "product_quality_review", {"product_id": str(product["id"]), "since": "2026-09-01"}
-        )
-    assert {"test_status_report", "product_quality_review"} <= names
-    report_text = getattr(report.messages[0].content, "text", "")
-    review_text = getattr(review.messages[0].content, "text", "")
-    assert "test_id=100017" in report_text
-    assert "get_test" in report_text
-    assert f"product_id={product['id']}" in review_text
-    assert "2026-09-01" in review_text
-    assert "bug_stats" in review_text

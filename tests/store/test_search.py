@@ -1,5 +1,6 @@
 """Full-text search: words of titles, goals, descriptions and results (non-ASCII and diacritics
-too), the index following updates and tombstones, filters, hostile input and limits."""
+too), the index following updates and tombstones, filters, hostile input and limits; prefixes and
+ranking over a seeded mirror."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from testio_mirror.store.records import BugFilter
 from testio_mirror.store.search import MAX_LIMIT, SearchRepository, fts_query
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Feature, Product
-from tests.store.builders import STAMP_1, STAMP_2, STAMP_3, open_database
+from tests.helpers.seeded_mirror import Seeded
+from tests.helpers.store_data import STAMP_1, STAMP_2, STAMP_3, open_database
 
 BUG_TITLES = {
     1: "Größe der Schrift falsch",
@@ -229,3 +231,45 @@ async def test_limit_is_capped(db: Database, search: SearchRepository) -> None:
     assert len(await search.search("crowded", limit=7)) == 7
     assert len(await search.search("crowded", limit=0)) == 1
     assert len(await search.search("crowded")) == 20
+
+
+async def write_crafted_bugs(seeded: Seeded, titles: dict[int, tuple[str, str]]) -> None:
+    """Bugs with the given (title, actual result), filed under the first test."""
+    test = seeded.snap["tests"][min(seeded.snap["tests"])]
+    bugs = [
+        Bug.from_wire(
+            {"id": bug_id, "title": title, "actual_result": body, "test": {"id": test["id"]}}
+        )
+        for bug_id, (title, body) in titles.items()
+    ]
+    async with seeded.mirror.db.transaction() as conn:
+        await write_bugs(conn, bugs, seeded.mirror.policy.stamp())
+
+
+# Every crafted row holds twelve words, so no row wins by being shorter.
+FILLER = "while scrolling the long page the banner near the"
+CRAFTED = {
+    990_000_001: ("Banner flickers", f"{FILLER} kaleidoscope"),
+    990_000_002: ("Kaleidoscope flickers", f"{FILLER} footer"),
+    990_000_003: ("Footer overlaps", f"{FILLER} Kaleidoscopes"),
+}
+
+
+async def test_search_matches_every_word_as_a_prefix(seeded: Seeded) -> None:
+    await write_crafted_bugs(seeded, CRAFTED)
+    hits = await seeded.mirror.search.search("kaleidoscope", kinds=["bug"])
+    assert {h.id for h in hits} == set(CRAFTED)
+    assert [h.id for h in await seeded.mirror.search.search("overlaps kaleidoscope")] == [
+        990_000_003
+    ]
+    assert await seeded.mirror.search.search("kaleidoscope", kinds=["test", "feature"]) == []
+    matched = await seeded.mirror.bugs.list_bugs(BugFilter(text="KALEIDOSCOPE"))
+    assert {b.id for b in matched.items} == set(CRAFTED)
+
+
+async def test_search_ranks_a_title_match_before_body_matches(seeded: Seeded) -> None:
+    # bm25 weighs title and body alike: the title match only ties with the others.
+    await write_crafted_bugs(seeded, CRAFTED)
+    hits = await seeded.mirror.search.search("kaleidoscope", kinds=["bug"])
+    assert hits[0].id == 990_000_002
+    assert hits[0].rank < min(h.rank for h in hits[1:])

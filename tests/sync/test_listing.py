@@ -17,18 +17,17 @@ from testio_mirror.sync.models import SyncOptions, SyncStatus
 from testio_mirror.upstream.models import ExploratoryTest
 from testio_mirror.upstream.paging import ExploratoryTestPage
 from tests.conftest import SandboxFactory
-from tests.sync.harness import (
+from tests.helpers.mirror_equality import mirror_differences
+from tests.helpers.settings import PAGE_SIZE, make_settings
+from tests.helpers.sync_runs import (
     ALL_PHASES,
     MEDIUM,
-    PAGE_SIZE,
     listing_pages,
-    make_settings,
     mirrored,
     only_extra,
     pages_asked,
     run_sync,
 )
-from tests.sync.mirror_equality import mirror_differences
 
 # -- complete syncs --------------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ from testio_mirror.app import open_app
 from testio_mirror.sandbox import FaultRule
 from testio_mirror.sync.models import SyncOptions, SyncPhase, SyncScope, SyncStatus
 from tests.conftest import SandboxFactory
-from tests.sync.harness import ALL_PHASES, MEDIUM, listing_pages, make_settings, run_sync
-from tests.sync.mirror_equality import mirror_differences
+from tests.helpers.mirror_equality import mirror_differences
+from tests.helpers.settings import make_settings
+from tests.helpers.sync_runs import ALL_PHASES, MEDIUM, listing_pages, run_sync
 
 
 async def test_phases_scope_and_options(make_sandbox: SandboxFactory, tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from testio_mirror.sync.models import (
 from testio_mirror.sync.progress import ProgressTracker
 from testio_mirror.sync.run import ActiveRun, RunContext, run_result
 from tests.conftest import SandboxFactory
-from tests.sync.harness import MEDIUM, WRONG_TOKEN, make_settings, run_sync
+from tests.helpers.settings import make_settings
+from tests.helpers.sync_runs import MEDIUM, WRONG_TOKEN, run_sync
 
 
 async def test_sync_events_counters_period_stats_and_recovery(

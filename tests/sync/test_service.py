@@ -15,19 +15,18 @@ from testio_mirror.sandbox import DatasetSpec, SandboxKnobs
 from testio_mirror.sync.models import PHASE_ORDER, SyncPhase, SyncStatus, SyncTrigger
 from testio_mirror.sync.service import normalize_phases
 from tests.conftest import SandboxFactory
-from tests.sync.harness import (
+from tests.helpers.mirror_equality import mirror_differences
+from tests.helpers.settings import PAGE_SIZE, make_settings
+from tests.helpers.sync_runs import (
     ALL_PHASES,
     MEDIUM,
-    PAGE_SIZE,
     WRONG_TOKEN,
     Progress,
     assert_progress,
     listing_pages,
-    make_settings,
     pages_asked,
     run_sync,
 )
-from tests.sync.mirror_equality import mirror_differences
 
 # -- joining and starting --------------------------------------------------------------------------
 

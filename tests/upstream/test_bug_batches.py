@@ -17,7 +17,7 @@ from testio_mirror.upstream.errors import UpstreamUnavailableError
 from testio_mirror.upstream.metrics import RequestMetrics
 from testio_mirror.upstream.models import Bug
 from tests.helpers.fake_upstream import make_client
-from tests.polling import settle
+from tests.helpers.polling import settle
 
 
 def asked_tests(request: httpx.Request) -> list[int]:

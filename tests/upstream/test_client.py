@@ -13,7 +13,7 @@ from testio_mirror.upstream import client as client_module
 from testio_mirror.upstream.errors import AuthError, RequestRejectedError
 from testio_mirror.upstream.models import Product
 from tests.helpers.fake_upstream import BUG, make_client
-from tests.polling import settle
+from tests.helpers.polling import settle
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from testio_mirror.upstream.paging import (
     window_request,
 )
 from tests.helpers.fake_upstream import make_client
-from tests.polling import settle
+from tests.helpers.polling import settle
 
 
 class Listing:

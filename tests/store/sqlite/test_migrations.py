@@ -23,7 +23,7 @@ from testio_mirror.store.sqlite.migrations import (
     statements,
 )
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Product
-from tests.store.builders import STAMP_1, close_stray_connections, column_by_id, schema_of
+from tests.helpers.store_data import STAMP_1, close_stray_connections, column_by_id, schema_of
 
 TABLES = {
     "products",

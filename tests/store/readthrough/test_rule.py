@@ -16,7 +16,7 @@ import pytest
 
 from testio_mirror.errors import OfflineError
 from testio_mirror.sandbox import FaultRule, SandboxServer
-from testio_mirror.settings import Settings, load_settings
+from testio_mirror.settings import Settings
 from testio_mirror.store.bugs import write_bugs
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.products import write_products
@@ -24,6 +24,7 @@ from testio_mirror.store.records import BugFilter
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import NotFoundError, UpstreamUnavailableError
 from testio_mirror.upstream.models import Bug, Product
+from tests.helpers.settings import make_settings
 
 OPEN_TTL = 300
 PRODUCT_TTL = 3600
@@ -72,15 +73,8 @@ class Env:
 
 @pytest.fixture
 async def env(sandbox: SandboxServer, tmp_path: Path) -> AsyncIterator[Env]:
-    settings = load_settings(
-        customer_api_token=sandbox.token,
-        customer_api_base_url=sandbox.base_url,
-        mirror_home=tmp_path / "home",
-        retry_max_attempts=2,
-        retry_max_delay_seconds=0.05,
-        open_test_ttl_seconds=OPEN_TTL,
-        product_ttl_seconds=PRODUCT_TTL,
-        bug_batch_size=15,
+    settings = make_settings(
+        sandbox, tmp_path / "home", open_test_ttl_seconds=OPEN_TTL, product_ttl_seconds=PRODUCT_TTL
     )
     clock = FakeClock()
     async with CustomerApiClient(settings) as client:

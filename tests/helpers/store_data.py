@@ -1,4 +1,5 @@
-"""Shared helpers of the store tests: sandbox data as wire models, stamps, row digests."""
+"""The store tests' data: the sandbox account as wire models and written into a fresh database,
+stamps, and reads of rows and schema (digests, one column by id, stray connections closed)."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ import pytest
 
 from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs, SandboxServer
 from tests.conftest import SandboxFactory
-from tests.polling import wait_for
-from tests.sync.mirror_equality import mirror_differences
+from tests.helpers.mirror_equality import mirror_differences
+from tests.helpers.polling import wait_for
 
 SMALL = DatasetSpec(products=3, tests_per_product=60, bugs_per_test=2)
 # Enough pages that a sync under sandbox latency takes a while.

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 import pytest
 
 from testio_mirror.settings import Settings, load_settings
 from testio_mirror.store.mirror import Mirror
-from tests.store.builders import small_world, write_world
+from tests.helpers.mirror_files import mode, sidecars
+from tests.helpers.store_data import small_world, write_world
 
 TOKEN = "tok-SECRET-123"
 
 
 def settings_for(home: Path) -> Settings:
     return load_settings(customer_api_token=TOKEN, mirror_home=home)
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
-def sidecars(database: Path) -> list[Path]:
-    found = [database.with_name(database.name + suffix) for suffix in ("-wal", "-shm")]
-    return [path for path in found if path.exists()]
 
 
 @pytest.mark.parametrize("existing", [False, True])

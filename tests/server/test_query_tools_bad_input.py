@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from testio_mirror.sandbox import DatasetSpec, FaultRule
-from tests.server.harness import (
+from tests.helpers.mcp_session import (
     JSON,
     Mirrored,
     call,

@@ -1,5 +1,5 @@
-"""What the sync tests share: settings for a sandbox, syncs whose progress is checked, and looks
-at what the sandbox was asked and what the mirror holds.
+"""What the sync tests share: syncs whose progress is checked, and looks at what the sandbox was
+asked and what the mirror holds.
 
 Example::
 
@@ -14,12 +14,10 @@ import itertools
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 from testio_mirror.app import App
 from testio_mirror.sandbox import DatasetSpec, SandboxServer
-from testio_mirror.settings import Settings, load_settings
 from testio_mirror.sync.listing import FULL_LISTING_WINDOW
 from testio_mirror.sync.models import (
     PHASE_ORDER,
@@ -29,31 +27,12 @@ from testio_mirror.sync.models import (
     SyncScope,
     SyncTrigger,
 )
+from tests.helpers.settings import PAGE_SIZE
 
 ALL_PHASES: tuple[SyncPhase, ...] = PHASE_ORDER
 MEDIUM = DatasetSpec(seed=3, products=3, section_products=1, tests_per_product=120, bugs_per_test=2)
-PAGE_SIZE = 25
 WRONG_TOKEN = "not-the-sandbox-token-0123456789"
 Hook = Callable[[int, int, str], None]
-
-
-def make_settings(sandbox: SandboxServer, home: Path, **overrides: Any) -> Settings:
-    """Settings for ``sandbox``; every knob is explicit so TESTIO_* variables cannot leak in."""
-    knobs: dict[str, Any] = {
-        "customer_api_token": sandbox.token,
-        "customer_api_base_url": sandbox.base_url,
-        "mirror_home": home,
-        "page_size": PAGE_SIZE,
-        "bug_batch_size": 15,
-        "max_concurrent_requests": 10,
-        "retry_max_attempts": 2,
-        "retry_max_delay_seconds": 0.05,
-        "http_timeout_seconds": 10.0,
-        "full_reconcile_interval_seconds": 24 * 3600,
-        "sync_lock_timeout_seconds": 5.0,
-    }
-    knobs.update(overrides)
-    return load_settings(**knobs)
 
 
 def assert_progress(seen: Sequence[tuple[int, int]]) -> None:

@@ -1,11 +1,12 @@
-"""The database: pragmas of every connection, read-only readers, transactions, WAL readers that do
-not wait behind a write, two processes on one file, and the errors of files it cannot use."""
+"""The database: pragmas of every connection, read-only readers, transactions (a cancelled one
+leaves the writer free), WAL readers that do not wait behind a write, two processes on one file,
+and the errors of files it cannot use."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -14,16 +15,9 @@ import pytest
 from testio_mirror.errors import StoreError
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.migrations import LATEST_VERSION
-from tests.store.builders import close_stray_connections, open_database
+from tests.helpers.store_data import close_stray_connections, open_database
 
 PENDING = "INSERT INTO collection_fetches (key, fetched_at) VALUES (?, '2026-01-01')"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await open_database(tmp_path)
-    yield database
-    await database.close()
 
 
 async def pragma(conn: aiosqlite.Connection, name: str) -> object:
@@ -227,3 +221,27 @@ async def test_open_waits_while_another_process_writes_a_new_file(tmp_path: Path
     finally:
         other.close()
         await close_stray_connections()
+
+
+async def test_a_sync_cancelled_when_serving_stops_leaves_the_mirror_writable(
+    tmp_path: Path,
+) -> None:
+    """Closing stdio (or stopping HTTP) cancels a running sync wherever it waits, BEGIN IMMEDIATE
+    included. The writer must not stay inside that transaction: ``serve`` closed mid-sync logged
+    "could not record the end of sync ...: cannot start a transaction within a transaction"."""
+    db = await Database.open(tmp_path / "mirror.db")
+    try:
+
+        async def write() -> None:
+            async with db.transaction():
+                await asyncio.sleep(60)
+
+        task = asyncio.create_task(write())
+        await asyncio.sleep(0)  # the task now awaits its BEGIN IMMEDIATE
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        async with db.transaction() as conn:
+            await conn.execute("SELECT 1")
+    finally:
+        await db.close()

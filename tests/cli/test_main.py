@@ -1,8 +1,8 @@
-"""The command line, run as a user runs it: in a child process."""
+"""The command line, run as a user runs it: in a child process (help, version, config, the
+sandbox command)."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -12,25 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.command_line import env_without_testio, run_command
+
 COMMANDS = ("serve", "demo", "sync", "status", "config", "sandbox")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
-    env.update(extra)
-    return env
-
-
-def _run(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "testio_mirror", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(**env),
-        cwd=cwd,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(
@@ -48,19 +32,19 @@ def test_help_lists_every_command(program: list[str]) -> None:
 
 
 def test_version() -> None:
-    result = _run("--version")
+    result = run_command("--version")
     assert result.returncode == 0
     assert re.fullmatch(r"testio-mirror \d+\.\d+\.\d+\S*\n", result.stdout)
 
 
 def test_no_command_prints_help_and_fails() -> None:
-    result = _run()
+    result = run_command()
     assert result.returncode == 2
     assert "COMMAND" in result.stdout
 
 
 def test_config_shows_settings_but_never_the_token(tmp_path: Path) -> None:
-    result = _run("config", cwd=tmp_path, TESTIO_CUSTOMER_API_TOKEN="s3cr3t-token-value")
+    result = run_command("config", cwd=tmp_path, TESTIO_CUSTOMER_API_TOKEN="s3cr3t-token-value")
     assert result.returncode == 0, result.stderr
     assert "TESTIO_PAGE_SIZE" in result.stdout
     assert "set (hidden)" in result.stdout
@@ -68,7 +52,7 @@ def test_config_shows_settings_but_never_the_token(tmp_path: Path) -> None:
 
 
 def test_invalid_setting_stops_with_one_line_naming_it(tmp_path: Path) -> None:
-    result = _run("config", cwd=tmp_path, TESTIO_PAGE_SIZE="lots")
+    result = run_command("config", cwd=tmp_path, TESTIO_PAGE_SIZE="lots")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -76,28 +60,14 @@ def test_invalid_setting_stops_with_one_line_naming_it(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_demo_runs_an_mcp_session_and_exits_zero(tmp_path: Path) -> None:
-    result = _run("demo", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "tools/list: 10 tools" in out
-    assert "sync_status right after start" in out
-    assert "sync_data: success" in out
-    assert "mirror holds 3 products, 18 features, 180 tests, 720 bugs" in out
-    assert "critical bugs of" in out
-    assert "bug_stats by severity" in out
-    # The injected 503 was ridden out by the server, and said so on its stderr.
-    assert "retry 1 of" in result.stderr
-
-
 def test_sandbox_rejects_a_non_loopback_host() -> None:
-    result = _run("sandbox", "--host", "0.0.0.0", "--port", "0")
+    result = run_command("sandbox", "--host", "0.0.0.0", "--port", "0")
     assert result.returncode == 2
     assert "loopback" in result.stderr
 
 
 def test_sandbox_rejects_negative_sizes() -> None:
-    result = _run("sandbox", "--products", "-3")
+    result = run_command("sandbox", "--products", "-3")
     assert result.returncode == 2
     assert "--products" in result.stderr
 
@@ -122,7 +92,7 @@ def sandbox_process() -> Iterator[subprocess.Popen[str]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=env_without_testio(),
     )
     try:
         yield process

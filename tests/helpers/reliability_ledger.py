@@ -3,7 +3,7 @@
 `make test` runs the quick form; `make reliability` sets ``TESTIO_RELIABILITY=long`` for more
 trials and larger data. Every test records what it did in the session ledger, and the summary
 table (faults injected, kills, trials, mismatches, worst query latency during a sync) is
-printed at the end of the run by ``conftest.py``.
+printed at the end of the run by ``tests/reliability/conftest.py``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from mcp import Client
 from testio_mirror.sandbox import DatasetSpec
 from testio_mirror.server import STATUS_URI, build_server
 from tests.conftest import SandboxFactory
-from tests.server.harness import make_settings
+from tests.helpers.settings import make_settings
 
 TINY = DatasetSpec(products=2, section_products=0, tests_per_product=6, bugs_per_test=1)
 

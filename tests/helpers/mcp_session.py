@@ -1,4 +1,4 @@
-"""Shared helpers for the end-to-end MCP server tests.
+"""Talking to the MCP server as an agent does, in memory: connect, call tools, poll, page.
 
 Every test talks to ``build_server(settings)`` through the SDK's in-memory ``Client``, exactly as
 an agent would, with the sandbox as TestIO. The truth an answer is checked against is the
@@ -17,13 +17,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import re
 import sqlite3
 import time
-import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +29,10 @@ from mcp_types import CallToolResult
 
 from testio_mirror.sandbox import DatasetSpec, SandboxConfig, SandboxServer
 from testio_mirror.server import build_server
-from testio_mirror.settings import Settings, load_settings
+from testio_mirror.settings import Settings
+from tests.helpers.settings import make_settings
 
 JSON = dict[str, Any]
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def make_settings(sandbox: SandboxServer, home: Path, **overrides: Any) -> Settings:
-    """Settings for ``sandbox``: no refresh loop, quick retries, every knob explicit."""
-    knobs: dict[str, Any] = {
-        "customer_api_token": sandbox.token,
-        "customer_api_base_url": sandbox.base_url,
-        "mirror_home": home,
-        "refresh_interval_seconds": 0,
-        "retry_max_attempts": 2,
-        "retry_max_delay_seconds": 0.05,
-        "http_timeout_seconds": 10.0,
-        "sync_lock_timeout_seconds": 5.0,
-        "log_level": "WARNING",
-    }
-    knobs.update(overrides)
-    return load_settings(**knobs)
 
 
 @contextlib.asynccontextmanager
@@ -142,35 +122,6 @@ def synced_sandbox(dataset: DatasetSpec, home: Path, *, include_bugs: bool) -> I
             answer = pool.submit(asyncio.run, _sync_once(settings, include_bugs)).result()
         assert answer["result"]["status"] == "success", answer
         yield Mirrored(sandbox, settings, sandbox.world.snapshot())
-
-
-def parse_time(text: str) -> datetime:
-    """A time as the sandbox or an answer writes it ("Z" or an offset)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def newest_first(items: Iterable[JSON], field: str) -> list[JSON]:
-    """Items ordered as the mirror pages them: by ``field`` (a time) then id, newest first."""
-    return sorted(items, key=lambda i: (parse_time(i[field]), i["id"]), reverse=True)
-
-
-def has_sections(product: JSON) -> bool:
-    """The API's rule: sections, or more than the default section."""
-    return bool(product["sections"]) or len(product["sections_with_default"]) > 1
-
-
-def words(text: str | None) -> list[str]:
-    """Lower-cased words without diacritics, as the search index tokenizes them."""
-    plain = unicodedata.normalize("NFKD", text or "")
-    plain = "".join(c for c in plain if not unicodedata.combining(c))
-    return [w.lower() for w in _WORD.findall(plain)]
-
-
-def bug_matches(bug: JSON, query: list[str]) -> bool:
-    """Does the search index find ``bug`` for these words (each a prefix of a word in its title
-    or results)?"""
-    tokens = words(bug["title"]) + words(bug["actual_result"]) + words(bug["expected_result"])
-    return all(any(t.startswith(q) for t in tokens) for q in query)
 
 
 async def pages(client: Client, tool: str, args: JSON, key: str) -> list[JSON]:

@@ -11,20 +11,14 @@ from collections.abc import Iterator
 import pytest
 
 from testio_mirror.sandbox import DatasetSpec
-from tests.server.harness import (
-    JSON,
-    Mirrored,
+from tests.helpers.expected_answers import (
     bug_matches,
-    call,
-    connect,
     has_sections,
     newest_first,
-    pages,
     parse_time,
-    synced_sandbox,
-    text_of,
     words,
 )
+from tests.helpers.mcp_session import JSON, Mirrored, call, connect, pages, synced_sandbox, text_of
 
 DATASET = DatasetSpec(
     seed=11, products=3, section_products=1, tests_per_product=40, bugs_per_test=4

@@ -1,4 +1,5 @@
-"""The sandbox's Customer API v2 over real HTTP: shapes, auth, paging, filters, triage, errors."""
+"""The sandbox's Customer API v2 over real HTTP: shapes, auth (faults come before it), paging,
+filters, triage, errors, the request log."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from testio_mirror.sandbox import DatasetSpec, SandboxConfig, SandboxKnobs, SandboxServer
+from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxConfig, SandboxKnobs, SandboxServer
 from testio_mirror.sandbox.faults import RequestRecord
 from tests.conftest import SMALL, SandboxFactory
-from tests.polling import wait_for
+from tests.helpers.polling import wait_for
+from tests.helpers.sandbox_http import ok
 
 JSON = dict[str, Any]
 SECTION_PRODUCT = 101  # the one product with sections in the small set
@@ -45,11 +47,6 @@ def reader(shared: SandboxServer) -> Iterator[httpx.Client]:
 def client(sandbox: SandboxServer, headers: dict[str, str] | None = None) -> httpx.Client:
     auth = sandbox.auth_headers if headers is None else headers
     return httpx.Client(base_url=sandbox.base_url + "/", headers=auth, timeout=10.0)
-
-
-def ok(response: httpx.Response, key: str) -> Any:
-    assert response.status_code == 200, response.text
-    return response.json()[key]
 
 
 def error(response: httpx.Response, status: int) -> str:
@@ -429,6 +426,21 @@ def test_wrong_method_is_405_with_allow(reader: httpx.Client) -> None:
     response = reader.post("products", json={})
     error(response, 405)
     assert "GET" in response.headers.get("allow", "")
+
+
+def test_faults_apply_before_auth(sandbox: SandboxServer) -> None:
+    sandbox.faults.add(FaultRule(kind="rate_limit", path="products", retry_after="1"))
+    with httpx.Client(base_url=sandbox.base_url + "/", timeout=10.0) as anonymous:
+        first = anonymous.get("products")
+        second = anonymous.get("products")
+    assert first.status_code == 429
+    assert first.headers["retry-after"] == "1"
+    assert second.status_code == 401
+    assert wait_for(lambda: len(sandbox.requests) == 2)
+    assert [(r.status, r.fault) for r in sandbox.requests.records()] == [
+        (429, "rate_limit"),
+        (401, None),
+    ]
 
 
 def test_request_log_records_api_requests(sandbox: SandboxServer, api: httpx.Client) -> None:
