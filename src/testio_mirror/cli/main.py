@@ -11,35 +11,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 from testio_mirror import __version__
+from testio_mirror.cli.arguments import (
+    MAX_COUNT,
+    MAX_HOURS,
+    MAX_ID,
+    MAX_LATENCY_MS,
+    MAX_PORT,
+    number,
+    whole_number,
+)
 from testio_mirror.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from testio_mirror.errors import MirrorError
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (127.0.0.1)")
-    serve.add_argument("--port", type=_non_negative_int, default=8000, help="HTTP port (8000)")
+    serve.add_argument(
+        "--port", type=whole_number(0, MAX_PORT), default=8000, help="HTTP port (8000)"
+    )
     serve.add_argument(
         "--sandbox",
         action="store_true",
@@ -72,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--sandbox-latency-ms",
-        type=_non_negative_float,
+        type=number(0, MAX_LATENCY_MS),
         default=0.0,
         help="with --sandbox: delay per simulated API request (0)",
     )
@@ -90,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--product",
         dest="products",
-        type=_positive_int,
+        type=whole_number(1, MAX_ID),
         action="append",
         metavar="ID",
         help="only this product (repeatable)",
@@ -114,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.add_argument(
         "--period-hours",
-        type=_non_negative_float,
+        type=number(0, MAX_HOURS),
         default=24.0,
         help="statistics period in hours (24)",
     )
@@ -139,7 +123,10 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     serve = parser.add_argument_group("serving")
     serve.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     serve.add_argument(
-        "--port", type=_non_negative_int, default=8765, help="port; 0 picks a free one (8765)"
+        "--port",
+        type=whole_number(0, MAX_PORT),
+        default=8765,
+        help="port; 0 picks a free one (8765)",
     )
     serve.add_argument("--token", help="API token clients must send (default: a random one)")
     serve.add_argument(
@@ -152,32 +139,40 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         default="demo",
         help="named size: demo (3x60x4), S (5x400x5), M (20x1500x10); flags below override",
     )
-    data.add_argument("--seed", type=_non_negative_int, default=1, help="random seed (1)")
-    data.add_argument("--products", type=_non_negative_int, help="number of products")
+    data.add_argument("--seed", type=whole_number(0, MAX_ID), default=1, help="random seed (1)")
+    data.add_argument("--products", type=whole_number(0, MAX_COUNT), help="number of products")
     data.add_argument(
-        "--section-products", type=_non_negative_int, default=1, help="products with sections (1)"
+        "--section-products",
+        type=whole_number(0, MAX_COUNT),
+        default=1,
+        help="products with sections (1)",
     )
     data.add_argument(
-        "--sections", type=_positive_int, default=2, help="sections per section product (2)"
+        "--sections",
+        type=whole_number(1, MAX_COUNT),
+        default=2,
+        help="sections per section product (2)",
     )
     data.add_argument(
-        "--features-per-product", type=_non_negative_int, default=6, help="features (6)"
+        "--features-per-product", type=whole_number(0, MAX_COUNT), default=6, help="features (6)"
     )
-    data.add_argument("--tests-per-product", type=_non_negative_int, help="tests per product")
-    data.add_argument("--bugs-per-test", type=_non_negative_int, help="bugs per test")
+    data.add_argument(
+        "--tests-per-product", type=whole_number(0, MAX_COUNT), help="tests per product"
+    )
+    data.add_argument("--bugs-per-test", type=whole_number(0, MAX_COUNT), help="bugs per test")
     knobs = parser.add_argument_group("behaviour (tests can change these while it runs)")
     knobs.add_argument(
-        "--latency-ms", type=_non_negative_float, default=0.0, help="delay per request (0)"
+        "--latency-ms", type=number(0, MAX_LATENCY_MS), default=0.0, help="delay per request (0)"
     )
     knobs.add_argument(
         "--max-per-page",
-        type=_positive_int,
+        type=whole_number(1, MAX_COUNT),
         default=100,
         help="largest per_page honoured; bigger asks are silently capped (100)",
     )
     knobs.add_argument(
         "--unpaged-limit",
-        type=_positive_int,
+        type=whole_number(1, MAX_COUNT),
         default=150,
         help="tests answered when a listing has no page parameter (150)",
     )
@@ -186,13 +181,13 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     )
     knobs.add_argument(
         "--evolve-interval",
-        type=_non_negative_float,
+        type=number(0, MAX_HOURS * 3600),
         default=0.0,
         help="seconds between evolve steps; 0 = off (0)",
     )
     knobs.add_argument(
         "--evolve-every-requests",
-        type=_non_negative_int,
+        type=whole_number(0, MAX_COUNT),
         default=0,
         help="evolve once every N API requests; 0 = off (0)",
     )
