@@ -24,7 +24,7 @@ import uvicorn
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from testio_mirror.sandbox import SandboxServer
 from testio_mirror.server import build_server
@@ -379,3 +379,38 @@ def test_http_every_loopback_host_without_token_is_rebinding_protected(
     with _serving(http_app(build_server(settings, initial_sync=False), host, None)) as url:
         answer = _post(url, Host="evil.example")
         assert not answer.is_success, f"{host}: a foreign Host got {answer.status_code}"
+
+
+@pytest.mark.parametrize(
+    ("header", "admitted"),
+    [
+        (f"Bearer {TOKEN}", True),
+        (f"bearer {TOKEN}", True),
+        (f"BEARER {TOKEN}", True),
+        (f"Bearer  {TOKEN} ", True),
+        (f"Bearer {TOKEN.upper()}", False),
+        (f"Basic {TOKEN}", False),
+        (f"Bearer{TOKEN}", False),
+        ("", False),
+    ],
+)
+async def test_the_bearer_scheme_is_case_insensitive_and_the_token_is_not(
+    header: str, admitted: bool
+) -> None:
+    reached: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(True)
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    headers = [(b"authorization", header.encode())] if header else []
+    await BearerTokenGate(app, TOKEN)({"type": "http", "headers": headers}, receive, send)
+    assert bool(reached) is admitted
+    assert (sent[0]["status"] == 401) if not admitted else sent == []

@@ -48,12 +48,18 @@ class BearerTokenGate:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self._app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
+
+    def _authorized(self, header: bytes) -> bool:
+        # The scheme is case-insensitive (RFC 7235); the token is compared in constant time.
+        scheme, _, presented = header.strip().partition(b" ")
+        return scheme.lower() == b"bearer" and secrets.compare_digest(
+            presented.strip(), self._expected
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            presented = dict(scope["headers"]).get(b"authorization", b"")
-            if not secrets.compare_digest(presented, self._expected):
+            if not self._authorized(dict(scope["headers"]).get(b"authorization", b"")):
                 body = json.dumps(
                     {"error": "missing or wrong bearer token: send Authorization: Bearer <token>"}
                 ).encode()
