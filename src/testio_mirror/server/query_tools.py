@@ -238,7 +238,8 @@ async def bug_stats(
     until: Since = None,
 ) -> Annotated[CallToolResult, BugStats]:
     """Bug counts and acceptance rates (accepted / decided) grouped by severity, status,
-    feature, test, tester or month: for quality reviews of a product or a set of tests."""
+    feature, test, tester or month (largest groups first; months oldest first): for quality
+    reviews of a product or a set of tests."""
     with tool_errors("bug_stats", not_found_hint="Use list_tests to see test ids."):
         chosen = BugFilter(product_id=product_id, test_ids=test_ids, since=since, until=until)
         answer = await (await _mirror(ctx)).bugs.stats(group_by, chosen)

@@ -50,32 +50,32 @@ class BearerTokenGate:
         self._app = app
         self._expected = token.encode()
 
-    def _authorized(self, header: bytes) -> bool:
+    def _authorized(self, scope: Scope) -> bool:
         # The scheme is case-insensitive (RFC 7235); the token is compared in constant time.
+        header: bytes = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, presented = header.strip().partition(b" ")
         return scheme.lower() == b"bearer" and secrets.compare_digest(
             presented.strip(), self._expected
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if not self._authorized(dict(scope["headers"]).get(b"authorization", b"")):
-                body = json.dumps(
-                    {"error": "missing or wrong bearer token: send Authorization: Bearer <token>"}
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b"Bearer"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
+        if scope["type"] == "http" and not self._authorized(scope):
+            body = json.dumps(
+                {"error": "missing or wrong bearer token: send Authorization: Bearer <token>"}
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"www-authenticate", b"Bearer"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
         await self._app(scope, receive, send)
 
 

@@ -73,6 +73,7 @@ GROUPS: dict[GroupBy, tuple[str, str]] = {
     "tester": ("b.author", "g.key"),
     "month": ("substr(b.reported_at, 1, 7)", "g.key"),
 }
+TIME_GROUPS: frozenset[GroupBy] = frozenset({"month"})  # answered in time order, not by size
 _FINAL = tuple(sorted(FINAL_TEST_STATUSES))
 # Names next to ids, so an answer reads without a second lookup.
 _NAMES = (
@@ -311,7 +312,8 @@ class BugRepository(ReadThroughRepository):
         self, group_by: GroupBy, bug_filter: BugFilter = EVERY_BUG
     ) -> Answer[list[StatsGroup]]:
         """Counts by status and the acceptance rate of the bugs ``bug_filter`` chooses, grouped;
-        largest groups first. Read through as ``list_bugs``.
+        largest groups first, except time groups (``month``): oldest first, undated last. Read
+        through as ``list_bugs``.
 
         Raises:
             ValueError: ``group_by`` is not one of ``GroupBy``.
@@ -327,11 +329,12 @@ class BugRepository(ReadThroughRepository):
         # the covering index counts without reading them. Bugs of a few tests are found faster
         # through bugs_by_test, so the planner chooses there.
         index = "" if bug_filter.test_ids else " INDEXED BY bugs_for_stats"
+        order = "g.key IS NULL, g.key" if group_by in TIME_GROUPS else "g.total DESC, g.key"
         sql = (
             f"SELECT g.*, {label} AS label FROM (SELECT {key} AS key, count(*) AS total, "
             "sum(b.status = 'accepted') AS accepted, sum(b.status = 'rejected') AS rejected, "
             f"sum(b.status = 'forwarded') AS forwarded FROM bugs b{index}{where.sql} "
-            f"GROUP BY {key}) g ORDER BY g.total DESC, g.key"
+            f"GROUP BY {key}) g ORDER BY {order}"
         )
         async with self._db.reader() as conn:
             rows = await conn.execute_fetchall(sql, where.params)
