@@ -51,12 +51,11 @@ class BearerTokenGate:
         self._expected = token.encode()
 
     def _authorized(self, scope: Scope) -> bool:
-        # The scheme is case-insensitive (RFC 7235); the token is compared in constant time.
+        # The scheme is case-insensitive (RFC 7235); one space, then the token exactly, compared in
+        # constant time.
         header: bytes = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, presented = header.strip().partition(b" ")
-        return scheme.lower() == b"bearer" and secrets.compare_digest(
-            presented.strip(), self._expected
-        )
+        scheme, _, presented = header.partition(b" ")
+        return scheme.lower() == b"bearer" and secrets.compare_digest(presented, self._expected)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self._authorized(scope):
