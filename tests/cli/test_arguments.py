@@ -6,8 +6,9 @@ import argparse
 
 import pytest
 
-from testio_mirror.cli.arguments import MAX_ID, MAX_PORT, number, whole_number
+from testio_mirror.cli.arguments import MAX_PORT, number, whole_number
 from testio_mirror.cli.main import build_parser
+from testio_mirror.limits import MAX_ID
 
 
 @pytest.mark.parametrize(

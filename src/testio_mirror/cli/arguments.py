@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Final
 
 MAX_PORT: Final = 65_535
-MAX_ID: Final = 2**63 - 1  # the largest id SQLite's INTEGER holds
 MAX_COUNT: Final = 1_000_000  # sizes of a generated dataset and of the sandbox's knobs
 MAX_LATENCY_MS: Final = 60_000.0
 MAX_HOURS: Final = 24.0 * 366 * 100

@@ -14,7 +14,6 @@ from testio_mirror import __version__
 from testio_mirror.cli.arguments import (
     MAX_COUNT,
     MAX_HOURS,
-    MAX_ID,
     MAX_LATENCY_MS,
     MAX_PORT,
     number,
@@ -22,6 +21,7 @@ from testio_mirror.cli.arguments import (
 )
 from testio_mirror.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from testio_mirror.errors import MirrorError
+from testio_mirror.limits import MAX_ID
 
 
 def build_parser() -> argparse.ArgumentParser:

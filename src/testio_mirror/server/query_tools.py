@@ -9,6 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
+from testio_mirror.limits import MAX_ID
 from testio_mirror.server.answers import (
     Bug,
     BugAnswer,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from testio_mirror.store.mirror import Mirror
 
 # TestIO ids are positive integers; SQLite stores at most 64-bit ones.
-MAX_ID = 2**63 - 1
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 

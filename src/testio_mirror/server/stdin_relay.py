@@ -33,7 +33,8 @@ GONE: Final = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 class StdinRelay:
-    """Copies the client's stdin into a pipe on fd 0; closes the pipe when the session is over."""
+    """Copies the client's stdin into a pipe on fd 0 from the moment it is made; closes the
+    pipe when the session is over."""
 
     def __init__(self) -> None:
         self._client_stdin = os.dup(STDIN_FD)
@@ -43,6 +44,7 @@ class StdinRelay:
         os.dup2(relay_read, STDIN_FD)
         os.close(relay_read)
         self._thread = threading.Thread(target=self._relay, name="stdin-relay", daemon=True)
+        self._thread.start()
 
     def _relay(self) -> None:
         poller = select.poll()
@@ -73,15 +75,10 @@ class StdinRelay:
             return False
         return bool(chunk)
 
-    def start(self) -> None:
-        self._thread.start()
-
     def close(self) -> None:
         """Stops the thread and gives fd 0 back to the client's stdin."""
         with contextlib.suppress(OSError):
             os.write(self._stop_write, b"x")
-        if self._thread.ident is None:  # never started: the thread's finally never ran
-            os.close(self._relay_write)
         self._thread.join(JOIN_SECONDS)
         os.dup2(self._client_stdin, STDIN_FD)
         if self._thread.is_alive():
@@ -96,7 +93,6 @@ class StdinRelay:
 @contextlib.contextmanager
 def relayed_stdin() -> Iterator[None]:
     relay = StdinRelay()
-    relay.start()
     try:
         yield
     finally:

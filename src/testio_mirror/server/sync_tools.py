@@ -9,9 +9,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from testio_mirror.limits import MAX_ID
 from testio_mirror.server.answers import SyncDataAnswer
 from testio_mirror.server.errors import tool_errors
-from testio_mirror.server.query_tools import MAX_ID, ToolContext
+from testio_mirror.server.query_tools import ToolContext
 from testio_mirror.server.state import ServerState
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
