@@ -10,7 +10,8 @@ build is named by the Python interpreter of its virtual environment (``label=pat
 Per round and build: W1 (a first sync into a fresh home), W2 (a second one, nothing changed) and
 W3 (``sync --bugs``), each as wall time and the process's CPU (user + system); then W4 (a server's
 start to its ``tools/list`` answer) and W5 (100 calls of each query tool over stdio on a mirror
-synced with bugs). It prints each figure's median over the rounds, build beside build.
+synced with bugs). It prints each figure's median over the rounds, build beside build. The
+sandbox and the environment are ``bench/run.py``'s.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -30,8 +30,8 @@ from typing import Any
 
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from run import Sandbox, environment, percentile  # bench/run.py, beside this script
 
-TOKEN = "compare-token"
 CALLS = 100
 QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("list_products", {}),
@@ -45,18 +45,6 @@ SYNCS = (
     ("W2", ["sync", "--json"]),
     ("W3", ["sync", "--bugs", "--json"]),
 )
-
-
-def _environment(base_url: str, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
-    env.update(
-        TESTIO_CUSTOMER_API_TOKEN=TOKEN,
-        TESTIO_CUSTOMER_API_BASE_URL=base_url,
-        TESTIO_MIRROR_HOME=str(home),
-        TESTIO_REFRESH_INTERVAL_SECONDS="0",
-        TESTIO_LOG_LEVEL="WARNING",
-    )
-    return env
 
 
 def _cli(python: str, env: dict[str, str], args: list[str]) -> tuple[float, float]:
@@ -101,43 +89,21 @@ async def _query_times(python: str, env: dict[str, str]) -> dict[str, list[float
     return times
 
 
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-def _start_sandbox(python: str, latency_ms: float) -> tuple[subprocess.Popen[str], str]:
-    options = ["--port", "0", "--token", TOKEN, "--dataset", "S", "--latency-ms", str(latency_ms)]
-    process = subprocess.Popen(
-        [python, "-m", "testio_mirror", "sandbox", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        found = re.search(r"base URL\s+(\S+)", line)
-        if found:
-            return process, found.group(1)
-    process.wait()
-    raise RuntimeError("the sandbox did not start")
-
-
 def _round(
-    builds: dict[str, str], base_url: str, work: Path, index: int, figures: dict[str, Any]
+    builds: dict[str, str], sandbox: Sandbox, work: Path, index: int, figures: dict[str, Any]
 ) -> None:
     for label, python in builds.items():
-        env = _environment(base_url, work / f"{label}-{index}")
+        env = environment(sandbox, work / f"{label}-{index}")
         for name, args in SYNCS:
             wall, cpu = _cli(python, env, args)
             figures.setdefault(f"{name} seconds", {}).setdefault(label, []).append(wall)
             figures.setdefault(f"{name} CPU seconds", {}).setdefault(label, []).append(cpu)
-        started = asyncio.run(_startup(python, _environment(base_url, work / f"w4-{label}")))
+        started = asyncio.run(_startup(python, environment(sandbox, work / f"w4-{label}")))
         figures.setdefault("W4 seconds", {}).setdefault(label, []).append(started)
         for tool, values in asyncio.run(_query_times(python, env)).items():
             for share, name in ((0.5, "p50"), (0.95, "p95")):
                 key = f"W5 {tool} {name} ms"
-                figures.setdefault(key, {}).setdefault(label, []).append(_percentile(values, share))
+                figures.setdefault(key, {}).setdefault(label, []).append(percentile(values, share))
 
 
 def main() -> int:
@@ -149,16 +115,15 @@ def main() -> int:
     builds = dict(build.split("=", 1) for build in args.builds)
     if len(builds) != 2:
         parser.error("name two builds with different labels")
-    sandbox, base_url = _start_sandbox(next(iter(builds.values())), args.latency_ms)
+    sandbox = Sandbox("S", args.latency_ms)
     work = Path(tempfile.mkdtemp(prefix="testio-compare-"))
     figures: dict[str, dict[str, list[float]]] = {}
     try:
         for index in range(args.rounds):
-            _round(builds, base_url, work, index, figures)
+            _round(builds, sandbox, work, index, figures)
             print(f"  round {index + 1}/{args.rounds} done", file=sys.stderr)
     finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=15)
+        sandbox.stop()
         shutil.rmtree(work, ignore_errors=True)
     labels = list(builds)
     print(f"{'median of ' + str(args.rounds) + ' rounds':34}" + "".join(f"{x:>12}" for x in labels))
