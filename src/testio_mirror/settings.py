@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     )
     mirror_home: Path = Field(
         default=Path("~/.testio-mirror"),
-        description="Data directory: the SQLite mirror, the sync lock and logs.",
+        description="Data directory: the SQLite mirror and the sync lock (logs go to stderr).",
     )
     refresh_interval_seconds: int = Field(
         default=900,
