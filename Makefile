@@ -41,13 +41,13 @@ reliability: $(STAMP)
 	TESTIO_RELIABILITY=long $(BIN)/python -m pytest tests/reliability --timeout 1800 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy --strict src
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench scripts
+	$(BIN)/ruff format src tests bench scripts
 
 sandbox: $(STAMP)
 	$(BIN)/testio-mirror sandbox $(SANDBOX_ARGS)
