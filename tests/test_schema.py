@@ -1,17 +1,23 @@
-"""Output schemas of tool answers: nullable types as lists, no generated titles, list items in
-place, and answers that still validate against them."""
+"""The published schemas: answers with nullable fields as `anyOf` of single types, no generated
+titles, list items in place, answers that still validate against them; list arguments that
+take one value; descriptions without indentation."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from jsonschema.validators import validator_for
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from testio_mirror.schema import CompactSchema, inline_list
+from testio_mirror.schema import (
+    CompactSchema,
+    OneOrMany,
+    inline_list,
+    tool_description,
+)
 from testio_mirror.server.answers import Bug, BugList, ExploratoryTestList, respond
 from testio_mirror.store.records import Freshness
 
@@ -35,15 +41,64 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
     return TypeAdapter(model).json_schema()
 
 
-def test_optional_fields_are_a_list_of_types_and_generated_titles_are_gone() -> None:
+def test_optional_fields_are_an_any_of_single_types_and_generated_titles_are_gone() -> None:
     schema = _schema(Item)
+    nullable = [{"type": "string"}, {"type": "null"}]
     assert schema["properties"] == {
         "id": {"type": "integer"},
-        "title": {"type": ["string", "null"]},  # a field named "title" stays a field
-        "note": {"default": None, "type": ["string", "null"]},
+        "title": {"anyOf": nullable},  # a field named "title" stays a field
+        "note": {"anyOf": nullable, "default": None},
     }
     assert "title" not in schema
     assert schema["required"] == ["id", "title"]
+    assert '"type": [' not in json.dumps(schema)
+
+
+Kind = Literal["a", "b"]
+
+
+class Filters(BaseModel):
+    kinds: Annotated[list[Kind] | None, Field(max_length=2), OneOrMany()] = None
+    ids: Annotated[list[int], Field(max_length=3, description="ids"), OneOrMany()] = []
+
+
+def test_a_list_argument_takes_one_value_and_says_so() -> None:
+    assert Filters(kinds="a", ids=5).model_dump() == {"kinds": ["a"], "ids": [5]}
+    assert Filters(kinds=["a", "b"], ids=[1, 2]).model_dump() == {
+        "kinds": ["a", "b"],
+        "ids": [1, 2],
+    }
+    assert Filters(kinds=None).kinds is None
+    with pytest.raises(ValidationError) as refused:
+        Filters(kinds="c")
+    assert refused.value.errors()[0]["loc"] == ("kinds", 0)
+    with pytest.raises(ValidationError):
+        Filters(ids=[1, 2, 3, 4])
+    properties = TypeAdapter(Filters).json_schema()["properties"]
+    enum = {"enum": ["a", "b"], "type": "string"}
+    assert properties["kinds"]["anyOf"] == [
+        {"items": enum, "maxItems": 2, "type": "array"},
+        enum,
+        {"type": "null"},
+    ]
+    assert properties["ids"]["anyOf"] == [
+        {"items": {"type": "integer"}, "maxItems": 3, "type": "array"},
+        {"type": "integer"},
+    ]
+    assert properties["ids"]["description"] == "ids"
+
+
+def test_a_tool_description_is_its_docstring_without_indentation_or_line_breaks() -> None:
+    def tool() -> None:
+        """List bugs newest first, filtered by product,
+        tests and feature.
+
+        Each bug names its test."""
+
+    assert tool_description(tool) == (
+        "List bugs newest first, filtered by product, tests and feature."
+        "\n\nEach bug names its test."
+    )
 
 
 def test_list_items_are_written_in_place() -> None:

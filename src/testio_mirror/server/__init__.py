@@ -16,6 +16,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 
 from testio_mirror import __version__
 from testio_mirror.server import query_tools, sync_tools
+from testio_mirror.server.errors import ArgumentExplainingServer
 from testio_mirror.server.prompts import register as register_prompts
 from testio_mirror.server.state import ServerState
 from testio_mirror.settings import Settings
@@ -53,7 +54,7 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
             await state.stop()
             holder.pop("state", None)
 
-    server: MCPServer[ServerState] = MCPServer(
+    server: MCPServer[ServerState] = ArgumentExplainingServer(
         "testio-mirror",
         title="TestIO mirror",
         instructions=INSTRUCTIONS,

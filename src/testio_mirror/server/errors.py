@@ -2,16 +2,24 @@
 
 Known failures become ``ToolError`` with a next step (which tool lists valid ids, what to retry);
 anything else is logged with its traceback and answered with a short, generic message, so no
-internal detail (and never the token) reaches the client.
+internal detail (and never the token) reaches the client. Arguments the tool's schema refuses
+never reach the tool: ``ArgumentExplainingServer`` answers them with what was given and what is
+accepted, read from the schema (``refused_arguments``), instead of pydantic's report.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import CallToolResult, InputRequiredResult
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from testio_mirror.errors import CursorError, MirrorError, OfflineError
 from testio_mirror.sync.lock import SyncLockBusyError
@@ -54,3 +62,131 @@ def tool_errors(tool: str, *, not_found_hint: str = "") -> Iterator[None]:
 def _short(exc: UpstreamError) -> str:
     # "GET exploratory_tests/9: not found (HTTP 404)" -> what the agent asked for, plainly.
     return str(exc).split(":", 1)[0].replace("GET ", "").rstrip() + " was not found in TestIO"
+
+
+LifespanT = TypeVar("LifespanT")
+JSON = Mapping[str, Any]
+_SHOWN = 80  # characters of a refused value an error repeats
+
+
+class ArgumentExplainingServer(MCPServer[LifespanT], Generic[LifespanT]):
+    """An ``MCPServer`` whose answer to arguments its tools' schemas refuse says, per argument,
+    what was given and what is accepted. The SDK reports them as pydantic prints a
+    ``ValidationError`` (error codes, the model's name, a link per error), which an agent
+    reads poorly.
+
+    Example::
+
+        server = ArgumentExplainingServer("testio-mirror", lifespan=lifespan)
+    """
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        context: Context[LifespanT, Any] | None = None,
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            # The SDK raises argument validation failures as ToolError from the ValidationError;
+            # a failure inside a tool arrives from a ToolError (server.errors.tool_errors).
+            refused = exc.__cause__
+            if not isinstance(refused, ValidationError):
+                raise
+            schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
+            message = refused_arguments(refused, schemas.get(name, {}), arguments)
+            raise ToolError(f"Error executing tool {name}: {message}") from refused
+
+
+def refused_arguments(error: ValidationError, schema: JSON, arguments: JSON) -> str:
+    """One line naming every refused argument, what it was and what ``schema`` (the tool's
+    input schema) accepts: ``invalid arguments: limit was 0, expected an integer from 1 to
+    100``. ``arguments`` are the ones given."""
+    properties: JSON = schema.get("properties", {})
+    parts = [
+        _refusal(details, properties, arguments) for details in error.errors(include_url=False)
+    ]
+    return "invalid arguments: " + "; ".join(dict.fromkeys(parts))
+
+
+def _refusal(details: ErrorDetails, properties: JSON, arguments: JSON) -> str:
+    loc = details["loc"]
+    if not loc:
+        return "the arguments must be a JSON object"
+    name = str(loc[0])
+    indexes = [part for part in loc[1:] if isinstance(part, int)]
+    if indexes and not isinstance(arguments.get(name), list):
+        indexes = []  # one value given for a list (schema.OneOrMany): speak of the argument
+    path = name + "".join(f"[{index}]" for index in indexes)
+    argument: JSON = properties.get(name, {})
+    target = _within(argument, indexes)
+    accepted = _accepted(target)
+    if details["type"] == "missing":
+        what = argument.get("description")
+        return f"{name} is required: " + ", ".join(p for p in (what, accepted) if p)
+    given = details["input"] if len(indexes) == len(loc) - 1 else arguments.get(name)
+    return f"{path} was {_shown(given)}, expected {accepted or 'another value'}"
+
+
+def _within(schema: JSON, indexes: Sequence[int]) -> JSON:
+    """The schema of an item of a list argument (``status[0]``)."""
+    for _ in indexes:
+        arrays = [c for c in _choices(schema) if c.get("type") == "array"]
+        schema = arrays[0].get("items", {}) if arrays else {}
+    return schema
+
+
+def _choices(schema: JSON) -> list[JSON]:
+    choices: list[JSON] = schema.get("anyOf", [schema])
+    return [c for c in choices if c.get("type") != "null"]
+
+
+def _accepted(schema: JSON) -> str:
+    choices = _choices(schema)
+    arrays = [c for c in choices if c.get("type") == "array"]
+    if len(choices) == 2 and len(arrays) == 1 and arrays[0].get("items") in choices:
+        array = arrays[0]  # one value or a list of them (schema.OneOrMany)
+        most = f"up to {array['maxItems']}" if "maxItems" in array else "any number"
+        return f"{_one(array.get('items', {}))}, or a list of {most} of them"
+    return " or ".join(_one(c) for c in choices)
+
+
+def _one(schema: JSON) -> str:
+    if "enum" in schema:
+        return "one of " + ", ".join(str(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if kind in ("integer", "number"):
+        noun = "an integer" if kind == "integer" else "a number"
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if low is not None and high is not None:
+            return f"{noun} from {low} to {high}"
+        if low is not None:
+            return f"{noun} of at least {low}"
+        return f"{noun} of at most {high}" if high is not None else noun
+    if kind == "string":
+        if schema.get("format") == "date-time":
+            return "an ISO 8601 date or date-time (2026-11-01 or 2026-11-01T09:30:00Z)"
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        if high is not None:
+            return (
+                f"text of {low} to {high} characters"
+                if low
+                else f"text of at most {high} characters"
+            )
+        return f"text of at least {low} characters" if low else "text"
+    if kind == "boolean":
+        return "true or false"
+    if kind == "array":
+        most = f"up to {schema['maxItems']}" if "maxItems" in schema else "any number of"
+        return f"a list of {most} items, each {_one(schema.get('items', {}))}"
+    return "a value of another type" if kind is None else f"a JSON {kind}"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list) and len(value) > 5:
+        return f"a list of {len(value)} items"
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"

@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from testio_mirror.limits import MAX_ID
+from testio_mirror.schema import JS_SAFE_INTEGER, OneOrMany, tool_description
 from testio_mirror.server.answers import (
     Bug,
     BugAnswer,
@@ -34,8 +34,6 @@ from testio_mirror.store.records import BugFilter, GroupBy, SearchKind
 if TYPE_CHECKING:
     from testio_mirror.store.mirror import Mirror
 
-# TestIO ids are positive integers; SQLite stores at most 64-bit ones.
-
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 
 TestStatus = Literal[
@@ -47,13 +45,21 @@ BugStatus = Literal["accepted", "rejected", "forwarded"]
 # The SDK hands every tool the lifespan's ServerState; annotated so, the tools read it typed.
 ToolContext = Context[ServerState]
 
-ProductId = Annotated[int, Field(ge=1, le=MAX_ID, description="a product id (see list_products)")]
-OnlyProduct = Annotated[int | None, Field(ge=1, le=MAX_ID, description="only this product")]
+# TestIO ids are positive integers. SQLite holds up to 2**63 - 1, but a schema saying so is read
+# wrong by JavaScript clients: ids go up to 2**53 - 1, exactly as published (docs/tools.md).
+Id = Annotated[int, Field(ge=1, le=JS_SAFE_INTEGER)]
+ProductId = Annotated[Id, Field(description="a product id (see list_products)")]
+OnlyProduct = Annotated[Id | None, Field(description="only this product (see list_products)")]
+# A list argument also takes one value: test_ids=5 is test_ids=[5] (schema.OneOrMany).
 OnlyTests = Annotated[
-    list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None,
-    Field(max_length=200, description="only these tests (their bugs are fetched if stale)"),
+    list[Id] | None,
+    Field(max_length=200, description="only these tests, up to 200 (see list_tests)"),
+    OneOrMany(),
 ]
 Limit = Annotated[int, Field(ge=1, le=100, description="how many to return (1-100)")]
+Level = Annotated[
+    Detail, Field(description='"full" adds the long texts; "concise" leaves them out')
+]
 # The SDK json-decodes a string argument unless its annotation is exactly ``str``: typed
 # ``str | None``, the text "null" would arrive as None and "[]" as a list (python-sdk #1873).
 # So optional text is a ``str`` whose default "" means "not given".
@@ -103,9 +109,13 @@ async def list_tests(
     ctx: ToolContext,
     product_id: OnlyProduct = None,
     status: Annotated[
-        list[TestStatus] | None, Field(max_length=20, description="only these statuses")
+        list[TestStatus] | None,
+        Field(max_length=20, description="only tests in these statuses"),
+        OneOrMany(),
     ] = None,
-    testing_type: TestingType | None = None,
+    testing_type: Annotated[
+        TestingType | None, Field(description="only tests of this testing type")
+    ] = None,
     since: Since = None,
     until: Since = None,
     limit: Limit = 20,
@@ -134,9 +144,9 @@ async def list_tests(
 
 
 async def get_test(
-    test_id: Annotated[int, Field(ge=1, le=MAX_ID, description="a test id (see list_tests)")],
+    test_id: Annotated[Id, Field(description="a test id (see list_tests)")],
     ctx: ToolContext,
-    detail: Detail = "concise",
+    detail: Level = "concise",
 ) -> Annotated[CallToolResult, ExploratoryTestReport]:
     """One exploratory test with its bug counts by severity and status: the basis of a test's
     status report. detail="full" adds goal, instructions and out-of-scope texts."""
@@ -164,11 +174,19 @@ async def list_bugs(
     product_id: OnlyProduct = None,
     test_ids: OnlyTests = None,
     feature_id: Annotated[
-        int | None, Field(ge=1, le=MAX_ID, description="only this feature")
+        Id | None, Field(description="only bugs of this feature (see list_features)")
     ] = None,
-    severity: Annotated[list[Severity] | None, Field(max_length=20)] = None,
-    status: Annotated[list[BugStatus] | None, Field(max_length=20)] = None,
-    known: bool | None = None,
+    severity: Annotated[
+        list[Severity] | None,
+        Field(max_length=20, description="only these severities"),
+        OneOrMany(),
+    ] = None,
+    status: Annotated[
+        list[BugStatus] | None, Field(max_length=20, description="only these statuses"), OneOrMany()
+    ] = None,
+    known: Annotated[
+        bool | None, Field(description="true: only known bugs; false: only new ones")
+    ] = None,
     since: Since = None,
     until: Since = None,
     text: Annotated[
@@ -176,7 +194,7 @@ async def list_bugs(
     ] = "",
     limit: Limit = 20,
     cursor: Cursor = "",
-    detail: Detail = "concise",
+    detail: Level = "concise",
 ) -> Annotated[CallToolResult, BugList]:
     """List bugs newest first, filtered by product, tests, feature, severity, status, known,
     report date or words. Each bug names its test and feature. detail="full" adds steps and
@@ -205,7 +223,7 @@ async def list_bugs(
 
 
 async def get_bug(
-    bug_id: Annotated[int, Field(ge=1, le=MAX_ID, description="a bug id (see list_bugs)")],
+    bug_id: Annotated[Id, Field(description="a bug id (see list_bugs)")],
     ctx: ToolContext,
 ) -> Annotated[CallToolResult, BugAnswer]:
     """One bug in full: steps, actual and expected result, reject reason, test and feature."""
@@ -217,9 +235,13 @@ async def get_bug(
 async def search(
     query: Annotated[str, Field(min_length=1, max_length=500, description="words to find")],
     ctx: ToolContext,
-    kinds: Annotated[list[SearchKind] | None, Field(max_length=20)] = None,
+    kinds: Annotated[
+        list[SearchKind] | None,
+        Field(max_length=20, description="only these kinds of item (default: all)"),
+        OneOrMany(),
+    ] = None,
     product_id: OnlyProduct = None,
-    limit: Annotated[int, Field(ge=1, le=50)] = 10,
+    limit: Annotated[int, Field(ge=1, le=50, description="how many hits to return (1-50)")] = 10,
 ) -> Annotated[CallToolResult, SearchResults]:
     """Full-text search over test titles and goals, feature titles and descriptions, and bug
     titles and results; every word must match (as a word prefix), best matches first."""
@@ -231,7 +253,7 @@ async def search(
 
 async def bug_stats(
     ctx: ToolContext,
-    group_by: GroupBy = "severity",
+    group_by: Annotated[GroupBy, Field(description="what to count the bugs by")] = "severity",
     product_id: OnlyProduct = None,
     test_ids: OnlyTests = None,
     since: Since = None,
@@ -257,6 +279,18 @@ async def bug_stats(
         )
 
 
+TITLES = {
+    "list_products": "List products",
+    "list_features": "List a product's features",
+    "list_tests": "List tests",
+    "get_test": "Get a test and its bug counts",
+    "list_bugs": "List bugs",
+    "get_bug": "Get a bug",
+    "search": "Search tests, features and bugs",
+    "bug_stats": "Bug statistics",
+}
+
+
 def register(server: MCPServer[ServerState]) -> None:
     for tool in (
         list_products,
@@ -268,4 +302,9 @@ def register(server: MCPServer[ServerState]) -> None:
         search,
         bug_stats,
     ):
-        server.add_tool(tool, annotations=READ_ONLY)
+        server.add_tool(
+            tool,
+            title=TITLES[tool.__name__],
+            description=tool_description(tool),
+            annotations=READ_ONLY,
+        )

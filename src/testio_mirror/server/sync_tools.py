@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from testio_mirror.limits import MAX_ID
+from testio_mirror.schema import OneOrMany, tool_description
 from testio_mirror.server.answers import SyncDataAnswer
 from testio_mirror.server.errors import tool_errors
-from testio_mirror.server.query_tools import ToolContext
+from testio_mirror.server.query_tools import Id, ToolContext
 from testio_mirror.server.state import ServerState
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -28,7 +28,8 @@ SYNC = ToolAnnotations(
 )
 STATUS = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 
-_PERIODS = {"1h": 1.0, "24h": 24.0, "7d": 168.0, "30d": 720.0}
+Period = Literal["1h", "24h", "7d", "30d"]
+_PERIODS: dict[Period, float] = {"1h": 1.0, "24h": 24.0, "7d": 168.0, "30d": 720.0}
 DEFAULT_PERIOD_HOURS = _PERIODS["24h"]  # sync_status's default, and the status resource's
 
 
@@ -39,8 +40,9 @@ def _state(ctx: ToolContext) -> ServerState:
 async def sync_data(
     ctx: ToolContext,
     product_ids: Annotated[
-        list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None,
+        list[Id] | None,
         Field(max_length=500, description="only these products (default: all)"),
+        OneOrMany(),
     ] = None,
     since: Annotated[
         datetime | None, Field(description="only tests ending after this date, for bugs")
@@ -96,13 +98,11 @@ async def sync_data(
 
 async def sync_status(
     ctx: ToolContext,
-    period: Annotated[str, Field(description="statistics period: 1h, 24h, 7d or 30d")] = "24h",
+    period: Annotated[Period, Field(description="the period of the run statistics")] = "24h",
 ) -> SyncStatusReport:
     """Is a sync running, how did the last one go, what does the mirror hold, is TestIO
     reachable, and when is the next refresh. Cheap: call it freely."""
     with tool_errors("sync_status"):
-        if period not in _PERIODS:
-            raise ValueError(f"period must be one of {', '.join(_PERIODS)}")
         return await status_report(_state(ctx), _PERIODS[period])
 
 
@@ -128,5 +128,15 @@ async def status_report(state: ServerState, period_hours: float) -> SyncStatusRe
 
 
 def register(server: MCPServer[ServerState]) -> None:
-    server.add_tool(sync_data, annotations=SYNC)
-    server.add_tool(sync_status, annotations=STATUS)
+    server.add_tool(
+        sync_data,
+        title="Sync the mirror",
+        description=tool_description(sync_data),
+        annotations=SYNC,
+    )
+    server.add_tool(
+        sync_status,
+        title="Sync status",
+        description=tool_description(sync_status),
+        annotations=STATUS,
+    )
