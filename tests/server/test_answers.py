@@ -9,8 +9,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from testio_mirror.server.answers import Bug, BugAnswer, BugList, respond
-from testio_mirror.store.records import BugRecord, Freshness
+from testio_mirror.server.answers import (
+    Bug,
+    BugAnswer,
+    BugCounts,
+    BugList,
+    ExploratoryTest,
+    ExploratoryTestReport,
+    respond,
+)
+from testio_mirror.store.records import BugRecord, ExploratoryTestRecord, Freshness
 
 NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 FRESH = Freshness(source="mirror", as_of=NOW, age_seconds=1.25, stale=False)
@@ -127,3 +135,42 @@ def test_an_item_larger_than_the_ceiling_alone_is_kept_cut() -> None:
     assert [b["id"] for b in data["bugs"]] == [1]
     assert data["next_cursor"] == "after-1"
     assert data["truncated"] is True
+
+
+def test_a_test_with_huge_instructions_keeps_its_counts_and_is_cut() -> None:
+    record = ExploratoryTestRecord(
+        id=5,
+        product_id=101,
+        product_name="Acme Web Shop",
+        section_id=None,
+        title="Checkout regression",
+        status="running",
+        testing_type="coverage",
+        goal="Find bugs. " * 10_000,
+        instructions="Do this, then that. " * 20_000,
+        out_of_scope=None,
+        start_at=NOW,
+        end_at=NOW,
+        review_status=None,
+        created_by=None,
+        submitted_by=None,
+        feature_ids=list(range(50)),
+        deleted=False,
+        fetched_at=NOW,
+        bugs_fetched_at=NOW,
+    )
+    counts = BugCounts(by_severity={"high": 3}, by_status={"accepted": 3}, total=3)
+    report = ExploratoryTestReport(
+        test=ExploratoryTest.of(record, "full"),
+        bug_counts=counts,
+        freshness=FRESH,
+        bugs_freshness=FRESH,
+    )
+    result = respond(report, max_bytes=5_000)
+    data = result.structured_content
+    assert data is not None
+    assert size(text(result)) <= 5_000
+    assert data["truncated"] is True
+    assert data["bug_counts"] == counts.model_dump()
+    assert data["test"]["instructions"].startswith("Do this, then that.")
+    assert data["test"]["goal"].endswith("…")

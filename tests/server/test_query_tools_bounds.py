@@ -91,14 +91,21 @@ async def test_bug_stats_by_month_pages_in_time_order(mirrored: Mirrored) -> Non
     assert [g["key"] for g in groups] == sorted(months)
 
 
-async def test_bug_stats_refuses_a_cursor_of_another_grouping(mirrored: Mirrored) -> None:
+async def test_a_cursor_of_another_listing_is_refused(mirrored: Mirrored) -> None:
     async with connect(mirrored.settings) as client:
-        first = await call(client, "bug_stats", {"group_by": "test", "limit": 2})
-        result = await client.call_tool(
-            "bug_stats", {"group_by": "tester", "cursor": first["next_cursor"]}
-        )
-    assert result.is_error
-    assert "cursor" in text_of(result)
+        stats = await call(client, "bug_stats", {"group_by": "test", "limit": 2})
+        products = await call(client, "list_products", {"limit": 1})
+        tests = await call(client, "list_tests", {"limit": 1})
+        misused = [
+            ("bug_stats", {"group_by": "tester", "cursor": stats["next_cursor"]}),
+            ("list_bugs", {"cursor": products["next_cursor"]}),
+            ("list_features", {"product_id": 101, "cursor": products["next_cursor"]}),
+            ("search", {"query": "crash", "cursor": tests["next_cursor"]}),
+        ]
+        results = [await client.call_tool(tool, args) for tool, args in misused]
+    for (tool, _), result in zip(misused, results, strict=True):
+        assert result.is_error, tool
+        assert "invalid cursor" in text_of(result), tool
 
 
 async def test_products_and_features_are_paged(mirrored: Mirrored) -> None:

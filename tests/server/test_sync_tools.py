@@ -374,3 +374,23 @@ async def test_sync_answers_are_compact_json_with_rounded_numbers(
     assert all(decimals(run["duration_seconds"]) <= 3 for run in report["last_runs"])
     freshness = (products.structured_content or {})["freshness"]
     assert decimals(freshness["age_seconds"]) <= 3
+
+
+async def test_sync_status_of_many_products_stays_under_the_ceiling(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    many = DatasetSpec(
+        seed=6, products=40, section_products=0, tests_per_product=1, bugs_per_test=0
+    )
+    sandbox = make_sandbox(many)
+    settings = make_settings(sandbox, tmp_path / "home", max_answer_bytes=4_000)
+    async with connect(settings) as client:
+        await call(client, "sync_data", {})
+        result = await client.call_tool("sync_status", {})
+    assert not result.is_error, text_of(result)
+    report = result.structured_content or {}
+    assert len(text_of(result).encode()) <= 4_000
+    assert report["truncated"] is True
+    assert 0 < len(report["products"]) < 40
+    assert report["counts"]["products"] == 40  # the counts still cover everything
+    assert "products" in report["hint"]
