@@ -131,6 +131,7 @@ class FeatureRepository(ReadThroughRepository):
     async def _load(
         self, product_id: int, include_deleted: bool, after: int = 0, limit: int = -1
     ) -> Local[list[FeatureRecord]] | None:
+        # Features with an id above ``after``; ``limit`` -1 is SQLite's "no limit".
         async with self._db.reader() as conn:
             marks = list(
                 await conn.execute_fetchall(

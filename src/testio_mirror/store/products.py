@@ -172,6 +172,7 @@ class ProductRepository(ReadThroughRepository):
     async def _load_all(
         self, include_deleted: bool, after: int = 0, limit: int = -1
     ) -> Local[list[ProductRecord]] | None:
+        # Products with an id above ``after``; ``limit`` -1 is SQLite's "no limit".
         async with self._db.reader() as conn:
             fetched = list(
                 await conn.execute_fetchall(
