@@ -55,6 +55,17 @@ def test_environment_sets_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert settings.log_level == "DEBUG"
 
 
+def test_the_answer_ceiling_defaults_to_60000_bytes_and_has_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().max_answer_bytes == 60_000
+    monkeypatch.setenv("TESTIO_MAX_ANSWER_BYTES", "8000")
+    assert load_settings().max_answer_bytes == 8000
+    monkeypatch.setenv("TESTIO_MAX_ANSWER_BYTES", "100")  # too small to hold any answer
+    with pytest.raises(SettingsError, match="TESTIO_MAX_ANSWER_BYTES"):
+        load_settings()
+
+
 def test_mirror_home_expands_the_user_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TESTIO_MIRROR_HOME", "~/somewhere")
     assert load_settings().mirror_home == Path.home() / "somewhere"

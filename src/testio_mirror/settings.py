@@ -19,6 +19,7 @@ from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from testio_mirror.errors import SettingsError
+from testio_mirror.limits import DEFAULT_MAX_ANSWER_BYTES
 
 ENV_PREFIX = "TESTIO_"
 DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
@@ -114,6 +115,12 @@ class Settings(BaseSettings):
         ge=0,
         le=3600,
         description="How long a sync waits for another process's sync lock before giving up.",
+    )
+    max_answer_bytes: int = Field(
+        default=DEFAULT_MAX_ANSWER_BYTES,
+        ge=2_000,
+        le=10_000_000,
+        description="Largest tool answer in bytes of JSON; longer lists are cut (with a cursor).",
     )
     mirror_http_token: SecretStr | None = Field(
         default=None,

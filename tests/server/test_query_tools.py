@@ -229,6 +229,11 @@ async def test_search_finds_a_bug_by_the_words_of_its_title(mirrored: Mirrored) 
     assert all(h["kind"] == "bug" and h["product_id"] == PLAIN for h in answer["hits"])
     hit = next(h for h in answer["hits"] if h["id"] == target["id"])
     assert hit["title"] == target["title"]
+    # Enough to tell hits with one title apart without another call.
+    assert hit["product_name"] == mirrored.truth["products"][PLAIN]["name"]
+    assert (hit["severity"], hit["status"]) == (target["severity"], target["status"])
+    assert hit["test_id"] == target["test"]["id"]
+    assert hit["test_title"] == mirrored.truth["tests"][target["test"]["id"]]["title"]
     assert one_word["hits"]
     assert "hint" not in answer  # nothing more to get
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.helpers.mcp_session import (
     synced_sandbox,
     text_of,
 )
+from tests.helpers.settings import make_settings
 
 DATASET = DatasetSpec(seed=4, products=2, section_products=1, tests_per_product=20, bugs_per_test=2)
 INJECTION = "'; DROP TABLE bugs; --"
@@ -200,3 +202,26 @@ async def test_upstream_failures_read_well_and_never_show_the_token(mirrored: Mi
         assert_readable(text, sandbox.token)
         assert "TestIO" in text
     assert len(products["products"]) == DATASET.products
+
+
+OFFLINE_MISSING = [
+    ("list_products", {}, "the product list is not in the mirror"),
+    ("list_features", {"product_id": 101}, "the features of product 101 are not in the mirror"),
+    ("get_test", {"test_id": 100001}, "test 100001 is not in the mirror"),
+    ("get_bug", {"bug_id": 1000001}, "bug 1000001 is not in the mirror"),
+]
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "says"), OFFLINE_MISSING, ids=[c[0] for c in OFFLINE_MISSING]
+)
+async def test_offline_and_missing_reads_as_a_sentence(
+    mirrored: Mirrored, tmp_path: Path, tool: str, args: JSON, says: str
+) -> None:
+    settings = make_settings(mirrored.sandbox, tmp_path / "empty", customer_api_token=None)
+    async with connect(settings, initial_sync=False) as client:
+        text = await call_error(client, tool, args)
+    assert_readable(text, mirrored.sandbox.token)
+    assert says in text
+    assert "(" not in text.split(":", 1)[0], text  # no Python tuple such as ('products',)
+    assert "TESTIO_CUSTOMER_API_TOKEN" in text

@@ -342,3 +342,55 @@ async def test_tool_annotations_and_output_schemas(
         assert tool.description, f"{name} has no description"
     assert "run_id" in json.dumps(tools["sync_data"].output_schema)
     assert "bug_counts" in json.dumps(tools["get_test"].output_schema)
+
+
+def decimals(value: float) -> int:
+    """How many decimals ``value`` is written with in JSON."""
+    text = json.dumps(value)
+    return len(text.split(".", 1)[1]) if "." in text else 0
+
+
+async def test_sync_answers_are_compact_json_with_rounded_numbers(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(TINY, SandboxKnobs(latency_ms=3))
+    async with connect(make_settings(sandbox, tmp_path / "home")) as client:
+        synced = await client.call_tool("sync_data", {})
+        await client.call_tool("sync_data", {})  # a second run: a mean over two durations
+        status = await client.call_tool("sync_status", {})
+        products = await client.call_tool("list_products", {})
+    for result in (synced, status, products):
+        assert not result.is_error, text_of(result)
+        text = text_of(result)
+        assert json.loads(text) == result.structured_content
+        assert "\n" not in text, text[:200]  # compact, like the others
+        assert '": ' not in text, text[:200]
+    report = status.structured_content or {}
+    assert report["upstream"]["latency_ms"] is not None
+    assert decimals(report["upstream"]["latency_ms"]) <= 1
+    assert report["period_success_rate"] is not None
+    assert decimals(report["period_success_rate"]) <= 4
+    assert decimals(report["period_mean_duration_seconds"]) <= 3
+    assert all(decimals(run["duration_seconds"]) <= 3 for run in report["last_runs"])
+    freshness = (products.structured_content or {})["freshness"]
+    assert decimals(freshness["age_seconds"]) <= 3
+
+
+async def test_sync_status_of_many_products_stays_under_the_ceiling(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    many = DatasetSpec(
+        seed=6, products=40, section_products=0, tests_per_product=1, bugs_per_test=0
+    )
+    sandbox = make_sandbox(many)
+    settings = make_settings(sandbox, tmp_path / "home", max_answer_bytes=4_000)
+    async with connect(settings) as client:
+        await call(client, "sync_data", {})
+        result = await client.call_tool("sync_status", {})
+    assert not result.is_error, text_of(result)
+    report = result.structured_content or {}
+    assert len(text_of(result).encode()) <= 4_000
+    assert report["truncated"] is True
+    assert 0 < len(report["products"]) < 40
+    assert report["counts"]["products"] == 40  # the counts still cover everything
+    assert "products" in report["hint"]

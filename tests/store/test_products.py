@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from testio_mirror.errors import CursorError
 from testio_mirror.sandbox import SandboxWorld
 from testio_mirror.store.products import write_products
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.upsert import WriteStats
+from tests.helpers.seeded_mirror import Seeded
 from tests.helpers.store_data import STAMP_1, STAMP_2, STAMP_3, column_by_id, products_of
 
 
@@ -61,3 +65,21 @@ async def test_each_section_keeps_its_own_json(db: Database, world: SandboxWorld
     }
     assert {sid: json.loads(text) for sid, text in stored.items()} == sent
     assert len(set(hashes.values())) == len(hashes)  # different sections, different digests
+
+
+async def test_products_are_paged_by_id(seeded: Seeded) -> None:
+    pages = []
+    cursor = None
+    for _ in range(10):
+        page = await seeded.mirror.products.page_products(limit=1, cursor=cursor)
+        pages.append([p.id for p in page.items])
+        assert len(page.cursors) == len(page.items)
+        assert page.next_cursor in (None, page.cursors[-1])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert [i for ids in pages for i in ids] == sorted(seeded.snap["products"])
+    assert all(len(ids) == 1 for ids in pages)
+    features = await seeded.mirror.features.page_features(101, limit=1)
+    with pytest.raises(CursorError):  # a cursor of another listing
+        await seeded.mirror.products.page_products(limit=1, cursor=features.next_cursor)

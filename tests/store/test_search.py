@@ -273,3 +273,71 @@ async def test_search_ranks_a_title_match_before_body_matches(seeded: Seeded) ->
     hits = await seeded.mirror.search.search("kaleidoscope", kinds=["bug"])
     assert hits[0].id == 990_000_002
     assert hits[0].rank < min(h.rank for h in hits[1:])
+
+
+async def test_hits_name_their_product_and_a_bug_its_severity_status_and_test(
+    seeded: Seeded,
+) -> None:
+    snap = seeded.snap
+    target = snap["bugs"][min(snap["bugs"])]
+    twin_test = max(t for t in snap["tests"] if t != target["test"]["id"])
+    twins = {
+        990_000_011: ("Twin crash kaleidoscope", target["test"]["id"], "critical"),
+        990_000_012: ("Twin crash kaleidoscope", twin_test, "low"),
+    }
+    bugs = [
+        Bug.from_wire(
+            {
+                "id": bug_id,
+                "title": title,
+                "test": {"id": test_id},
+                "severity": severity,
+                "status": "rejected" if severity == "low" else "accepted",
+            }
+        )
+        for bug_id, (title, test_id, severity) in twins.items()
+    ]
+    async with seeded.mirror.db.transaction() as conn:
+        await write_bugs(conn, bugs, seeded.mirror.policy.stamp())
+    hits = {h.id: h for h in await seeded.mirror.search.search("twin kaleidoscope")}
+    assert set(hits) == set(twins)
+    for bug_id, (_title, test_id, severity) in twins.items():
+        hit = hits[bug_id]
+        test = snap["tests"][test_id]
+        assert hit.product_id == test["product"]["id"]
+        assert hit.product_name == snap["products"][test["product"]["id"]]["name"]
+        assert hit.severity == severity
+        assert hit.status == ("rejected" if severity == "low" else "accepted")
+        assert (hit.test_id, hit.test_title) == (test_id, test["title"])
+    test = snap["tests"][twin_test]
+    found = await seeded.mirror.search.search(test["title"], kinds=["test"])
+    mine = next(h for h in found if h.id == twin_test)
+    assert (mine.status, mine.test_id, mine.test_title) == (
+        test["status"],
+        twin_test,
+        test["title"],
+    )
+    assert mine.severity is None
+    assert mine.product_name == snap["products"][test["product"]["id"]]["name"]
+
+
+async def test_pages_of_hits_lose_and_repeat_nothing(
+    db: Database, search: SearchRepository
+) -> None:
+    async with db.transaction() as conn:
+        await write_bugs(conn, [bug(2000 + i, f"Paged screen {i}") for i in range(23)], STAMP_2)
+    whole = [h.id for h in await search.search("paged", limit=100)]
+    seen: list[int] = []
+    cursor = None
+    for _ in range(10):
+        page = await search.search_page("paged", limit=5, cursor=cursor)
+        seen.extend(h.id for h in page.hits)
+        assert len(page.cursors) == len(page.hits)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == whole
+    assert len(whole) == 23
+    first = await search.search_page("paged", limit=5)
+    after_second = await search.search_page("paged", limit=3, cursor=first.cursors[1])
+    assert [h.id for h in after_second.hits] == whole[2:5]

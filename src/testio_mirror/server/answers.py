@@ -7,14 +7,17 @@ Field descriptions become the tools' output schemas, so they are written for the
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
+from testio_mirror.limits import DEFAULT_MAX_ANSWER_BYTES
 from testio_mirror.schema import CompactSchema, inline_list
+from testio_mirror.server.answer_bounds import fit
 from testio_mirror.store.records import (
     BugRecord,
     ExploratoryTestRecord,
@@ -30,17 +33,45 @@ Detail = Literal["concise", "full"]
 _SNIPPET = 280
 
 
-def respond(answer: BaseModel) -> CallToolResult:
-    """A tool's result for ``answer``, as structured content and the same JSON as text.
+def respond(
+    answer: BaseModel,
+    *,
+    max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    cursors: Sequence[str] | None = None,
+    list_field: str | None = None,
+) -> CallToolResult:
+    """A tool's result for ``answer``, as structured content and the same JSON as text, at most
+    ``max_bytes`` bytes of it (``TESTIO_MAX_ANSWER_BYTES``).
 
     Optional fields left empty (the long texts of a concise answer, a hint when there is none)
     are left out rather than sent as null: a page of 20 bugs is about a third smaller, an agent
     reads fewer tokens, and a client validating the answer against the output schema does
-    less work. Fields the schema requires are always there, null or not."""
+    less work. Fields the schema requires are always there, null or not.
+
+    An answer larger than ``max_bytes`` is cut to fit (``answer_bounds.fit``): a list answer
+    (one whose class names its ``LIST_FIELD``, or ``list_field``) loses items from the end of
+    that list, and its ``next_cursor`` becomes ``cursors[i]``, the cursor right after the last
+    item kept; long texts are cut when that is not enough. A cut answer says
+    ``truncated: true`` and its hint says how to get the rest.
+
+    Example::
+
+        respond(BugList(...), max_bytes=settings.max_answer_bytes, cursors=page.cursors)
+    """
     data = answer.model_dump(mode="json")
     _drop_empty_optionals(answer, data)
-    text = orjson.dumps(data).decode()  # compact, and UTF-8 as it is
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+    raw = orjson.dumps(data)  # compact, and UTF-8 as it is
+    if len(raw) > max_bytes:
+        raw = fit(
+            data,
+            max_bytes,
+            list_field=list_field or getattr(type(answer), "LIST_FIELD", None),
+            cursors=cursors,
+            advice=getattr(type(answer), "CUT_ADVICE", ""),
+        )
+    return CallToolResult(
+        content=[TextContent(type="text", text=raw.decode())], structured_content=data
+    )
 
 
 @functools.cache
@@ -88,8 +119,24 @@ class Product(CompactSchema):
         )
 
 
+# Every answer says when it was cut to fit TESTIO_MAX_ANSWER_BYTES (``respond``).
+def _truncated() -> Any:
+    return Field(
+        default=None, description="true when the answer was cut to fit its size limit (see hint)"
+    )
+
+
+_MORE = "what to do when more results exist, or the answer was cut"
+
+
 class ProductList(CompactSchema):
+    LIST_FIELD: ClassVar[str] = "products"
+    CUT_ADVICE: ClassVar[str] = "or a smaller limit"
+
     products: Annotated[list[Product], inline_list(Product)]
+    next_cursor: str | None = Field(description="pass as cursor to get the next products")
+    hint: str | None = Field(default=None, description=_MORE)
+    truncated: bool | None = _truncated()
     freshness: Freshness
 
 
@@ -110,8 +157,14 @@ class Feature(CompactSchema):
 
 
 class FeatureList(CompactSchema):
+    LIST_FIELD: ClassVar[str] = "features"
+    CUT_ADVICE: ClassVar[str] = "or a smaller limit"
+
     product_id: int
     features: Annotated[list[Feature], inline_list(Feature)]
+    next_cursor: str | None = Field(description="pass as cursor to get the next features")
+    hint: str | None = Field(default=None, description=_MORE)
+    truncated: bool | None = _truncated()
     freshness: Freshness
 
 
@@ -158,9 +211,13 @@ class ExploratoryTest(CompactSchema):
 
 
 class ExploratoryTestList(CompactSchema):
+    LIST_FIELD: ClassVar[str] = "tests"
+    CUT_ADVICE: ClassVar[str] = "or a smaller limit"
+
     tests: Annotated[list[ExploratoryTest], inline_list(ExploratoryTest)]
     next_cursor: str | None = Field(description="pass as cursor to get the next tests")
-    hint: str | None = Field(default=None, description="what to do when more results exist")
+    hint: str | None = Field(default=None, description=_MORE)
+    truncated: bool | None = _truncated()
     freshness: Freshness
 
 
@@ -173,6 +230,8 @@ class BugCounts(CompactSchema):
 class ExploratoryTestReport(CompactSchema):
     test: ExploratoryTest
     bug_counts: BugCounts = Field(description="bugs of this test in the mirror")
+    hint: str | None = Field(default=None, description="what was cut, when truncated")
+    truncated: bool | None = _truncated()
     freshness: Freshness
     bugs_freshness: Freshness
 
@@ -223,30 +282,50 @@ class Bug(CompactSchema):
 
 
 class BugList(CompactSchema):
+    LIST_FIELD: ClassVar[str] = "bugs"
+    CUT_ADVICE: ClassVar[str] = "or a smaller limit, or detail='concise'"
+
     bugs: Annotated[list[Bug], inline_list(Bug)]
     next_cursor: str | None = Field(description="pass as cursor to get the next bugs")
-    hint: str | None = Field(default=None, description="what to do when more results exist")
+    hint: str | None = Field(default=None, description=_MORE)
+    truncated: bool | None = _truncated()
     freshness: Freshness
 
 
 class BugAnswer(CompactSchema):
     bug: Bug
+    hint: str | None = Field(default=None, description="what was cut, when truncated")
+    truncated: bool | None = _truncated()
     freshness: Freshness
 
 
 class SearchResults(CompactSchema):
+    LIST_FIELD: ClassVar[str] = "hits"
+    CUT_ADVICE: ClassVar[str] = "or a smaller limit"
+
     query: str
     hits: Annotated[list[SearchHit], inline_list(SearchHit)]
-    hint: str | None = None
+    next_cursor: str | None = Field(description="pass as cursor to get the next hits")
+    hint: str | None = Field(default=None, description=_MORE)
+    truncated: bool | None = _truncated()
 
 
 class BugStats(CompactSchema):
+    LIST_FIELD: ClassVar[str] = "groups"
+    CUT_ADVICE: ClassVar[str] = "or a smaller limit"
+
     group_by: str
-    groups: Annotated[list[StatsGroup], inline_list(StatsGroup)]
-    total: int
+    groups: Annotated[list[StatsGroup], inline_list(StatsGroup)] = Field(
+        description="a page of the groups: largest first; months oldest first"
+    )
+    group_count: int = Field(description="how many groups there are in all")
+    total: int = Field(description="bugs over all groups, not only those shown")
     acceptance_rate: float | None = Field(
         description="accepted / (accepted + rejected) over all groups; null when none decided"
     )
+    next_cursor: str | None = Field(description="pass as cursor to get the next groups")
+    hint: str | None = Field(default=None, description=_MORE)
+    truncated: bool | None = _truncated()
     freshness: Freshness
 
 

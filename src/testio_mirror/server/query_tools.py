@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from testio_mirror.schema import JS_SAFE_INTEGER, OneOrMany, tool_description
 from testio_mirror.server.answers import (
@@ -80,28 +81,56 @@ def _more(next_cursor: str | None, noun: str) -> str | None:
     return f"more {noun} exist: call again with cursor set to next_cursor"
 
 
-async def list_products(ctx: ToolContext) -> Annotated[CallToolResult, ProductList]:
+def answer(
+    ctx: ToolContext,
+    value: BaseModel,
+    cursors: Sequence[str] | None = None,
+    *,
+    list_field: str | None = None,
+) -> CallToolResult:
+    """``respond`` within this server's answer ceiling (TESTIO_MAX_ANSWER_BYTES): every tool
+    answers through here, compact and bounded."""
+    max_bytes = ctx.request_context.lifespan_context.settings.max_answer_bytes
+    return respond(value, max_bytes=max_bytes, cursors=cursors, list_field=list_field)
+
+
+async def list_products(
+    ctx: ToolContext, limit: Limit = 50, cursor: Cursor = ""
+) -> Annotated[CallToolResult, ProductList]:
     """List the TestIO products of the account (id, name, type). Start here to find product ids
     for the other tools."""
     with tool_errors("list_products"):
-        answer = await (await _mirror(ctx)).products.list_products()
-        return respond(
-            ProductList(products=[Product.of(p) for p in answer.value], freshness=answer.freshness)
+        page = await (await _mirror(ctx)).products.page_products(limit=limit, cursor=cursor or None)
+        return answer(
+            ctx,
+            ProductList(
+                products=[Product.of(p) for p in page.items],
+                next_cursor=page.next_cursor,
+                hint=_more(page.next_cursor, "products"),
+                freshness=page.freshness,
+            ),
+            page.cursors,
         )
 
 
 async def list_features(
-    product_id: ProductId, ctx: ToolContext
+    product_id: ProductId, ctx: ToolContext, limit: Limit = 20, cursor: Cursor = ""
 ) -> Annotated[CallToolResult, FeatureList]:
     """List a product's features (what testers test), with their user stories."""
     with tool_errors("list_features", not_found_hint="Use list_products to see product ids."):
-        answer = await (await _mirror(ctx)).features.list_features(product_id)
-        return respond(
+        page = await (await _mirror(ctx)).features.page_features(
+            product_id, limit=limit, cursor=cursor or None
+        )
+        return answer(
+            ctx,
             FeatureList(
                 product_id=product_id,
-                features=[Feature.of(f) for f in answer.value],
-                freshness=answer.freshness,
-            )
+                features=[Feature.of(f) for f in page.items],
+                next_cursor=page.next_cursor,
+                hint=_more(page.next_cursor, "features"),
+                freshness=page.freshness,
+            ),
+            page.cursors,
         )
 
 
@@ -133,13 +162,15 @@ async def list_tests(
             limit=limit,
             cursor=cursor or None,
         )
-        return respond(
+        return answer(
+            ctx,
             ExploratoryTestList(
                 tests=[ExploratoryTest.of(t, "concise") for t in page.items],
                 next_cursor=page.next_cursor,
                 hint=_more(page.next_cursor, "tests"),
                 freshness=page.freshness,
-            )
+            ),
+            page.cursors,
         )
 
 
@@ -152,20 +183,21 @@ async def get_test(
     status report. detail="full" adds goal, instructions and out-of-scope texts."""
     with tool_errors("get_test", not_found_hint="Use list_tests to see test ids."):
         mirror = await _mirror(ctx)
-        answer = await mirror.tests.get_test(test_id)
+        found = await mirror.tests.get_test(test_id)
         bugs_freshness = await mirror.bugs.ensure_fresh([test_id])
         counts = await mirror.bugs.counts_for_test(test_id)
-        return respond(
+        return answer(
+            ctx,
             ExploratoryTestReport(
-                test=ExploratoryTest.of(answer.value, detail),
+                test=ExploratoryTest.of(found.value, detail),
                 bug_counts=BugCounts(
                     by_severity=counts["severity"],
                     by_status=counts["status"],
                     total=sum(counts["status"].values()),
                 ),
-                freshness=answer.freshness,
+                freshness=found.freshness,
                 bugs_freshness=bugs_freshness,
-            )
+            ),
         )
 
 
@@ -212,13 +244,15 @@ async def list_bugs(
             text=text or None,
         )
         page = await (await _mirror(ctx)).bugs.list_bugs(chosen, limit=limit, cursor=cursor or None)
-        return respond(
+        return answer(
+            ctx,
             BugList(
                 bugs=[Bug.of(b, detail) for b in page.items],
                 next_cursor=page.next_cursor,
                 hint=_more(page.next_cursor, "bugs"),
                 freshness=page.freshness,
-            )
+            ),
+            page.cursors,
         )
 
 
@@ -228,8 +262,8 @@ async def get_bug(
 ) -> Annotated[CallToolResult, BugAnswer]:
     """One bug in full: steps, actual and expected result, reject reason, test and feature."""
     with tool_errors("get_bug", not_found_hint="Use list_bugs to see bug ids."):
-        answer = await (await _mirror(ctx)).bugs.get_bug(bug_id)
-        return respond(BugAnswer(bug=Bug.of(answer.value, "full"), freshness=answer.freshness))
+        found = await (await _mirror(ctx)).bugs.get_bug(bug_id)
+        return answer(ctx, BugAnswer(bug=Bug.of(found.value, "full"), freshness=found.freshness))
 
 
 async def search(
@@ -242,13 +276,22 @@ async def search(
     ] = None,
     product_id: OnlyProduct = None,
     limit: Annotated[int, Field(ge=1, le=50, description="how many hits to return (1-50)")] = 10,
+    cursor: Cursor = "",
 ) -> Annotated[CallToolResult, SearchResults]:
     """Full-text search over test titles and goals, feature titles and descriptions, and bug
     titles and results; every word must match (as a word prefix), best matches first."""
     with tool_errors("search"):
-        hits = await (await _mirror(ctx)).search.search(query, kinds, product_id, limit)
-        hint = None if hits else "nothing matched: try fewer or other words, or sync_data first"
-        return respond(SearchResults(query=query, hits=hits, hint=hint))
+        page = await (await _mirror(ctx)).search.search_page(
+            query, kinds, product_id, limit, cursor or None
+        )
+        hint = _more(page.next_cursor, "hits")
+        if not page.hits and not cursor:
+            hint = "nothing matched: try fewer or other words, or sync_data first"
+        return answer(
+            ctx,
+            SearchResults(query=query, hits=page.hits, next_cursor=page.next_cursor, hint=hint),
+            page.cursors,
+        )
 
 
 async def bug_stats(
@@ -258,24 +301,31 @@ async def bug_stats(
     test_ids: OnlyTests = None,
     since: Since = None,
     until: Since = None,
+    limit: Limit = 20,
+    cursor: Cursor = "",
 ) -> Annotated[CallToolResult, BugStats]:
     """Bug counts and acceptance rates (accepted / decided) grouped by severity, status,
     feature, test, tester or month (largest groups first; months oldest first): for quality
     reviews of a product or a set of tests."""
     with tool_errors("bug_stats", not_found_hint="Use list_tests to see test ids."):
         chosen = BugFilter(product_id=product_id, test_ids=test_ids, since=since, until=until)
-        answer = await (await _mirror(ctx)).bugs.stats(group_by, chosen)
-        groups = answer.value
-        accepted = sum(g.accepted for g in groups)
-        decided = accepted + sum(g.rejected for g in groups)
-        return respond(
+        found = await (await _mirror(ctx)).bugs.stats(
+            group_by, chosen, limit=limit, cursor=cursor or None
+        )
+        stats = found.value
+        return answer(
+            ctx,
             BugStats(
                 group_by=group_by,
-                groups=groups,
-                total=sum(g.total for g in groups),
-                acceptance_rate=round(accepted / decided, 4) if decided else None,
-                freshness=answer.freshness,
-            )
+                groups=stats.groups,
+                group_count=stats.group_count,
+                total=stats.total,
+                acceptance_rate=stats.acceptance_rate,
+                next_cursor=stats.next_cursor,
+                hint=_more(stats.next_cursor, "groups"),
+                freshness=found.freshness,
+            ),
+            stats.cursors,
         )
 
 

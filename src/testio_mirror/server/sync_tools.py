@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from testio_mirror.schema import OneOrMany, tool_description
 from testio_mirror.server.answers import SyncDataAnswer
 from testio_mirror.server.errors import tool_errors
-from testio_mirror.server.query_tools import Id, ToolContext
+from testio_mirror.server.query_tools import Id, ToolContext, answer
 from testio_mirror.server.state import ServerState
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -54,7 +54,7 @@ async def sync_data(
     wait: Annotated[
         bool, Field(description="false: start (or join) the sync and answer at once")
     ] = True,
-) -> SyncDataAnswer:
+) -> Annotated[CallToolResult, SyncDataAnswer]:
     """Bring the local mirror up to date with TestIO (products, features, tests, and bugs with
     include_bugs). Joins a sync already running instead of starting a second. Use when an
     answer's freshness says stale, or before a report that must be current; sync_status shows
@@ -72,12 +72,15 @@ async def sync_data(
         service = (await state.app()).sync
         if not wait:
             run_id, joined = service.start_sync(phases, scope, options, SyncTrigger.TOOL)
-            return SyncDataAnswer(
-                run_id=run_id,
-                joined=joined,
-                started=not joined,
-                result=None,
-                hint="call sync_status to follow it",
+            return answer(
+                ctx,
+                SyncDataAnswer(
+                    run_id=run_id,
+                    joined=joined,
+                    started=not joined,
+                    result=None,
+                    hint="call sync_status to follow it",
+                ),
             )
         before = service.current.run_id if service.current is not None else None
         last = 0.0
@@ -91,19 +94,22 @@ async def sync_data(
         result = await service.execute_sync(phases, scope, options, SyncTrigger.TOOL, progress)
         await state.run_ended(result)
         joined = result.run_id == before
-        return SyncDataAnswer(
-            run_id=result.run_id, joined=joined, started=not joined, result=result
+        return answer(
+            ctx,
+            SyncDataAnswer(run_id=result.run_id, joined=joined, started=not joined, result=result),
         )
 
 
 async def sync_status(
     ctx: ToolContext,
     period: Annotated[Period, Field(description="the period of the run statistics")] = "24h",
-) -> SyncStatusReport:
+) -> Annotated[CallToolResult, SyncStatusReport]:
     """Is a sync running, how did the last one go, what does the mirror hold, is TestIO
     reachable, and when is the next refresh. Cheap: call it freely."""
     with tool_errors("sync_status"):
-        return await status_report(_state(ctx), _PERIODS[period])
+        report = await status_report(_state(ctx), _PERIODS[period])
+        # The per-product listing states are its one list that grows with the account.
+        return answer(ctx, report, list_field="products")
 
 
 async def status_report(state: ServerState, period_hours: float) -> SyncStatusReport:

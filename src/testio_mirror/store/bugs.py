@@ -12,6 +12,7 @@ import aiosqlite
 import orjson
 
 from testio_mirror.errors import OfflineError
+from testio_mirror.store.bug_stats import GROUPS, count_groups, stats_page
 from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.readthrough.repository import ReadThroughRepository
 from testio_mirror.store.readthrough.rule import Local, read_through
@@ -23,10 +24,10 @@ from testio_mirror.store.records import (
     Freshness,
     GroupBy,
     Page,
-    StatsGroup,
+    StatsPage,
 )
 from testio_mirror.store.search import fts_query
-from testio_mirror.store.sqlite.cursor import next_cursor
+from testio_mirror.store.sqlite.cursor import cursors_after, next_cursor
 from testio_mirror.store.sqlite.filters import Where, newest
 from testio_mirror.store.sqlite.timefmt import from_db, required_from_db, to_db
 from testio_mirror.store.sqlite.upsert import (
@@ -63,17 +64,6 @@ BUG_COLUMNS = (
     "content_hash",
 )
 MAX_LIMIT = 200
-GROUPS: dict[GroupBy, tuple[str, str]] = {
-    # group key expression over bugs b; label expression over the grouped row g. Labels are
-    # looked up once per group, after grouping, so counting reads only the covering index.
-    "severity": ("b.severity", "g.key"),
-    "status": ("b.status", "g.key"),
-    "feature": ("b.feature_id", "(SELECT title FROM features WHERE id = g.key)"),
-    "test": ("b.test_id", "(SELECT title FROM tests WHERE id = g.key)"),
-    "tester": ("b.author", "g.key"),
-    "month": ("substr(b.reported_at, 1, 7)", "g.key"),
-}
-TIME_GROUPS: frozenset[GroupBy] = frozenset({"month"})  # answered in time order, not by size
 _FINAL = tuple(sorted(FINAL_TEST_STATUSES))
 # Names next to ids, so an answer reads without a second lookup.
 _NAMES = (
@@ -290,7 +280,10 @@ class BugRepository(ReadThroughRepository):
             rows = list(await conn.execute_fetchall(sql, (*where.params, limit + 1)))
         items = [_record(r, include_raw) for r in rows[:limit]]
         return Page(
-            items=items, next_cursor=next_cursor(rows, limit, "reported_at"), freshness=freshness
+            items=items,
+            next_cursor=next_cursor(rows, limit, "reported_at"),
+            freshness=freshness,
+            cursors=cursors_after(rows[:limit], "reported_at"),
         )
 
     async def counts_for_test(self, test_id: int) -> dict[str, dict[str, int]]:
@@ -309,50 +302,30 @@ class BugRepository(ReadThroughRepository):
         return {"severity": dict(sorted(severity.items())), "status": dict(sorted(status.items()))}
 
     async def stats(
-        self, group_by: GroupBy, bug_filter: BugFilter = EVERY_BUG
-    ) -> Answer[list[StatsGroup]]:
-        """Counts by status and the acceptance rate of the bugs ``bug_filter`` chooses, grouped;
-        largest groups first, except time groups (``month``): oldest first, undated last. Read
-        through as ``list_bugs``.
+        self,
+        group_by: GroupBy,
+        bug_filter: BugFilter = EVERY_BUG,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Answer[StatsPage]:
+        """Counts by status and the acceptance rate of the bugs ``bug_filter`` chooses, grouped
+        (``store/bug_stats.py``): ``limit`` groups after ``cursor`` (every group when None) and
+        the totals over all of them. Read through as ``list_bugs``.
 
         Raises:
             ValueError: ``group_by`` is not one of ``GroupBy``.
+            CursorError: ``cursor`` is not the next_cursor of a page of this grouping.
             OfflineError, UpstreamError: as ``ensure_fresh``, with ``test_ids``.
         """
         if group_by not in GROUPS:
             raise ValueError(f"group_by must be one of: {', '.join(GROUPS)}")
         freshness = await self._freshness(bug_filter)
-        key, label = GROUPS[group_by]
         where = _where(bug_filter)
         where.add("b.deleted_at IS NULL")
-        # Without statistics SQLite prefers the newest-first index, which reads every bug row;
-        # the covering index counts without reading them. Bugs of a few tests are found faster
-        # through bugs_by_test, so the planner chooses there.
-        index = "" if bug_filter.test_ids else " INDEXED BY bugs_for_stats"
-        order = "g.key IS NULL, g.key" if group_by in TIME_GROUPS else "g.total DESC, g.key"
-        sql = (
-            f"SELECT g.*, {label} AS label FROM (SELECT {key} AS key, count(*) AS total, "
-            "sum(b.status = 'accepted') AS accepted, sum(b.status = 'rejected') AS rejected, "
-            f"sum(b.status = 'forwarded') AS forwarded FROM bugs b{index}{where.sql} "
-            f"GROUP BY {key}) g ORDER BY {order}"
-        )
         async with self._db.reader() as conn:
-            rows = await conn.execute_fetchall(sql, where.params)
-        groups = []
-        for row in rows:
-            decided = row["accepted"] + row["rejected"]
-            groups.append(
-                StatsGroup(
-                    key=None if row["key"] is None else str(row["key"]),
-                    label=row["label"],
-                    total=row["total"],
-                    accepted=row["accepted"],
-                    rejected=row["rejected"],
-                    forwarded=row["forwarded"],
-                    acceptance_rate=round(row["accepted"] / decided, 4) if decided else None,
-                )
-            )
-        return Answer(value=groups, freshness=freshness)
+            groups = await count_groups(conn, group_by, where, by_index=not bug_filter.test_ids)
+        return Answer(value=stats_page(groups, group_by, limit, cursor), freshness=freshness)
 
     async def _stale_tests(
         self, test_ids: Sequence[int]

@@ -13,7 +13,7 @@ from testio_mirror.store.readthrough.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough.repository import ReadThroughRepository
 from testio_mirror.store.readthrough.rule import Local, read_through
 from testio_mirror.store.records import Answer, ExploratoryTestRecord, Freshness, Page
-from testio_mirror.store.sqlite.cursor import next_cursor
+from testio_mirror.store.sqlite.cursor import cursors_after, next_cursor
 from testio_mirror.store.sqlite.filters import Where, newest
 from testio_mirror.store.sqlite.idlists import ids_from_group_concat
 from testio_mirror.store.sqlite.timefmt import from_db, required_from_db, to_db
@@ -214,7 +214,10 @@ class ExploratoryTestRepository(ReadThroughRepository):
             freshness = await listing_freshness(conn, self._policy, product_id)
         items = [_record(r, False) for r in rows[:limit]]
         return Page(
-            items=items, next_cursor=next_cursor(rows, limit, "end_at"), freshness=freshness
+            items=items,
+            next_cursor=next_cursor(rows, limit, "end_at"),
+            freshness=freshness,
+            cursors=cursors_after(rows[:limit], "end_at"),
         )
 
     async def _load(self, test_id: int, include_raw: bool) -> Local[ExploratoryTestRecord] | None:

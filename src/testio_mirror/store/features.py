@@ -12,7 +12,8 @@ import aiosqlite
 from testio_mirror.store.products import write_products
 from testio_mirror.store.readthrough.repository import ReadThroughRepository
 from testio_mirror.store.readthrough.rule import Local, read_through
-from testio_mirror.store.records import Answer, FeatureRecord
+from testio_mirror.store.records import Answer, FeatureRecord, Page
+from testio_mirror.store.sqlite.cursor import decode_position, id_page
 from testio_mirror.store.sqlite.timefmt import from_db, required_from_db
 from testio_mirror.store.sqlite.upsert import (
     WriteStats,
@@ -95,6 +96,27 @@ class FeatureRepository(ReadThroughRepository):
             self._online(lambda: self._refresh(product_id)),
         )
 
+    async def page_features(
+        self, product_id: int, *, limit: int, cursor: str | None = None
+    ) -> Page[FeatureRecord]:
+        """``limit`` of a product's features after ``cursor``, by id, read through as
+        ``list_features``.
+
+        Raises:
+            CursorError: ``cursor`` is not the next_cursor of a page of this product's features.
+            NotFoundError: TestIO does not know the product.
+        """
+        scope = f"features:{product_id}"
+        after = decode_position(cursor, scope) if cursor else 0
+        answer = await read_through(
+            ("features", product_id),
+            self._policy,
+            self._flights,
+            lambda: self._load(product_id, False, after, limit + 1),
+            self._online(lambda: self._refresh(product_id)),
+        )
+        return id_page(answer, limit, scope)
+
     async def fetched_at(self, product_ids: Sequence[int]) -> dict[int, datetime | None]:
         """When each of these products' features were last fetched (None: never); products
         the mirror does not hold are left out."""
@@ -107,8 +129,9 @@ class FeatureRepository(ReadThroughRepository):
         return {row[0]: from_db(row[1]) for row in rows}
 
     async def _load(
-        self, product_id: int, include_deleted: bool
+        self, product_id: int, include_deleted: bool, after: int = 0, limit: int = -1
     ) -> Local[list[FeatureRecord]] | None:
+        # Features with an id above ``after``; ``limit`` -1 is SQLite's "no limit".
         async with self._db.reader() as conn:
             marks = list(
                 await conn.execute_fetchall(
@@ -118,10 +141,10 @@ class FeatureRepository(ReadThroughRepository):
             if not marks or marks[0][0] is None:
                 return None
             rows = await conn.execute_fetchall(
-                "SELECT * FROM features WHERE product_id = ?"
+                "SELECT * FROM features WHERE product_id = ? AND id > ?"
                 + ("" if include_deleted else " AND deleted_at IS NULL")
-                + " ORDER BY id",
-                (product_id,),
+                + " ORDER BY id LIMIT ?",
+                (product_id, after, limit),
             )
         return Local([_record(r) for r in rows], from_db(marks[0][0]), self._policy.product_ttl)
 

@@ -10,7 +10,8 @@ import aiosqlite
 
 from testio_mirror.store.readthrough.repository import ReadThroughRepository
 from testio_mirror.store.readthrough.rule import Local, read_through
-from testio_mirror.store.records import Answer, ProductRecord
+from testio_mirror.store.records import Answer, Page, ProductRecord
+from testio_mirror.store.sqlite.cursor import decode_position, id_page
 from testio_mirror.store.sqlite.idlists import ids_from_group_concat
 from testio_mirror.store.sqlite.timefmt import from_db, required_from_db
 from testio_mirror.store.sqlite.upsert import (
@@ -124,6 +125,23 @@ class ProductRepository(ReadThroughRepository):
             self._online(self._refresh_all),
         )
 
+    async def page_products(self, *, limit: int, cursor: str | None = None) -> Page[ProductRecord]:
+        """``limit`` products after ``cursor``, by id, read through as ``list_products``.
+
+        Raises:
+            CursorError: ``cursor`` is not the next_cursor of a page of products.
+            OfflineError, UpstreamError: as ``read_through``.
+        """
+        after = decode_position(cursor, PRODUCTS_COLLECTION) if cursor else 0
+        answer = await read_through(
+            ("products",),
+            self._policy,
+            self._flights,
+            lambda: self._load_all(False, after, limit + 1),
+            self._online(self._refresh_all),
+        )
+        return id_page(answer, limit, PRODUCTS_COLLECTION)
+
     async def get_product(self, product_id: int) -> Answer[ProductRecord]:
         """Raises NotFoundError (from TestIO) when the product does not exist."""
         return await read_through(
@@ -151,7 +169,10 @@ class ProductRepository(ReadThroughRepository):
             )
         return [Product.from_wire(json.loads(row[0])) for row in rows]
 
-    async def _load_all(self, include_deleted: bool) -> Local[list[ProductRecord]] | None:
+    async def _load_all(
+        self, include_deleted: bool, after: int = 0, limit: int = -1
+    ) -> Local[list[ProductRecord]] | None:
+        # Products with an id above ``after``; ``limit`` -1 is SQLite's "no limit".
         async with self._db.reader() as conn:
             fetched = list(
                 await conn.execute_fetchall(
@@ -163,8 +184,10 @@ class ProductRepository(ReadThroughRepository):
                 return None
             rows = await conn.execute_fetchall(
                 _PRODUCT_WITH_SECTIONS
-                + ("" if include_deleted else " WHERE deleted_at IS NULL")
-                + " ORDER BY id"
+                + " WHERE id > ?"
+                + ("" if include_deleted else " AND deleted_at IS NULL")
+                + " ORDER BY id LIMIT ?",
+                (after, limit),
             )
         records = [_record(row) for row in rows]
         return Local(records, from_db(fetched[0][0]), self._policy.product_ttl)

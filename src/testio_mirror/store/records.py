@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_serializer
 
 from testio_mirror.schema import CompactSchema
 
@@ -62,6 +62,11 @@ class Freshness(CompactSchema):
     stale: bool = Field(description="true when the data may be out of date")
     stale_reason: str | None = Field(default=None, description="why it may be out of date")
 
+    @field_serializer("age_seconds")
+    def _age_to_the_millisecond(self, age: float | None) -> float | None:
+        # Kept exact in the model, written to the millisecond: more digits tell an agent nothing.
+        return None if age is None else round(age, 3)
+
 
 class Answer(CompactSchema, Generic[T]):
     """One value and how fresh it is."""
@@ -76,6 +81,10 @@ class Page(CompactSchema, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="pass back as cursor for the next page")
     freshness: Freshness
+    cursors: list[str] = Field(
+        default_factory=list,
+        description="the cursor right after each item (for an answer cut to fit its size limit)",
+    )
 
 
 # Records the repositories return are built when first used (in the App), not when the module
@@ -165,9 +174,24 @@ class SearchHit(CompactSchema):
     kind: SearchKind
     id: int
     product_id: int | None
+    product_name: str | None
     title: str
-    snippet: str
-    rank: float
+    status: str | None = Field(
+        description="a bug's (accepted, rejected, forwarded) or a test's status; null for features"
+    )
+    severity: str | None = Field(description="a bug's severity; null for tests and features")
+    test_id: int | None = Field(description="a bug's test, or the test itself")
+    test_title: str | None = Field(description="a bug's test's title, or the test's own")
+    snippet: str = Field(description="the matching text, matched words in [brackets]")
+    rank: float = Field(description="lower is better (bm25)")
+
+
+class SearchPage(CompactSchema):
+    """Some hits, best first, and the cursor for the next ones."""
+
+    hits: list[SearchHit]
+    next_cursor: str | None
+    cursors: list[str] = Field(description="the cursor right after each hit")
 
 
 class StatsGroup(CompactSchema):
@@ -180,3 +204,23 @@ class StatsGroup(CompactSchema):
     acceptance_rate: float | None = Field(
         description="accepted / (accepted + rejected); null when none was decided"
     )
+
+
+class StatsPage(CompactSchema):
+    """Some groups of a statistic (in its order), totals over every group, and the cursor for
+    the next groups."""
+
+    groups: list[StatsGroup]
+    group_count: int
+    total: int
+    accepted: int
+    rejected: int
+    forwarded: int
+    next_cursor: str | None
+    cursors: list[str] = Field(description="the cursor right after each group")
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        """accepted / (accepted + rejected) over every group, to four decimals."""
+        decided = self.accepted + self.rejected
+        return round(self.accepted / decided, 4) if decided else None

@@ -8,11 +8,13 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from testio_mirror.store.records import SearchHit, SearchKind
+from testio_mirror.store.records import SearchHit, SearchKind, SearchPage
+from testio_mirror.store.sqlite.cursor import decode_position, encode_position
 from testio_mirror.store.sqlite.db import Database
 
 KINDS: tuple[SearchKind, ...] = ("test", "feature", "bug")
 MAX_LIMIT = 100
+SEARCH_SCOPE = "search"  # the cursors' scope (``cursor.encode_position``)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -41,12 +43,27 @@ class SearchRepository:
         limit: int = 20,
     ) -> list[SearchHit]:
         """Best matches first; an empty list when the text holds no searchable word."""
+        return (await self.search_page(text, kinds, product_id, limit)).hits
+
+    async def search_page(
+        self,
+        text: str,
+        kinds: Sequence[SearchKind] | None = None,
+        product_id: int | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """``limit`` matches after ``cursor``, best first, each with its product's name and, for
+        a bug, its severity, status and test; none when the text holds no searchable word.
+
+        Raises:
+            CursorError: ``cursor`` is not the next_cursor of a page of search hits.
+        """
+        start = decode_position(cursor, SEARCH_SCOPE) if cursor else 0
         query = fts_query(text)
-        if query is None:
-            return []
         chosen = [k for k in KINDS if k in (kinds or KINDS)]
-        if not chosen:
-            return []
+        if query is None or not chosen:
+            return SearchPage(hits=[], next_cursor=None, cursors=[])
         limit = max(1, min(limit, MAX_LIMIT))
         params: list[Any] = [query]
         sql = (
@@ -64,18 +81,40 @@ class SearchRepository:
         if product_id is not None:
             sql += " AND product_id = ?"
             params.append(product_id)
-        sql += " ORDER BY rank LIMIT ?"
-        params.append(limit)
+        # Ties in rank keep one order from page to page: by kind and id.
+        sql += " ORDER BY rank, kind, entity_id LIMIT ? OFFSET ?"
+        params.extend((limit + 1, start))
+        # Names are looked up for the page's hits only, after ranking.
+        named = (
+            "SELECT h.*, p.name AS product_name, b.severity, "
+            "CASE h.kind WHEN 'bug' THEN b.status WHEN 'test' THEN t.status END AS status, "
+            "t.id AS test_id, t.title AS test_title "
+            f"FROM ({sql}) h "
+            "LEFT JOIN products p ON p.id = h.product_id "
+            "LEFT JOIN bugs b ON h.kind = 'bug' AND b.id = h.entity_id "
+            "LEFT JOIN tests t ON t.id = CASE h.kind WHEN 'bug' THEN b.test_id "
+            "WHEN 'test' THEN h.entity_id END "
+            "ORDER BY h.rank, h.kind, h.entity_id"
+        )
         async with self._db.reader() as conn:
-            rows = await conn.execute_fetchall(sql, params)
-        return [
+            rows = list(await conn.execute_fetchall(named, params))
+        hits = [
             SearchHit(
                 kind=row["kind"],
                 id=row["entity_id"],
                 product_id=row["product_id"],
+                product_name=row["product_name"],
                 title=row["title"],
+                status=row["status"],
+                severity=row["severity"],
+                test_id=row["test_id"],
+                test_title=row["test_title"],
                 snippet=row["snippet"],
-                rank=row["rank"],
+                # bm25 to three decimals: enough to order by, shorter to read.
+                rank=round(row["rank"], 3),
             )
-            for row in rows
+            for row in rows[:limit]
         ]
+        cursors = [encode_position(SEARCH_SCOPE, start + i + 1) for i in range(len(hits))]
+        more = len(rows) > limit
+        return SearchPage(hits=hits, next_cursor=cursors[-1] if more else None, cursors=cursors)

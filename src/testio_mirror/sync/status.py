@@ -156,8 +156,8 @@ async def build_sync_status(
         last_success_at=counters.last_success_at,
         period_hours=period_hours,
         period_runs=period.runs,
-        period_success_rate=period.success_rate,
-        period_mean_duration_seconds=period.mean_duration_seconds,
+        period_success_rate=_rounded(period.success_rate, 4),
+        period_mean_duration_seconds=_rounded(period.mean_duration_seconds, 3),
         period_items_synced=period.items_synced,
         lock_holder=_holder(holder) if holder is not None else None,
         counts=counts,
@@ -199,10 +199,15 @@ def _holder(owner: LockOwner) -> LockHolder:
     )
 
 
+def _rounded(value: float | None, decimals: int) -> float | None:
+    # Rounded for reading (ms to 0.1, seconds to 1 ms, rates to 4 decimals); stored exactly.
+    return None if value is None else round(value, decimals)
+
+
 def _health(report: HealthReport) -> Health:
     return Health(
         state=report.state,
-        latency_ms=report.latency_ms,
+        latency_ms=_rounded(report.latency_ms, 1),
         detail=report.detail,
         checked_at=report.checked_at,
     )
@@ -225,7 +230,7 @@ def _recent(event: SyncEvent) -> RecentRun:
         status=event.status,
         started_at=event.at,
         finished_at=event.finished_at,
-        duration_seconds=event.duration_seconds,
+        duration_seconds=_rounded(event.duration_seconds, 3),
         items_synced=event.items_synced,
         message=event.message,
     )

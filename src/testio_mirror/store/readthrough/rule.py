@@ -55,7 +55,7 @@ async def read_through(
         return Answer(value=local.value, freshness=policy.mirror(local.fetched_at, local.ttl))
     if refresh is None:
         if local is None:
-            raise OfflineError(f"{key} is not in the mirror and no TestIO token is configured")
+            raise OfflineError(f"{_is(key)} not in the mirror and no TestIO token is configured")
         reason = "stale, and no TestIO token is configured to refresh it"
         return Answer(
             value=local.value, freshness=policy.mirror(local.fetched_at, local.ttl, reason)
@@ -76,5 +76,17 @@ async def read_through(
         )
     fresh = await load()
     if fresh is None:
-        raise NotFoundError(f"{key} was fetched but is not in the mirror")
+        raise NotFoundError(f"{_is(key)} fetched but not in the mirror")
     return Answer(value=fresh.value, freshness=policy.api(fresh.fetched_at))
+
+
+def _is(key: Hashable) -> str:
+    """A key in words with its verb, for messages: ("test", 7) -> "test 7 is"."""
+    match key:
+        case ("products",):
+            return "the product list is"
+        case ("features", product_id):
+            return f"the features of product {product_id} are"
+        case (str(kind), *ids):
+            return " ".join([kind, *map(str, ids)]) + " is"
+    return f"{key} is"

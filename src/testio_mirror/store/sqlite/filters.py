@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from testio_mirror.errors import CursorError
 from testio_mirror.store.sqlite.cursor import decode_cursor
 from testio_mirror.store.sqlite.timefmt import to_db
 
@@ -64,6 +65,8 @@ class Where:
         if cursor is None:
             return
         value, last_id = decode_cursor(cursor)
+        if value.startswith("@"):  # a scoped cursor (cursor.encode_position): another listing's
+            raise CursorError("invalid cursor: pass back the next_cursor of a previous answer")
         if value == "":  # the cursor stopped among the rows without a time
             self.add(f"({column} IS NULL AND {id_column} < ?)", last_id)
         else:
