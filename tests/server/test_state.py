@@ -7,6 +7,7 @@ from pathlib import Path
 
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs
 from testio_mirror.server.state import ServerState
+from testio_mirror.server.sync_tools import status_report
 from testio_mirror.sync.models import SyncStatus, SyncTrigger
 from tests.conftest import SandboxFactory
 from tests.helpers.mcp_session import call_error, connect, run_rows
@@ -84,7 +85,7 @@ async def test_failures_back_off_the_refresh(make_sandbox: SandboxFactory, tmp_p
         await state.stop()
 
 
-async def test_stop_cancels_a_running_startup_sync_cleanly(
+async def test_stop_interrupts_a_running_startup_sync_which_is_not_the_last_result(
     make_sandbox: SandboxFactory, tmp_path: Path
 ) -> None:
     sandbox = make_sandbox(dataset=TINY, knobs=SandboxKnobs(latency_ms=200))
@@ -99,8 +100,19 @@ async def test_stop_cancels_a_running_startup_sync_cleanly(
     assert app.sync.current is not None
     await state.stop()
     assert app.sync.current is None
-    assert list(run_rows(settings).values()) == [SyncStatus.CANCELLED.value]
+    # The server stopping is not a user cancelling: the run is interrupted (and resumable).
+    assert list(run_rows(settings).values()) == [SyncStatus.INTERRUPTED.value]
     assert await asyncio.to_thread(app.sync.lock.holder) is None
+
+    again = ServerState(settings, initial_sync=False)
+    again.start()
+    try:
+        report = await status_report(again, 24.0)
+    finally:
+        await again.stop()
+    assert report.last_result is None  # no run ended on its own
+    assert (report.total_runs, report.interrupted_runs, report.cancelled_runs) == (1, 1, 0)
+    assert report.last_runs[0].status == "interrupted"
 
 
 async def test_a_mirror_that_cannot_open_leaves_the_server_answering_with_the_reason(

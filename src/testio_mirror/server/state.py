@@ -6,8 +6,8 @@ sync service, and the modules behind them: httpx, aiosqlite, the store) is loade
 the background, so ``initialize`` and ``tools/list`` are answered at once; a tool called before
 the App is open waits for it. The start-up sync follows in the background. The refresh loop syncs
 every ``TESTIO_REFRESH_INTERVAL_SECONDS`` (0: never), skips a tick while a sync runs, and waits
-longer after failures (doubling, at most 8 intervals). Shutdown cancels both; a cancelled run is
-recorded as ``cancelled`` and releases the lock.
+longer after failures (doubling, at most 8 intervals). Shutdown cancels both; the run it stops is
+recorded as ``interrupted`` (not ``cancelled``: nobody asked) and releases the lock.
 """
 
 from __future__ import annotations
@@ -87,12 +87,15 @@ class ServerState:
         return None if self._opening.exception() else self._opening.result()
 
     async def stop(self) -> None:
-        """Cancel the background work and any run in flight, close the App; waits for all."""
-        for task in self._tasks:
-            task.cancel()
+        """Cancel the background work and any run in flight, close the App; waits for all.
+        A run stopped here is recorded ``interrupted`` (resumable), not ``cancelled``: nobody
+        asked for it to stop, and it must not pose as the last result."""
         app = self.opened_app
         if app is not None:
-            await app.sync.cancel()
+            # Before the tasks are cancelled: the run must learn why it stops first.
+            await app.sync.cancel(shutting_down=True)
+        for task in self._tasks:
+            task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
