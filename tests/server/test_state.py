@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs
 from testio_mirror.server.state import ServerState
 from testio_mirror.server.sync_tools import status_report
+from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.sync.models import SyncStatus, SyncTrigger
 from tests.conftest import SandboxFactory
 from tests.helpers.mcp_session import call_error, connect, run_rows
@@ -55,6 +57,47 @@ async def test_startup_sync_then_scheduled_refreshes(
         await state.stop()
     assert app.sync.current is None
     assert "running" not in run_rows(settings).values()
+
+
+async def test_the_startup_sync_brings_the_bugs_of_running_and_recent_tests(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    # Tests every one to three days back from now: a 20-day window holds some of them.
+    spec = DatasetSpec(
+        seed=6, products=2, section_products=0, tests_per_product=30, anchor=utc_now()
+    )
+    sandbox = make_sandbox(dataset=spec)
+    settings = make_settings(sandbox, tmp_path / "home", recent_bug_days=20)
+    before = utc_now()
+    state = ServerState(settings)
+    state.start()
+    try:
+        app = await state.app()
+
+        async def startup_ended() -> bool:
+            return any(t == "startup" and s != "running" for t, s in await _runs(state))
+
+        for _ in range(400):
+            if await startup_ended():
+                break
+            await asyncio.sleep(0.05)
+        runs = await _runs(state)
+        counts = await app.mirror.sync_state.counts()
+    finally:
+        await state.stop()
+    after = utc_now()
+    assert runs == [(SyncTrigger.STARTUP.value, SyncStatus.SUCCESS.value)]
+    truth = sandbox.world.snapshot()
+
+    def bugs_of_tests_ending_after(moment: datetime) -> int:
+        tests = truth["tests"].items()
+        recent = {tid for tid, t in tests if datetime.fromisoformat(t["end_at"]) >= moment}
+        return sum(1 for bug in truth["bugs"].values() if bug["test"]["id"] in recent)
+
+    window = timedelta(days=20)
+    assert 0 < bugs_of_tests_ending_after(after - window) <= counts["bugs"]
+    assert counts["bugs"] <= bugs_of_tests_ending_after(before - window) < len(truth["bugs"])
+    assert counts["tests"] == len(truth["tests"])  # the listing is not bounded by the window
 
 
 async def test_failures_back_off_the_refresh(make_sandbox: SandboxFactory, tmp_path: Path) -> None:

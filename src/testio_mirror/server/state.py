@@ -21,7 +21,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from testio_mirror.settings import Settings
-from testio_mirror.sync.models import SyncResult, SyncStatus, SyncTrigger
+from testio_mirror.sync.models import (
+    DEFAULT_PHASES,
+    SyncPhase,
+    SyncResult,
+    SyncScope,
+    SyncStatus,
+    SyncTrigger,
+)
 
 if TYPE_CHECKING:
     from testio_mirror.app import App
@@ -144,7 +151,7 @@ class ServerState:
         except Exception:
             return None  # _open_app logged why; tools answer with the reason
         try:
-            result = await app.sync.execute_sync(trigger=trigger)
+            result = await app.sync.execute_sync(*self._background_run(), trigger=trigger)
         except SyncLockBusyError as exc:
             logger.info("%s sync skipped: %s", trigger.value, exc)
             return None
@@ -155,6 +162,17 @@ class ServerState:
             return None
         await self.run_ended(result)
         return result
+
+    def _background_run(self) -> tuple[list[SyncPhase], SyncScope]:
+        """The phases and scope of the start-up sync and the refreshes: the default phases,
+        and the bugs of tests running or ended within ``recent_bug_days`` (bounded: a new
+        mirror's ``list_bugs`` and ``bug_stats`` answer about recent work at once, without the
+        whole history's bugs)."""
+        days = self.settings.recent_bug_days
+        if days == 0:
+            return list(DEFAULT_PHASES), SyncScope()
+        horizon = datetime.now(UTC) - timedelta(days=days)
+        return [*DEFAULT_PHASES, SyncPhase.BUGS], SyncScope(bugs_since=horizon)
 
     async def _refresh_forever(self, interval: float) -> None:
         failures = 0

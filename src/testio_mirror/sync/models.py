@@ -78,6 +78,16 @@ class SyncScope(CompactSchema):
     since: datetime | None = Field(
         default=None, description="only tests ending at or after this time (UTC)"
     )
+    bugs_since: datetime | None = Field(
+        default=None,
+        description="bugs only of tests ending at or after this time (UTC); listings unaffected",
+    )
+
+    @property
+    def bug_horizon(self) -> datetime | None:
+        """The tests whose bugs the run covers end at or after this (None: all)."""
+        bounds = [b for b in (self.since, self.bugs_since) if b is not None]
+        return max(bounds) if bounds else None
 
 
 class SyncOptions(CompactSchema):

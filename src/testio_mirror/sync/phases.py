@@ -214,7 +214,7 @@ class PhaseRunner:
         policy = self._mirror.policy
         test_ids = await self._mirror.sync_state.tests_needing_bugs(
             [p.id for p in products],
-            run.scope.since,
+            run.scope.bug_horizon,
             stale_before=self._clock() - timedelta(seconds=policy.open_test_ttl),
             force=run.options.force_refresh,
         )

@@ -352,6 +352,13 @@ def _covers(
         return False
     if ran.scope.since is not None and (scope.since is None or scope.since < ran.scope.since):
         return False
+    ran_bugs, asked_bugs = ran.scope.bug_horizon, scope.bug_horizon
+    if (
+        SyncPhase.BUGS in wanted
+        and ran_bugs is not None
+        and (asked_bugs is None or asked_bugs < ran_bugs)
+    ):
+        return False  # the run fetches the bugs of fewer tests than asked
     if options.force_refresh and not ran.options.force_refresh:
         return False
     return not (options.nuke and not ran.options.nuke)
