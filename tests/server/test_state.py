@@ -10,7 +10,7 @@ from testio_mirror.sandbox import DatasetSpec, SandboxKnobs
 from testio_mirror.server.state import ServerState
 from testio_mirror.server.sync_tools import status_report
 from testio_mirror.store.sqlite.timefmt import utc_now
-from testio_mirror.sync.models import SyncStatus, SyncTrigger
+from testio_mirror.sync.models import SyncResult, SyncStatus, SyncTrigger
 from tests.conftest import SandboxFactory
 from tests.helpers.mcp_session import call_error, connect, run_rows
 from tests.helpers.polling import wait_for
@@ -98,6 +98,30 @@ async def test_the_startup_sync_brings_the_bugs_of_running_and_recent_tests(
     assert 0 < bugs_of_tests_ending_after(after - window) <= counts["bugs"]
     assert counts["bugs"] <= bugs_of_tests_ending_after(before - window) < len(truth["bugs"])
     assert counts["tests"] == len(truth["tests"])  # the listing is not bounded by the window
+
+
+async def test_run_end_listeners_hear_every_run_also_those_started_in_the_background(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(dataset=TINY)
+    state = ServerState(make_settings(sandbox, tmp_path / "home"), initial_sync=False)
+    state.start()
+    heard: list[str] = []
+
+    async def record(result: SyncResult) -> None:
+        heard.append(result.run_id)
+
+    state.run_end_listeners.append(record)
+    try:
+        app = await state.app()
+        # As sync_data with wait=false starts one: nobody awaits its result.
+        run_id, _ = app.sync.start_sync(trigger=SyncTrigger.TOOL)
+        assert await asyncio.to_thread(wait_for, lambda: bool(heard))
+        await app.sync.execute_sync(phases=["products"], trigger=SyncTrigger.TOOL)
+    finally:
+        await state.stop()
+    assert heard[0] == run_id
+    assert len(heard) == 2  # each run once, the awaited one too
 
 
 async def test_failures_back_off_the_refresh(make_sandbox: SandboxFactory, tmp_path: Path) -> None:

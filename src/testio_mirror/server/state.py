@@ -118,13 +118,17 @@ class ServerState:
         from testio_mirror.app import open_app
 
         try:
-            return await self._app_scope.enter_async_context(open_app(self.settings))
+            app = await self._app_scope.enter_async_context(open_app(self.settings))
         except Exception:
             logger.exception("the mirror could not be opened")
             raise
+        # Every run that ends is announced, also one nobody awaits (wait=false, a caller gone).
+        app.sync.finish_listeners.append(self.run_ended)
+        return app
 
     async def run_ended(self, result: SyncResult) -> None:
-        """Tell listeners (the status resource) that a run ended."""
+        """Tell listeners (the status resource) that a run ended (the sync service calls this
+        for every run that ends on its own)."""
         for listener in list(self.run_end_listeners):
             try:
                 await listener(result)
@@ -160,7 +164,6 @@ class ServerState:
         except Exception:
             logger.exception("%s sync crashed", trigger.value)
             return None
-        await self.run_ended(result)
         return result
 
     def _background_run(self) -> tuple[list[SyncPhase], SyncScope]:

@@ -104,7 +104,6 @@ async def sync_data(
         result = await service.execute_sync(
             phases, scope, options, SyncTrigger.TOOL, progress, detached=True
         )
-        await state.run_ended(result)
         joined = result.run_id == before
         return SyncDataAnswer(
             run_id=result.run_id,

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 
 from testio_mirror.settings import Settings
@@ -78,6 +78,9 @@ class SyncService:
         self._active: ActiveRun | None = None
         self._background: set[asyncio.Task[SyncResult]] = set()
         self.last_result: SyncResult | None = None
+        # Told of every run that ends on its own, whoever waits for it (or nobody: a run
+        # started in the background, a caller gone away); a failing listener is logged.
+        self.finish_listeners: list[Callable[[SyncResult], Awaitable[None]]] = []
 
     @property
     def lock(self) -> SyncLock:
@@ -324,10 +327,16 @@ class SyncService:
 
     async def _finish(self, run: ActiveRun, result: SyncResult) -> None:
         await self._recorder.finish(run, result)
-        if result.status is not SyncStatus.INTERRUPTED:
-            self.last_result = result
         level = logging.INFO if result.status is SyncStatus.SUCCESS else logging.WARNING
         logger.log(level, result.summary())
+        if result.status is SyncStatus.INTERRUPTED:
+            return  # the process is ending: neither the last result nor news to announce
+        self.last_result = result
+        for listener in list(self.finish_listeners):
+            try:
+                await listener(result)
+            except Exception:
+                logger.exception("a listener of sync %s's end failed", result.run_id)
 
 
 def _covers(
