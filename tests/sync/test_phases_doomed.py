@@ -74,7 +74,7 @@ async def test_a_503_product_list_on_an_empty_mirror_fails_after_one_request_cyc
     sandbox = make_sandbox(MEDIUM)
     sandbox.faults.add(FaultRule(kind="error", status=503, path="products", times=10))
     async with open_app(make_settings(sandbox, tmp_path / "home")) as app:
-        result = await run_sync(app, reports=False)
+        result = await run_sync(app)  # the failed request is a step, as any other
     assert result.status is SyncStatus.FAILED
     assert len(result.errors) == 1, result.errors
     # The mirror has no copy to fall back on: the list is not asked for a second time.

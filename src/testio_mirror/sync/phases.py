@@ -98,6 +98,7 @@ class PhaseRunner:
         except UpstreamError as exc:
             stored = await self._mirror.products.stored_products()
             if not stored or not set(run.scope.product_ids or ()) <= {p.id for p in stored}:
+                await run.tracker.step("products: failed")
                 raise  # no copy to go on with: the run fails with this one error
             run.errors.append(f"products: {exc}")
             await run.tracker.step("products: failed, using the mirror's copy")
