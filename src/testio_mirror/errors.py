@@ -10,6 +10,8 @@
     ├── OfflineError                    the mirror has no copy and no TestIO token is configured
     │                                   to fetch one; set TESTIO_CUSTOMER_API_TOKEN
     ├── SyncLockBusyError               (sync/lock.py) another live process is syncing; wait
+    ├── UnknownProductsError            (sync/models.py) a sync named products the account
+    │                                   does not have; nothing was synced
     ├── SandboxError                    (sandbox/server.py) the sandbox cannot start
     ├── ServeError                      (server/transport.py) the server cannot be served as
     │                                   asked (a non-loopback host without a bearer token)
@@ -19,7 +21,8 @@
         ├── RequestRejectedError        the API refused the request as asked
         ├── RateLimitedError            still rate limited after every retry
         ├── UpstreamUnavailableError    TestIO down or unreachable after every retry
-        └── BadResponseError            an answer that is not the documented shape
+        ├── BadResponseError            an answer that is not the documented shape
+        └── BaseUrlError                no API at TESTIO_CUSTOMER_API_BASE_URL (404, no server)
 
 A class with a module in brackets is defined in that module, next to what raises it, and so are
 the classes under it (``upstream/errors.py`` says what to do about each of its own); every other

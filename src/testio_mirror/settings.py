@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         le=7 * 24 * 3600,
         description="Seconds between the server's periodic refreshes; 0 turns them off.",
     )
+    recent_bug_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="The server's start-up sync and refreshes also sync the bugs of tests running "
+        "or ended within this many days; 0: they sync no bugs.",
+    )
     full_reconcile_interval_seconds: int = Field(
         default=24 * 3600,
         ge=0,

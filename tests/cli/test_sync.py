@@ -204,7 +204,7 @@ def test_status_shows_counts_and_the_last_runs(
         f"{truth['products']} products, {truth['features']} features, "
         f"{truth['tests']} tests, {truth['bugs']} bugs"
     ) in text
-    assert "Runs: 2 (2 successful, 0 failed)" in text
+    assert "Runs: 2 (2 successful, 0 partial, 0 failed, 0 cancelled, 0 interrupted)" in text
     assert "Sync lock: free" in text
     for run_id in run_ids:
         assert run_id in text
@@ -269,7 +269,21 @@ def test_a_wrong_token_fails_the_sync(
     result = children.run(_env(sandbox, home, TESTIO_CUSTOMER_API_TOKEN="not-the-token"), "sync")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Sync failed" in _one_line(result.stdout)
+    assert "1 API requests" in _one_line(result.stdout)  # the refused one is counted
     assert "not-the-token" not in result.stdout + result.stderr
+    assert [r["status"] for r in _runs(home / "mirror.db")] == ["failed"]
+    assert _rows(home / "mirror.db", "SELECT count(*) FROM tests")[0][0] == 0
+
+
+def test_an_unknown_product_fails_the_sync_listing_the_products(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL)
+    result = children.run(_env(sandbox, home), "sync", "--product", "101", "--product", "999999")
+    assert result.returncode == 1, result.stdout + result.stderr
+    text = _one_line(result.stdout + result.stderr)
+    assert "unknown product 999999" in text
+    assert "101, 102, 103" in text  # what the account has
     assert [r["status"] for r in _runs(home / "mirror.db")] == ["failed"]
     assert _rows(home / "mirror.db", "SELECT count(*) FROM tests")[0][0] == 0
 

@@ -1,8 +1,8 @@
 """Settings for a mirror of a sandbox: the one place the tests' knobs are chosen.
 
 Every knob a test could feel is explicit, so TESTIO_* variables and a ``.env`` file cannot leak
-in: no refresh loop, short retries, a short HTTP timeout and sync-lock wait, the API's page
-size. A test passes overrides for what it needs differently.
+in: no refresh loop, no bugs in the background syncs, short retries, a short HTTP timeout and
+sync-lock wait, the API's page size. A test passes overrides for what it needs differently.
 
 Example::
 
@@ -35,6 +35,9 @@ def make_settings(sandbox: SandboxServer, home: Path, **overrides: Any) -> Setti
         "full_reconcile_interval_seconds": 24 * 3600,
         "sync_lock_timeout_seconds": 5.0,
         "refresh_interval_seconds": 0,
+        # No bugs in the server's background syncs unless a test asks: the sandbox's tests
+        # end around a fixed date, and which are recent would depend on today's.
+        "recent_bug_days": 0,
         "log_level": "WARNING",
     }
     knobs.update(overrides)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs
 from testio_mirror.server.state import ServerState
-from testio_mirror.sync.models import SyncStatus, SyncTrigger
+from testio_mirror.server.sync_tools import status_report
+from testio_mirror.store.sqlite.timefmt import utc_now
+from testio_mirror.sync.models import SyncResult, SyncStatus, SyncTrigger
 from tests.conftest import SandboxFactory
 from tests.helpers.mcp_session import call_error, connect, run_rows
 from tests.helpers.polling import wait_for
@@ -56,6 +59,71 @@ async def test_startup_sync_then_scheduled_refreshes(
     assert "running" not in run_rows(settings).values()
 
 
+async def test_the_startup_sync_brings_the_bugs_of_running_and_recent_tests(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    # Tests every one to three days back from now: a 20-day window holds some of them.
+    spec = DatasetSpec(
+        seed=6, products=2, section_products=0, tests_per_product=30, anchor=utc_now()
+    )
+    sandbox = make_sandbox(dataset=spec)
+    settings = make_settings(sandbox, tmp_path / "home", recent_bug_days=20)
+    before = utc_now()
+    state = ServerState(settings)
+    state.start()
+    try:
+        app = await state.app()
+
+        async def startup_ended() -> bool:
+            return any(t == "startup" and s != "running" for t, s in await _runs(state))
+
+        for _ in range(400):
+            if await startup_ended():
+                break
+            await asyncio.sleep(0.05)
+        runs = await _runs(state)
+        counts = await app.mirror.sync_state.counts()
+    finally:
+        await state.stop()
+    after = utc_now()
+    assert runs == [(SyncTrigger.STARTUP.value, SyncStatus.SUCCESS.value)]
+    truth = sandbox.world.snapshot()
+
+    def bugs_of_tests_ending_after(moment: datetime) -> int:
+        tests = truth["tests"].items()
+        recent = {tid for tid, t in tests if datetime.fromisoformat(t["end_at"]) >= moment}
+        return sum(1 for bug in truth["bugs"].values() if bug["test"]["id"] in recent)
+
+    window = timedelta(days=20)
+    assert 0 < bugs_of_tests_ending_after(after - window) <= counts["bugs"]
+    assert counts["bugs"] <= bugs_of_tests_ending_after(before - window) < len(truth["bugs"])
+    assert counts["tests"] == len(truth["tests"])  # the listing is not bounded by the window
+
+
+async def test_run_end_listeners_hear_every_run_also_those_started_in_the_background(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(dataset=TINY)
+    state = ServerState(make_settings(sandbox, tmp_path / "home"), initial_sync=False)
+    state.start()
+    heard: list[str] = []
+
+    async def record(result: SyncResult) -> None:
+        heard.append(result.run_id)
+
+    state.run_end_listeners.append(record)
+    try:
+        app = await state.app()
+        # As sync_data with wait=false starts one: nobody awaits its result.
+        run_id, _ = app.sync.start_sync(trigger=SyncTrigger.TOOL)
+        assert await asyncio.to_thread(wait_for, lambda: bool(heard))
+        await app.sync.execute_sync(phases=["products"], trigger=SyncTrigger.TOOL)
+    finally:
+        await state.stop()
+    assert heard[0] == run_id
+    assert len(heard) == 2  # each run once, the awaited one too
+
+
 async def test_failures_back_off_the_refresh(make_sandbox: SandboxFactory, tmp_path: Path) -> None:
     sandbox = make_sandbox(dataset=TINY)
     settings = make_settings(
@@ -84,7 +152,7 @@ async def test_failures_back_off_the_refresh(make_sandbox: SandboxFactory, tmp_p
         await state.stop()
 
 
-async def test_stop_cancels_a_running_startup_sync_cleanly(
+async def test_stop_interrupts_a_running_startup_sync_which_is_not_the_last_result(
     make_sandbox: SandboxFactory, tmp_path: Path
 ) -> None:
     sandbox = make_sandbox(dataset=TINY, knobs=SandboxKnobs(latency_ms=200))
@@ -99,8 +167,19 @@ async def test_stop_cancels_a_running_startup_sync_cleanly(
     assert app.sync.current is not None
     await state.stop()
     assert app.sync.current is None
-    assert list(run_rows(settings).values()) == [SyncStatus.CANCELLED.value]
+    # The server stopping is not a user cancelling: the run is interrupted (and resumable).
+    assert list(run_rows(settings).values()) == [SyncStatus.INTERRUPTED.value]
     assert await asyncio.to_thread(app.sync.lock.holder) is None
+
+    again = ServerState(settings, initial_sync=False)
+    again.start()
+    try:
+        report = await status_report(again, 24.0)
+    finally:
+        await again.stop()
+    assert report.last_result is None  # no run ended on its own
+    assert (report.total_runs, report.interrupted_runs, report.cancelled_runs) == (1, 1, 0)
+    assert report.last_runs[0].status == "interrupted"
 
 
 async def test_a_mirror_that_cannot_open_leaves_the_server_answering_with_the_reason(

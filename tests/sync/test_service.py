@@ -85,6 +85,9 @@ async def test_a_wrong_token_fails_the_run_and_names_the_setting(
     assert WRONG_TOKEN not in " ".join(result.errors)
     assert result.phases_completed == []
     assert [e.message for e in errors] == result.errors
+    # The one refused request is counted, though its phase never completed.
+    assert len(sandbox.requests.records("products")) == 1
+    assert result.api_requests == result.stats["products"].api_requests == 1
 
 
 async def test_cancel_keeps_committed_pages_releases_the_lock_and_the_next_sync_resumes(
@@ -112,6 +115,11 @@ async def test_cancel_keeps_committed_pages_releases_the_lock_and_the_next_sync_
         assert_progress(progress.seen)
         runs = await app.mirror.sync_state.events(kind="run")
         assert [r.status for r in runs] == ["cancelled"]
+        assert runs[0].data is not None
+        cancelled = runs[0].data["result"]
+        # Every request made is counted, the listing's too: at least one per step reported.
+        assert cancelled["api_requests"] >= progress.seen[-1][0]
+        assert cancelled["stats"]["new_tests"]["api_requests"] >= 2
         assert runs[0].finished_at is not None
         assert runs[0].duration_seconds is not None
         assert app.sync.lock.holder() is None

@@ -218,3 +218,54 @@ async def test_every_time_in_the_json_is_utc_with_z(mirror: Mirror, lock: SyncLo
     assert all(t.endswith("Z") for t in times), times
     assert data["lock_holder"]["started_at"].endswith("Z")
     assert set(data) == set(SyncStatusReport.model_fields)
+
+
+async def test_every_outcome_is_counted_and_the_counts_add_up_to_the_total(
+    mirror: Mirror, lock: SyncLock
+) -> None:
+    now = utc_now() - timedelta(minutes=30)
+    outcomes = [
+        SyncStatus.SUCCESS,
+        SyncStatus.SUCCESS,
+        SyncStatus.PARTIAL,
+        SyncStatus.FAILED,
+        SyncStatus.CANCELLED,
+        SyncStatus.INTERRUPTED,
+    ]
+    for n, status in enumerate(outcomes):
+        await record_run(mirror, result_of(f"run-{n}", status, now + timedelta(minutes=n)), 1)
+    report = await build(mirror, lock)
+    assert report.total_runs == 6
+    assert (
+        report.successful_runs,
+        report.partial_runs,
+        report.failed_runs,
+        report.cancelled_runs,
+        report.interrupted_runs,
+    ) == (2, 1, 1, 1, 1)
+    assert (
+        report.successful_runs
+        + report.partial_runs
+        + report.failed_runs
+        + report.cancelled_runs
+        + report.interrupted_runs
+        == report.total_runs
+    )
+
+
+async def test_a_run_the_server_interrupted_is_not_the_last_result(
+    mirror: Mirror, lock: SyncLock
+) -> None:
+    now = utc_now() - timedelta(minutes=30)
+    ended = result_of("run-1", SyncStatus.PARTIAL, now)
+    await record_run(mirror, ended, items=2)
+    stopped = result_of("run-2", SyncStatus.INTERRUPTED, now + timedelta(minutes=5))
+    await record_run(mirror, stopped, items=0)
+    report = await build(mirror, lock)
+    assert report.last_result == ended  # the last run that ended on its own
+    assert [(r.run_id, r.status) for r in report.last_runs][:2] == [
+        ("run-2", "interrupted"),
+        ("run-1", "partial"),
+    ]
+    # The service's own last result is ignored too when the server stopped that run.
+    assert (await build(mirror, lock, last_result=stopped)).last_result == ended

@@ -244,7 +244,9 @@ def _print_status(out: Console, report: SyncStatusReport) -> None:
     )
     out.print(
         f"Runs: {report.total_runs} ({report.successful_runs} successful, "
-        f"{report.failed_runs} failed); last sync {_when(report.last_sync_at)}, "
+        f"{report.partial_runs} partial, {report.failed_runs} failed, "
+        f"{report.cancelled_runs} cancelled, {report.interrupted_runs} interrupted); "
+        f"last sync {_when(report.last_sync_at)}, "
         f"last successful {_when(report.last_success_at)}"
     )
     holder = report.lock_holder

@@ -6,8 +6,8 @@ sync service, and the modules behind them: httpx, aiosqlite, the store) is loade
 the background, so ``initialize`` and ``tools/list`` are answered at once; a tool called before
 the App is open waits for it. The start-up sync follows in the background. The refresh loop syncs
 every ``TESTIO_REFRESH_INTERVAL_SECONDS`` (0: never), skips a tick while a sync runs, and waits
-longer after failures (doubling, at most 8 intervals). Shutdown cancels both; a cancelled run is
-recorded as ``cancelled`` and releases the lock.
+longer after failures (doubling, at most 8 intervals). Shutdown cancels both; the run it stops is
+recorded as ``interrupted`` (not ``cancelled``: nobody asked) and releases the lock.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from testio_mirror.settings import Settings
-from testio_mirror.sync.models import SyncResult, SyncStatus, SyncTrigger
+from testio_mirror.sync.models import (
+    DEFAULT_PHASES,
+    SyncPhase,
+    SyncResult,
+    SyncScope,
+    SyncStatus,
+    SyncTrigger,
+)
 
 if TYPE_CHECKING:
     from testio_mirror.app import App
@@ -87,12 +94,15 @@ class ServerState:
         return None if self._opening.exception() else self._opening.result()
 
     async def stop(self) -> None:
-        """Cancel the background work and any run in flight, close the App; waits for all."""
-        for task in self._tasks:
-            task.cancel()
+        """Cancel the background work and any run in flight, close the App; waits for all.
+        A run stopped here is recorded ``interrupted`` (resumable), not ``cancelled``: nobody
+        asked for it to stop, and it must not pose as the last result."""
         app = self.opened_app
         if app is not None:
-            await app.sync.cancel()
+            # Before the tasks are cancelled: the run must learn why it stops first.
+            await app.sync.cancel(shutting_down=True)
+        for task in self._tasks:
+            task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -108,13 +118,17 @@ class ServerState:
         from testio_mirror.app import open_app
 
         try:
-            return await self._app_scope.enter_async_context(open_app(self.settings))
+            app = await self._app_scope.enter_async_context(open_app(self.settings))
         except Exception:
             logger.exception("the mirror could not be opened")
             raise
+        # Every run that ends is announced, also one nobody awaits (wait=false, a caller gone).
+        app.sync.finish_listeners.append(self.run_ended)
+        return app
 
     async def run_ended(self, result: SyncResult) -> None:
-        """Tell listeners (the status resource) that a run ended."""
+        """Tell listeners (the status resource) that a run ended (the sync service calls this
+        for every run that ends on its own)."""
         for listener in list(self.run_end_listeners):
             try:
                 await listener(result)
@@ -141,7 +155,7 @@ class ServerState:
         except Exception:
             return None  # _open_app logged why; tools answer with the reason
         try:
-            result = await app.sync.execute_sync(trigger=trigger)
+            result = await app.sync.execute_sync(*self._background_run(), trigger=trigger)
         except SyncLockBusyError as exc:
             logger.info("%s sync skipped: %s", trigger.value, exc)
             return None
@@ -150,8 +164,18 @@ class ServerState:
         except Exception:
             logger.exception("%s sync crashed", trigger.value)
             return None
-        await self.run_ended(result)
         return result
+
+    def _background_run(self) -> tuple[list[SyncPhase], SyncScope]:
+        """The phases and scope of the start-up sync and the refreshes: the default phases,
+        and the bugs of tests running or ended within ``recent_bug_days`` (bounded: a new
+        mirror's ``list_bugs`` and ``bug_stats`` answer about recent work at once, without the
+        whole history's bugs)."""
+        days = self.settings.recent_bug_days
+        if days == 0:
+            return list(DEFAULT_PHASES), SyncScope()
+        horizon = datetime.now(UTC) - timedelta(days=days)
+        return [*DEFAULT_PHASES, SyncPhase.BUGS], SyncScope(bugs_since=horizon)
 
     async def _refresh_forever(self, interval: float) -> None:
         failures = 0

@@ -20,6 +20,7 @@ from testio_mirror.sync.models import (
     SyncPhase,
     SyncScope,
     SyncTrigger,
+    UnknownProductsError,
 )
 from testio_mirror.sync.status import SyncStatusReport, build_sync_status
 
@@ -31,6 +32,11 @@ STATUS = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_h
 Period = Literal["1h", "24h", "7d", "30d"]
 _PERIODS: dict[Period, float] = {"1h": 1.0, "24h": 24.0, "7d": 168.0, "30d": 720.0}
 DEFAULT_PERIOD_HOURS = _PERIODS["24h"]  # sync_status's default, and the status resource's
+
+
+FOLLOW_HINT = (
+    "a sync goes on when the call waiting for it times out or is cancelled: sync_status follows it"
+)
 
 
 def _state(ctx: ToolContext) -> ServerState:
@@ -52,7 +58,12 @@ async def sync_data(
         bool, Field(description="list every test and re-fetch every bug list")
     ] = False,
     wait: Annotated[
-        bool, Field(description="false: start (or join) the sync and answer at once")
+        bool,
+        Field(
+            description="true: wait for the result (if this call times out or is cancelled, "
+            "the sync goes on and sync_status follows it); false: start or join the sync and "
+            "answer at once"
+        ),
     ] = True,
 ) -> Annotated[CallToolResult, SyncDataAnswer]:
     """Bring the local mirror up to date with TestIO (products, features, tests, and bugs with
@@ -70,6 +81,13 @@ async def sync_data(
         scope = SyncScope(product_ids=tuple(product_ids) if product_ids else None, since=since)
         options = SyncOptions(force_refresh=force)
         service = (await state.app()).sync
+        try:
+            # Before any run: a typo must not sync nothing and answer success.
+            await service.check_products(scope.product_ids)
+        except UnknownProductsError as exc:
+            raise UnknownProductsError(
+                exc.unknown, exc.known, next_step="list_products lists the account's products"
+            ) from None
         if not wait:
             run_id, joined = service.start_sync(phases, scope, options, SyncTrigger.TOOL)
             return answer(
@@ -91,12 +109,21 @@ async def sync_data(
                 last = done
                 await ctx.report_progress(done, total, message)
 
-        result = await service.execute_sync(phases, scope, options, SyncTrigger.TOOL, progress)
-        await state.run_ended(result)
+        # Detached: when this call is cancelled or times out, the run goes on (sync_status
+        # follows it); only the server stopping or sync cancel stops it.
+        result = await service.execute_sync(
+            phases, scope, options, SyncTrigger.TOOL, progress, detached=True
+        )
         joined = result.run_id == before
         return answer(
             ctx,
-            SyncDataAnswer(run_id=result.run_id, joined=joined, started=not joined, result=result),
+            SyncDataAnswer(
+                run_id=result.run_id,
+                joined=joined,
+                started=not joined,
+                result=result,
+                hint=FOLLOW_HINT,
+            ),
         )
 
 

@@ -68,6 +68,10 @@ class SyncCounters:
     failed_runs: int
     last_sync_at: datetime | None
     last_success_at: datetime | None
+    # The other outcomes, so that every ended run is counted once and they add up to the total.
+    partial_runs: int = 0
+    cancelled_runs: int = 0
+    interrupted_runs: int = 0
 
 
 @dataclass(frozen=True)
@@ -261,12 +265,23 @@ class SyncStateRepository:
             rows = list(
                 await conn.execute_fetchall(
                     "SELECT count(*), sum(status = 'success'), sum(status = 'failed'), "
-                    "max(finished_at), max(CASE WHEN status = 'success' THEN finished_at END) "
+                    "max(finished_at), max(CASE WHEN status = 'success' THEN finished_at END), "
+                    "sum(status = 'partial'), sum(status = 'cancelled'), "
+                    "sum(status = 'interrupted') "
                     "FROM sync_events WHERE kind = 'run' AND status != 'running'"
                 )
             )
-        total, ok, failed, last, last_ok = rows[0]
-        return SyncCounters(total or 0, ok or 0, failed or 0, from_db(last), from_db(last_ok))
+        total, ok, failed, last, last_ok, partial, cancelled, interrupted = rows[0]
+        return SyncCounters(
+            total or 0,
+            ok or 0,
+            failed or 0,
+            from_db(last),
+            from_db(last_ok),
+            partial_runs=partial or 0,
+            cancelled_runs=cancelled or 0,
+            interrupted_runs=interrupted or 0,
+        )
 
     async def period_stats(self, since: datetime) -> PeriodStats:
         async with self._db.reader() as conn:

@@ -7,7 +7,29 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field
 
+from testio_mirror.errors import MirrorError
 from testio_mirror.schema import CompactSchema
+
+SHOWN_PRODUCT_IDS = 20  # the account's product ids an UnknownProductsError lists at most
+
+
+class UnknownProductsError(MirrorError, ValueError):
+    """A sync asked for products the account does not have: nothing is synced (a typo must
+    not pass for an up-to-date product). ``unknown`` are the ids asked for that it lacks,
+    ``known`` the ids it has."""
+
+    def __init__(self, unknown: list[int], known: list[int], *, next_step: str = "") -> None:
+        self.unknown = sorted(unknown)
+        self.known = sorted(known)
+        listed = ", ".join(str(p) for p in self.known[:SHOWN_PRODUCT_IDS])
+        if len(self.known) > SHOWN_PRODUCT_IDS:
+            listed += f" and {len(self.known) - SHOWN_PRODUCT_IDS} more"
+        noun = "product" if len(self.unknown) == 1 else "products"
+        message = (
+            f"unknown {noun} {', '.join(str(p) for p in self.unknown)}: not in the account's "
+            f"product list ({listed or 'none'}); nothing was synced"
+        )
+        super().__init__(message + (f"; {next_step}" if next_step else ""))
 
 
 class SyncPhase(StrEnum):
@@ -56,6 +78,16 @@ class SyncScope(CompactSchema):
     since: datetime | None = Field(
         default=None, description="only tests ending at or after this time (UTC)"
     )
+    bugs_since: datetime | None = Field(
+        default=None,
+        description="bugs only of tests ending at or after this time (UTC); listings unaffected",
+    )
+
+    @property
+    def bug_horizon(self) -> datetime | None:
+        """The tests whose bugs the run covers end at or after this (None: all)."""
+        bounds = [b for b in (self.since, self.bugs_since) if b is not None]
+        return max(bounds) if bounds else None
 
 
 class SyncOptions(CompactSchema):

@@ -2,7 +2,8 @@
 
 Each phase works on the products in scope concurrently (at most ``max_concurrent_requests`` at
 once); one product's failure is recorded in the run's errors and does not stop the others. A
-refused token (``AuthError``) stops the run.
+refused token (``AuthError``), a product list that says no API is at the base URL
+(``BaseUrlError``) and products the account lacks (``UnknownProductsError``) stop the run.
 
 Example::
 
@@ -24,11 +25,11 @@ from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.products import write_products
 from testio_mirror.store.sqlite.upsert import WriteStats
 from testio_mirror.sync.listing import ProductLister
-from testio_mirror.sync.models import PhaseStats, SyncPhase
+from testio_mirror.sync.models import PhaseStats, SyncPhase, UnknownProductsError
 from testio_mirror.sync.run import RunContext
 from testio_mirror.upstream.bug_batches import BugBatch, bug_batch_groups
 from testio_mirror.upstream.client import CustomerApiClient
-from testio_mirror.upstream.errors import AuthError, UpstreamError
+from testio_mirror.upstream.errors import AuthError, BaseUrlError, UpstreamError, wrong_base_url
 from testio_mirror.upstream.models import Product, RejectReason
 
 
@@ -59,65 +60,91 @@ class PhaseRunner:
 
         Raises:
             AuthError: the token was refused.
+            BaseUrlError: the product list found no API at the base URL.
             UpstreamError: the product list was needed and could not be fetched.
+            UnknownProductsError: the scope names products the account does not have.
         """
         products: list[Product] | None = None
         for phase in phases:
             await entering(phase)
             before = self._client.metrics.snapshot()
             stats = PhaseStats()
-            if phase is SyncPhase.PRODUCTS:
-                products = await self._products_phase(run, stats)
-            else:
-                if products is None:
-                    products = await self._stored_products(run)
-                if phase is SyncPhase.FEATURES:
-                    await self._features_phase(run, products, stats)
-                elif phase is SyncPhase.NEW_TESTS:
-                    await self._tests_phase(run, products, stats)
-                else:
-                    await self._bugs_phase(run, products, stats)
-            spent = self._client.metrics.snapshot() - before
-            stats.api_requests, stats.retries = spent.requests, spent.retries
+            # In the stats from the start: a phase that ends the run (a refused token, a cancel)
+            # still shows the requests it made.
             run.stats[phase.value] = stats
+            try:
+                if phase is SyncPhase.PRODUCTS:
+                    products = await self._products_phase(run, stats)
+                else:
+                    if products is None:
+                        products = await self._stored_products(run)
+                    if phase is SyncPhase.FEATURES:
+                        await self._features_phase(run, products, stats)
+                    elif phase is SyncPhase.NEW_TESTS:
+                        await self._tests_phase(run, products, stats)
+                    else:
+                        await self._bugs_phase(run, products, stats)
+            finally:
+                spent = self._client.metrics.snapshot() - before
+                stats.api_requests, stats.retries = spent.requests, spent.retries
             run.completed.append(phase)
 
     async def _products_phase(self, run: RunContext, stats: PhaseStats) -> list[Product]:
         run.tracker.expect(1)
         try:
-            products = await self._client.products()
-        except AuthError:
-            raise
+            products = await self._fetch_products()
+        except (AuthError, BaseUrlError):
+            raise  # nothing else could succeed
         except UpstreamError as exc:
+            stored = await self._mirror.products.stored_products()
+            if not stored or not set(run.scope.product_ids or ()) <= {p.id for p in stored}:
+                await run.tracker.step("products: failed")
+                raise  # no copy to go on with: the run fails with this one error
             run.errors.append(f"products: {exc}")
             await run.tracker.step("products: failed, using the mirror's copy")
-            return await self._stored_products(run)
+            return self._in_scope(run, stored)
         async with self._mirror.db.transaction() as conn:
             add_written(stats, await write_products(conn, products, self._stamp(), complete=True))
         run.succeeded_units += 1
         await run.tracker.step(f"products: {len(products)}")
         return self._in_scope(run, products)
 
+    async def _fetch_products(self) -> list[Product]:
+        """The account's product list.
+
+        Raises:
+            BaseUrlError: no API answers at the base URL (404, or no connection).
+            UpstreamError: any other failure.
+        """
+        try:
+            return await self._client.products()
+        except UpstreamError as exc:
+            doomed = wrong_base_url(exc, str(self._settings.customer_api_base_url))
+            if doomed is not None:
+                raise doomed from None
+            raise
+
     def _in_scope(self, run: RunContext, products: list[Product]) -> list[Product]:
-        wanted = run.scope.product_ids
-        if wanted is None:
-            return products
-        found = [p for p in products if p.id in wanted]
-        missing = sorted(set(wanted) - {p.id for p in found})
-        if missing:
-            run.warnings.append(f"product(s) not in the account: {missing}")
-        return found
+        return _named(products, run.scope.product_ids)
 
     async def _stored_products(self, run: RunContext) -> list[Product]:
-        """The products the mirror holds; the product list is fetched (and stored) when the
-        mirror has none, or lacks one the scope names."""
+        return await self.products_in_scope(run.scope.product_ids)
+
+    async def products_in_scope(self, product_ids: Sequence[int] | None) -> list[Product]:
+        """The products ``product_ids`` name (None: all) as the mirror holds them; the product
+        list is fetched (and stored) when the mirror has none, or lacks one of them.
+
+        Raises:
+            UnknownProductsError: the account does not have some of them.
+            UpstreamError: the product list was needed and could not be fetched.
+        """
         products = await self._mirror.products.stored_products()
-        wanted = set(run.scope.product_ids or ())
+        wanted = set(product_ids or ())
         if not products or not wanted <= {p.id for p in products}:
-            products = await self._client.products()
+            products = await self._fetch_products()
             async with self._mirror.db.transaction() as conn:
                 await write_products(conn, products, self._stamp(), complete=True)
-        return self._in_scope(run, products)
+        return _named(products, product_ids)
 
     async def _features_phase(
         self, run: RunContext, products: list[Product], stats: PhaseStats
@@ -188,7 +215,7 @@ class PhaseRunner:
         policy = self._mirror.policy
         test_ids = await self._mirror.sync_state.tests_needing_bugs(
             [p.id for p in products],
-            run.scope.since,
+            run.scope.bug_horizon,
             stale_before=self._clock() - timedelta(seconds=policy.open_test_ttl),
             force=run.options.force_refresh,
         )
@@ -283,6 +310,22 @@ def add_written(stats: PhaseStats, written: WriteStats) -> None:
     stats.updated += written.updated
     stats.unchanged += written.unchanged
     stats.deleted += written.deleted
+
+
+def _named(products: list[Product], product_ids: Sequence[int] | None) -> list[Product]:
+    """The products ``product_ids`` name (None: all of them).
+
+    Raises:
+        UnknownProductsError: some of them are not among ``products``.
+    """
+    if product_ids is None:
+        return products
+    known = {p.id for p in products}
+    missing = sorted(set(product_ids) - known)
+    if missing:
+        raise UnknownProductsError(missing, sorted(known))
+    wanted = set(product_ids)
+    return [p for p in products if p.id in wanted]
 
 
 def _ids(test_ids: Sequence[int]) -> str:

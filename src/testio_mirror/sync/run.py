@@ -40,6 +40,10 @@ from testio_mirror.sync.progress import OnProgress, ProgressTracker
 logger = logging.getLogger("testio_mirror.sync")
 
 DIED = "the process running this sync died before it finished"
+SHUT_DOWN = (
+    "the server stopped before this sync finished (its client went away); committed pages "
+    "are kept and the next sync resumes"
+)
 
 
 @dataclass
@@ -89,6 +93,7 @@ class ActiveRun:
     view: RunView
     listeners: list[OnProgress] = field(default_factory=list)
     lost_lock: bool = False
+    shutting_down: bool = False  # cancelled because the process ends: recorded interrupted
 
     @classmethod
     def create(
@@ -120,9 +125,16 @@ class ActiveRun:
         """A step finished: update the view and tell every listener."""
         self.view.done, self.view.total, self.view.message = done, total, message
         for listener in list(self.listeners):
-            outcome = listener(done, total, message)
-            if outcome is not None:
-                await outcome
+            try:
+                outcome = listener(done, total, message)
+                if outcome is not None:
+                    await outcome
+            except Exception:
+                # A listener that fails (a client gone away mid-progress) loses its place; the
+                # run, which others may be waiting for, goes on.
+                logger.warning("a progress listener of sync %s failed; dropped", self.run_id)
+                if listener in self.listeners:
+                    self.listeners.remove(listener)
 
 
 def run_result(

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 
 from testio_mirror.settings import Settings
@@ -35,10 +35,11 @@ from testio_mirror.sync.models import (
     SyncScope,
     SyncStatus,
     SyncTrigger,
+    UnknownProductsError,
 )
 from testio_mirror.sync.phases import PhaseRunner
 from testio_mirror.sync.progress import OnProgress
-from testio_mirror.sync.run import DIED, ActiveRun, RunRecorder, RunView, run_result
+from testio_mirror.sync.run import DIED, SHUT_DOWN, ActiveRun, RunRecorder, RunView, run_result
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import UpstreamError
 
@@ -77,6 +78,9 @@ class SyncService:
         self._active: ActiveRun | None = None
         self._background: set[asyncio.Task[SyncResult]] = set()
         self.last_result: SyncResult | None = None
+        # Told of every run that ends on its own, whoever waits for it (or nobody: a run
+        # started in the background, a caller gone away); a failing listener is logged.
+        self.finish_listeners: list[Callable[[SyncResult], Awaitable[None]]] = []
 
     @property
     def lock(self) -> SyncLock:
@@ -105,6 +109,17 @@ class SyncService:
         logger.warning("marked %d sync run(s) left running by a dead process as interrupted", count)
         return count
 
+    async def check_products(self, product_ids: Sequence[int] | None) -> None:
+        """Refuse, before any run, products the account does not have (the mirror's product
+        list answers; it is fetched when it lacks one of them).
+
+        Raises:
+            UnknownProductsError: some of ``product_ids`` are not in the account.
+            UpstreamError: the product list was needed and could not be fetched.
+        """
+        if product_ids:
+            await self._phases.products_in_scope(product_ids)
+
     async def execute_sync(
         self,
         phases: Iterable[SyncPhase | str] | None = None,
@@ -114,8 +129,13 @@ class SyncService:
         on_progress: OnProgress | None = None,
         *,
         wait_for_lock: bool = True,
+        detached: bool = False,
     ) -> SyncResult:
         """Run a sync and return its result; a call while one runs in this process joins it.
+
+        Cancelling the caller cancels the run it started, unless ``detached``: then the run
+        goes on in the background (``cancel()`` still stops it) and only the caller's wait
+        ends. A joiner giving up never cancels the run.
 
         Raises:
             SyncLockBusyError: another process syncs and did not finish within the lock timeout
@@ -129,21 +149,26 @@ class SyncService:
                 await asyncio.gather(asyncio.shield(self._inflight_task()), return_exceptions=True)
                 continue
             task, joined = self._start(phases, scope, options, trigger, on_progress, wait_for_lock)
-            if not joined:
+            if not joined and not detached:
                 return await task
+            if not joined:
+                self._keep_in_background(task)
             assert self._active is not None
-            run_id = self._active.run_id
+            run = self._active
             try:
-                # Shielded: a joiner giving up must not cancel the run for its owner.
+                # Shielded: a caller giving up must not cancel the run for the others.
                 return await asyncio.shield(task)
             except asyncio.CancelledError:
                 me = asyncio.current_task()
                 if (me is not None and me.cancelling()) or not task.cancelled():
-                    raise  # this caller was cancelled
-                last = self.last_result
-                if last is None or last.run_id != run_id:
+                    # This caller was cancelled; the run goes on without its listener.
+                    if on_progress is not None and on_progress in run.listeners:
+                        run.listeners.remove(on_progress)
                     raise
-                return last  # the owner cancelled the run: the joiner hears how it ended
+                last = self.last_result
+                if last is None or last.run_id != run.run_id:
+                    raise
+                return last  # the run was cancelled: the caller hears how it ended
 
     def start_sync(
         self,
@@ -174,9 +199,21 @@ class SyncService:
         assert self._active is not None
         return self._active.run_id, joined
 
-    async def cancel(self) -> bool:
-        """Cancel the run in flight in this process; True when there was one."""
+    async def cancel(self, *, shutting_down: bool = False) -> bool:
+        """Cancel the run in flight in this process; True when there was one.
+
+        ``shutting_down``: the process is ending (a server stopping), not a user asking; the
+        run is recorded ``interrupted`` (resumable, like a run whose process died), so it does
+        not pose as the last result a user should act on."""
         task = self._inflight
+        if shutting_down:
+            if self._active is not None:
+                self._active.shutting_down = True
+            # Runs queued after this one must not start while the process ends.
+            queued = [t for t in self._background if t is not task]
+            for waiting in queued:
+                waiting.cancel()
+            await asyncio.gather(*queued, return_exceptions=True)
         if task is None or task.done():
             return False
         task.cancel()
@@ -267,12 +304,16 @@ class SyncService:
                 status = context.outcome()
             except asyncio.CancelledError:
                 status = SyncStatus.CANCELLED
+                if run.shutting_down:
+                    status = SyncStatus.INTERRUPTED
+                    context.warnings.append(SHUT_DOWN)
                 if run.lost_lock:
                     context.errors.append("the sync lock was taken over by another process")
                     status = SyncStatus.FAILED
                 raise
-            except UpstreamError as exc:
-                # Auth errors, and failures no single product could absorb (the product list).
+            except (UpstreamError, UnknownProductsError) as exc:
+                # Auth errors, failures no single product could absorb (the product list), and
+                # products the account does not have: nothing more can be done.
                 context.errors.append(str(exc))
                 status = SyncStatus.FAILED
             except Exception as exc:
@@ -286,9 +327,16 @@ class SyncService:
 
     async def _finish(self, run: ActiveRun, result: SyncResult) -> None:
         await self._recorder.finish(run, result)
-        self.last_result = result
         level = logging.INFO if result.status is SyncStatus.SUCCESS else logging.WARNING
         logger.log(level, result.summary())
+        if result.status is SyncStatus.INTERRUPTED:
+            return  # the process is ending: neither the last result nor news to announce
+        self.last_result = result
+        for listener in list(self.finish_listeners):
+            try:
+                await listener(result)
+            except Exception:
+                logger.exception("a listener of sync %s's end failed", result.run_id)
 
 
 def _covers(
@@ -313,6 +361,13 @@ def _covers(
         return False
     if ran.scope.since is not None and (scope.since is None or scope.since < ran.scope.since):
         return False
+    ran_bugs, asked_bugs = ran.scope.bug_horizon, scope.bug_horizon
+    if (
+        SyncPhase.BUGS in wanted
+        and ran_bugs is not None
+        and (asked_bugs is None or asked_bugs < ran_bugs)
+    ):
+        return False  # the run fetches the bugs of fewer tests than asked
     if options.force_refresh and not ran.options.force_refresh:
         return False
     return not (options.nuke and not ran.options.nuke)

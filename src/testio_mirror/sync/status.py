@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field
 
 from testio_mirror.schema import CompactSchema, inline_list
-from testio_mirror.sync.models import SyncResult
+from testio_mirror.sync.models import SyncResult, SyncStatus
 
 if TYPE_CHECKING:
     from testio_mirror.store.sync_state import ListingState, SyncEvent, SyncStateRepository
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from testio_mirror.upstream.health import HealthReport
 
 LAST_RUNS = 5  # runs listed in ``last_runs``
+HISTORY_LOOKBACK = 200  # runs looked through for the last result when the latest are interrupted
 
 
 class RunningSync(CompactSchema):
@@ -88,10 +89,19 @@ class SyncStatusReport(CompactSchema):
         "is empty, call sync_data"
     )
     running: RunningSync | None
-    last_result: SyncResult | None = Field(description="the last run that ended")
-    total_runs: int
+    last_result: SyncResult | None = Field(
+        description="the last run that ended on its own (an interrupted one is in last_runs)"
+    )
+    total_runs: int = Field(
+        description="ended runs: successful + partial + failed + cancelled + interrupted"
+    )
     successful_runs: int
+    partial_runs: int
     failed_runs: int
+    cancelled_runs: int = Field(description="stopped on request")
+    interrupted_runs: int = Field(
+        description="stopped by the process ending (a server shutting down, a crash); resumable"
+    )
     last_sync_at: datetime | None
     last_success_at: datetime | None
     period_hours: float
@@ -137,8 +147,10 @@ async def build_sync_status(
         sync_state.events(kind="run", limit=LAST_RUNS),
         asyncio.to_thread(lock.holder),
     )
-    if last_result is None:
-        last_result = _last_recorded_result(runs)
+    if last_result is None or last_result.status is SyncStatus.INTERRUPTED:
+        # A run stopped by its process ending (a server shut down by a short-lived client) says
+        # nothing about TestIO or the mirror: the last run that ended on its own does.
+        last_result = await _last_recorded_result(sync_state, runs)
     if running is not None or holder is not None:
         state: Literal["idle", "running", "never_synced"] = "running"
     elif counters.total_runs == 0 and not any(counts.values()):
@@ -151,7 +163,10 @@ async def build_sync_status(
         last_result=last_result,
         total_runs=counters.total_runs,
         successful_runs=counters.successful_runs,
+        partial_runs=counters.partial_runs,
         failed_runs=counters.failed_runs,
+        cancelled_runs=counters.cancelled_runs,
+        interrupted_runs=counters.interrupted_runs,
         last_sync_at=counters.last_sync_at,
         last_success_at=counters.last_success_at,
         period_hours=period_hours,
@@ -169,9 +184,22 @@ async def build_sync_status(
     )
 
 
-def _last_recorded_result(runs: list[SyncEvent]) -> SyncResult | None:
+async def _last_recorded_result(
+    sync_state: SyncStateRepository, latest: list[SyncEvent]
+) -> SyncResult | None:
+    """The result of the newest run that ended on its own, from the latest runs or, when they
+    are all running or interrupted, further back."""
+    found = _ended_on_its_own(latest)
+    if found is None and len(latest) == LAST_RUNS:
+        found = _ended_on_its_own(await sync_state.events(kind="run", limit=HISTORY_LOOKBACK))
+    return found
+
+
+def _ended_on_its_own(runs: list[SyncEvent]) -> SyncResult | None:
     for event in runs:
-        if event.status != "running" and event.data and "result" in event.data:
+        if event.status in (None, "running", "interrupted"):
+            continue
+        if event.data and "result" in event.data:
             return SyncResult.model_validate(event.data["result"])
     return None
 

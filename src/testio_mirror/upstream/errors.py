@@ -13,8 +13,11 @@
     ├── UpstreamUnavailableError    5xx, timeouts or connection failures after every retry;
     │                               TestIO is down or unreachable: try later, check the network
     │                               and TESTIO_CUSTOMER_API_BASE_URL
-    └── BadResponseError            an answer that is not JSON or not the documented shape;
-                                    a TestIO change or a proxy in the way: report it
+    ├── BadResponseError            an answer that is not JSON or not the documented shape;
+    │                               a TestIO change or a proxy in the way: report it
+    └── BaseUrlError                the product list, the first call of every sync, found no
+                                    API at TESTIO_CUSTOMER_API_BASE_URL (404, or no connection
+                                    at all): the sync stops at once; fix the setting
 
 Messages name the request (method and path) but never the token; the client redacts the
 ``Authorization`` header from everything it logs.
@@ -70,8 +73,57 @@ class RateLimitedError(UpstreamError):
 
 
 class UpstreamUnavailableError(UpstreamError):
-    """5xx, timeouts or connection failures outlasted every retry."""
+    """5xx, timeouts or connection failures outlasted every retry; ``connected`` is False when
+    the last attempt never reached a server (refused, no such host, connect timeout)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        status: int | None = None,
+        connected: bool = True,
+    ) -> None:
+        super().__init__(message, method=method, path=path, status=status)
+        self.connected = connected
 
 
 class BadResponseError(UpstreamError):
     """The answer was not JSON, or not the shape the API documents."""
+
+
+class BaseUrlError(UpstreamError):
+    """No TestIO API answers at the configured base URL: the product list, which every sync
+    asks for first, was answered 404 or never reached a server. Every other call would fail the
+    same way, so a sync stops at once (``wrong_base_url``)."""
+
+
+def wrong_base_url(error: UpstreamError, base_url: str) -> BaseUrlError | None:
+    """``error`` of the product list as a ``BaseUrlError`` naming ``base_url``, when it means
+    that no API is there (a 404, or no connection at all); None for any other failure."""
+    shown = _without_credentials(base_url)
+    if isinstance(error, NotFoundError):
+        problem = f"TestIO answered 404 for {error.request or 'the product list'}"
+    elif isinstance(error, UpstreamUnavailableError) and not error.connected:
+        # "GET products: connection failed (ConnectError) after 5 attempts", without the
+        # generic advice after it: this message gives the precise one.
+        problem = str(error).split(";", 1)[0]
+    else:
+        return None
+    return BaseUrlError(
+        f"{problem}: is TESTIO_CUSTOMER_API_BASE_URL right? It is {shown}",
+        method=error.method,
+        path=error.path,
+        status=error.status,
+    )
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part or a query, which could hold a secret."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url.split("?", 1)[0]
+    host, slash, path = rest.partition("/")
+    host = host.rpartition("@")[2]
+    return f"{scheme}://{host}{slash}{path}".split("?", 1)[0]

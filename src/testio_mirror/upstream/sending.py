@@ -257,6 +257,7 @@ class Sender:
                 method=call.method,
                 path=call.path,
                 status=failed.status,
+                connected=failed.maybe_sent,
             )
         delay = self._policy.backoff(attempt, self._rng)
         self._tally().retries += 1
