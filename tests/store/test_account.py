@@ -15,6 +15,8 @@ from testio_mirror.store.account import adopt_account
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.migrations import LATEST_VERSION
+from testio_mirror.store.sqlite.timefmt import utc_now
+from testio_mirror.store.sync_state import SyncEvent, add_event
 from tests.helpers.store_data import small_world, write_world
 
 TOKEN = "tok-ACCOUNT-A-0123456789"
@@ -148,3 +150,15 @@ async def test_adopting_rebinds_whatever_the_mirror_held(tmp_path: Path) -> None
     await reopen(settings_for(tmp_path, url=OTHER_URL, token=OTHER_TOKEN))
     with pytest.raises(AccountMismatchError):
         await reopen(settings_for(tmp_path))
+
+
+async def test_an_empty_mirror_with_a_run_in_progress_is_not_taken_over(tmp_path: Path) -> None:
+    # Two accounts opening one new home at once: the second must not rebind it under the first.
+    mirror = await Mirror.open(settings_for(tmp_path), None)
+    try:
+        async with mirror.db.transaction() as conn:
+            await add_event(conn, SyncEvent("run-1", utc_now(), "run", status="running"))
+        with pytest.raises(AccountMismatchError):
+            await reopen(settings_for(tmp_path, token=OTHER_TOKEN))
+    finally:
+        await mirror.close()

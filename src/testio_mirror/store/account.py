@@ -85,12 +85,17 @@ class Account:
 
 async def check_account(db: Database, account: Account, now: str) -> None:
     """Bind the mirror to ``account`` if it is bound to none (or holds nothing yet); else
-    make sure it is the account it holds.
+    make sure it is the account it holds. Reads first: the write lock is taken only to bind.
 
     Raises:
         AccountMismatchError: the mirror holds another base URL's or another token's data.
     """
+    async with db.reader() as conn:
+        rows = list(await conn.execute_fetchall("SELECT * FROM mirror_account"))
+    if rows and _mismatch(rows[0], account) is None and not _adopts_token(rows[0], account):
+        return
     async with db.transaction() as conn:
+        # Again under the lock: another process may have bound it meanwhile.
         rows = list(await conn.execute_fetchall("SELECT * FROM mirror_account"))
         if not rows:
             await bind_account(conn, account, now)
@@ -101,11 +106,16 @@ async def check_account(db: Database, account: Account, now: str) -> None:
             if await _holds_data(conn):
                 raise AccountMismatchError(problem)
             await bind_account(conn, account, now)  # nothing to protect: take the new one
-        elif row["token_fingerprint"] is None and account.token is not None:
+        elif _adopts_token(row, account):
             await conn.execute(
                 "UPDATE mirror_account SET token_fingerprint = ? WHERE id = 1",
                 (account.fingerprint(row["salt"]),),
             )
+
+
+def _adopts_token(row: aiosqlite.Row, account: Account) -> bool:
+    """Bound without a token (offline, or before this check) and opened with one."""
+    return row["token_fingerprint"] is None and account.token is not None
 
 
 async def bind_account(conn: aiosqlite.Connection, account: Account, now: str) -> None:
@@ -162,6 +172,8 @@ def _mismatch(row: aiosqlite.Row, account: Account) -> str | None:
 
 
 async def _holds_data(conn: aiosqlite.Connection) -> bool:
+    """Something to protect: entities, or a run in progress (which is about to write them)."""
     query = " UNION ALL ".join(f"SELECT 1 FROM {table}" for table in _PARTS)
+    query += " UNION ALL SELECT 1 FROM sync_events WHERE kind = 'run' AND status = 'running'"
     rows = list(await conn.execute_fetchall(f"SELECT EXISTS ({query})"))
     return bool(rows[0][0])

@@ -9,6 +9,9 @@ Example::
 
 from __future__ import annotations
 
+import sqlite3
+
+from testio_mirror.errors import StoreError
 from testio_mirror.settings import Settings
 from testio_mirror.store.account import Account, bind_account, check_account
 from testio_mirror.store.bugs import BugRepository
@@ -68,8 +71,12 @@ class Mirror:
         if not replace_account:
             try:
                 await check_account(db, account, policy.stamp())
-            except BaseException:
+            except BaseException as exc:
                 await db.close()
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(
+                        f"cannot open the mirror at {settings.database_path}: {exc}"
+                    ) from exc
                 raise
         return cls(db, client, policy, account)
 
