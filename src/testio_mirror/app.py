@@ -31,18 +31,22 @@ class App:
 
 @contextlib.asynccontextmanager
 async def open_app(
-    settings: Settings, client: CustomerApiClient | None = None
+    settings: Settings, client: CustomerApiClient | None = None, *, replace_account: bool = False
 ) -> AsyncIterator[App]:
     """Build the App (with ``client`` when the caller made it already, say to send a request
-    while the rest loads); closes the mirror and the client on exit.
+    while the rest loads); closes the mirror and the client on exit. ``replace_account``: the
+    caller runs a nuke, so a mirror of another account is opened (the nuke rebinds it).
 
     Raises:
+        AccountMismatchError: the mirror holds another account (``store/account.py``).
         StoreError: the mirror cannot be opened.
     """
     client = client or CustomerApiClient(settings)
     try:
         mirror = await Mirror.open(
-            settings, client if settings.customer_api_token is not None else None
+            settings,
+            client if settings.customer_api_token is not None else None,
+            replace_account=replace_account,
         )
         try:
             app = App(settings, client, mirror, SyncService(settings, client, mirror))

@@ -5,7 +5,12 @@
     MirrorError                         base: a problem the user can act on; the message says how
     ├── SettingsError                   a TESTIO_* variable has an unusable value (exit code 2)
     ├── StoreError                      the mirror file cannot be opened or used;
-    │                                   check TESTIO_MIRROR_HOME, or move a damaged file away
+    │   │                               check TESTIO_MIRROR_HOME, or move a damaged file away
+    │   └── AccountMismatchError        the mirror holds another account (another base URL
+    │                                   or API token); use another TESTIO_MIRROR_HOME, or
+    │                                   `testio-mirror sync --nuke --yes` to start over
+    ├── RemovedError                    the thing asked for was removed from the account
+    │                                   (tombstoned); list what the mirror holds, or sync
     ├── CursorError                     a cursor this mirror did not hand out
     ├── OfflineError                    the mirror has no copy and no TestIO token is configured
     │                                   to fetch one; set TESTIO_CUSTOMER_API_TOKEN
@@ -48,6 +53,18 @@ class SettingsError(MirrorError, ValueError):
 
 class StoreError(MirrorError):
     """The mirror database cannot be opened or used; the message says what to do."""
+
+
+class AccountMismatchError(StoreError):
+    """The mirror was made for another account: another base URL or another API token.
+
+    Raised when the mirror is opened, by every command, so the data of two accounts never mix.
+    """
+
+
+class RemovedError(MirrorError):
+    """The product, test or bug was in the account but was removed from it (the mirror keeps
+    it tombstoned): its product left the account, or TestIO said it is gone."""
 
 
 class CursorError(MirrorError, ValueError):

@@ -76,8 +76,11 @@ async def test_stdio_sandbox_serves_the_tools_and_keeps_its_mirror_apart(tmp_pat
         env=child_env(tmp_path),
         cwd=tmp_path,
     )
-    async with Client(params) as client:
-        await _check_session(client)
+    # Twice: each start's sandbox has a new port and token but is the same simulated account,
+    # so its mirror is rebound, not refused as another account's.
+    for _ in range(2):
+        async with Client(params) as client:
+            await _check_session(client)
     assert (tmp_path / "sandbox" / "mirror.db").is_file()
     assert not (tmp_path / "mirror.db").exists()
 

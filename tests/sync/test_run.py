@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from testio_mirror.app import open_app
+from testio_mirror.sandbox import FaultRule
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.sync_state import SyncEvent, add_event
 from testio_mirror.sync.models import (
@@ -21,7 +22,7 @@ from testio_mirror.sync.progress import ProgressTracker
 from testio_mirror.sync.run import ActiveRun, RunContext, run_result
 from tests.conftest import SandboxFactory
 from tests.helpers.settings import make_settings
-from tests.helpers.sync_runs import MEDIUM, WRONG_TOKEN, run_sync
+from tests.helpers.sync_runs import MEDIUM, run_sync
 
 
 async def test_sync_events_counters_period_stats_and_recovery(
@@ -32,7 +33,9 @@ async def test_sync_events_counters_period_stats_and_recovery(
     since = utc_now() - timedelta(seconds=1)
     async with open_app(make_settings(sandbox, home)) as app:
         good = await run_sync(app, phases=None)
-    async with open_app(make_settings(sandbox, home, customer_api_token=WRONG_TOKEN)) as app:
+    # The token stops working (a wrong token would open another account's mirror: refused).
+    sandbox.faults.add(FaultRule(kind="error", status=401, path="products", times=None))
+    async with open_app(make_settings(sandbox, home)) as app:
         bad = await run_sync(app, phases=None, reports=False)
         state = app.mirror.sync_state
         runs = await state.events(kind="run")

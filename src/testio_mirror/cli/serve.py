@@ -5,6 +5,7 @@ In stdio mode stdout belongs to the protocol: nothing else is ever written there
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -55,13 +56,18 @@ def _maybe_sandbox(settings: Settings, enabled: bool, latency_ms: float) -> Iter
 
     from testio_mirror.sandbox import SandboxConfig, SandboxKnobs, SandboxServer
     from testio_mirror.sandbox.dataset import preset
+    from testio_mirror.store.account import adopt_account
 
     logging.getLogger("testio_mirror.sandbox").setLevel(logging.WARNING)
     config = SandboxConfig(dataset=preset("demo"), knobs=SandboxKnobs(latency_ms=latency_ms))
     with SandboxServer(config) as sandbox:
         # A mirror of the sandbox must never mix with a mirror of the real account.
-        yield load_settings(
+        effective = load_settings(
             customer_api_token=sandbox.token,
             customer_api_base_url=sandbox.base_url,
             mirror_home=settings.mirror_home / SANDBOX_DIR,
         )
+        # The same simulated account at every start, at a new port with a new token: its
+        # mirror is rebound to this start's sandbox rather than refused as another account's.
+        asyncio.run(adopt_account(effective))
+        yield effective

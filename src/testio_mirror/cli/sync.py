@@ -129,7 +129,7 @@ async def _sync(
     from testio_mirror.app import open_app
 
     err = make_err()
-    async with open_app(settings, client) as app:
+    async with open_app(settings, client, replace_account=options.nuke) as app:
         if err.is_terminal and not quiet:
             # Imported here: only a terminal gets a progress bar, and rich.progress is not cheap.
             from rich.progress import (

@@ -14,7 +14,7 @@ import orjson
 from testio_mirror.errors import OfflineError
 from testio_mirror.store.bug_stats import GROUPS, count_groups, stats_page
 from testio_mirror.store.exploratory_tests import write_tests
-from testio_mirror.store.readthrough.repository import ReadThroughRepository
+from testio_mirror.store.readthrough.repository import ReadThroughRepository, live
 from testio_mirror.store.readthrough.rule import Local, read_through
 from testio_mirror.store.records import (
     EVERY_BUG,
@@ -210,8 +210,9 @@ class BugRepository(ReadThroughRepository):
 
         Raises:
             NotFoundError: TestIO does not know the bug (a mirrored copy is tombstoned).
+            RemovedError: the mirror holds the bug only as a tombstone.
         """
-        return await read_through(
+        answer = await read_through(
             ("bug", bug_id),
             self._policy,
             self._flights,
@@ -219,6 +220,7 @@ class BugRepository(ReadThroughRepository):
             self._online(lambda: self._refresh(bug_id)),
             on_gone=lambda: self._tombstone("bugs", bug_id),
         )
+        return live(answer, f"bug {bug_id}")
 
     async def ensure_fresh(self, test_ids: Sequence[int]) -> Freshness:
         """Make the bug lists of these tests fresh (fetching the stale ones in batches) and say

@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 
 from testio_mirror.store.readthrough.freshness import FreshnessPolicy
-from testio_mirror.store.readthrough.repository import ReadThroughRepository
+from testio_mirror.store.readthrough.repository import ReadThroughRepository, live
 from testio_mirror.store.readthrough.rule import Local, read_through
 from testio_mirror.store.records import Answer, ExploratoryTestRecord, Freshness, Page
 from testio_mirror.store.sqlite.cursor import cursors_after, next_cursor
@@ -168,8 +168,9 @@ class ExploratoryTestRepository(ReadThroughRepository):
 
         Raises:
             NotFoundError: TestIO does not know the test (a mirrored copy is tombstoned).
+            RemovedError: the mirror holds the test only as a tombstone.
         """
-        return await read_through(
+        answer = await read_through(
             ("test", test_id),
             self._policy,
             self._flights,
@@ -177,6 +178,7 @@ class ExploratoryTestRepository(ReadThroughRepository):
             self._online(lambda: self._refresh(test_id)),
             on_gone=lambda: self._tombstone("tests", test_id),
         )
+        return live(answer, f"test {test_id}")
 
     async def list_tests(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 
 from testio_mirror.store.products import write_products
-from testio_mirror.store.readthrough.repository import ReadThroughRepository
+from testio_mirror.store.readthrough.repository import ReadThroughRepository, removed
 from testio_mirror.store.readthrough.rule import Local, read_through
 from testio_mirror.store.records import Answer, FeatureRecord, Page
 from testio_mirror.store.sqlite.cursor import decode_position, id_page
@@ -87,6 +87,7 @@ class FeatureRepository(ReadThroughRepository):
 
         Raises:
             NotFoundError: TestIO does not know the product.
+            RemovedError: the product left the account (the mirror holds it as a tombstone).
         """
         return await read_through(
             ("features", product_id),
@@ -135,9 +136,13 @@ class FeatureRepository(ReadThroughRepository):
         async with self._db.reader() as conn:
             marks = list(
                 await conn.execute_fetchall(
-                    "SELECT features_fetched_at FROM products WHERE id = ?", (product_id,)
+                    "SELECT features_fetched_at, deleted_at FROM products WHERE id = ?",
+                    (product_id,),
                 )
             )
+            if marks and marks[0][1] is not None:
+                # Not asked of TestIO: it left the account; a sync brings it back if it returns.
+                raise removed(f"product {product_id}")
             if not marks or marks[0][0] is None:
                 return None
             rows = await conn.execute_fetchall(

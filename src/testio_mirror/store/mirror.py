@@ -9,7 +9,11 @@ Example::
 
 from __future__ import annotations
 
+import sqlite3
+
+from testio_mirror.errors import StoreError
 from testio_mirror.settings import Settings
+from testio_mirror.store.account import Account, bind_account, check_account
 from testio_mirror.store.bugs import BugRepository
 from testio_mirror.store.exploratory_tests import ExploratoryTestRepository
 from testio_mirror.store.features import FeatureRepository
@@ -18,7 +22,7 @@ from testio_mirror.store.readthrough.freshness import Clock, FreshnessPolicy
 from testio_mirror.store.search import SearchRepository
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.timefmt import utc_now
-from testio_mirror.store.sync_state import SyncStateRepository
+from testio_mirror.store.sync_state import SyncStateRepository, empty_mirror
 from testio_mirror.upstream.client import CustomerApiClient
 
 
@@ -26,9 +30,14 @@ class Mirror:
     """The local mirror: one database, one repository per entity."""
 
     def __init__(
-        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
+        self,
+        db: Database,
+        client: CustomerApiClient | None,
+        policy: FreshnessPolicy,
+        account: Account | None = None,
     ) -> None:
         self.db = db
+        self.account = account
         self.policy = policy
         self.products = ProductRepository(db, client, policy)
         self.features = FeatureRepository(db, client, policy)
@@ -39,15 +48,47 @@ class Mirror:
 
     @classmethod
     async def open(
-        cls, settings: Settings, client: CustomerApiClient | None, clock: Clock = utc_now
+        cls,
+        settings: Settings,
+        client: CustomerApiClient | None,
+        clock: Clock = utc_now,
+        *,
+        replace_account: bool = False,
     ) -> Mirror:
         """Open ``<TESTIO_MIRROR_HOME>/mirror.db``; ``client`` None serves the mirror offline.
 
+        The mirror must hold the account ``settings`` name (``store/account.py``), unless
+        ``replace_account``: the caller is about to empty it (a nuke), which binds it to this
+        account.
+
         Raises:
+            AccountMismatchError: the mirror holds another account (base URL or token).
             StoreError: the database cannot be opened.
         """
         db = await Database.open(settings.database_path)
-        return cls(db, client, FreshnessPolicy.from_settings(settings, clock))
+        policy = FreshnessPolicy.from_settings(settings, clock)
+        account = Account.of(settings)
+        if not replace_account:
+            try:
+                await check_account(db, account, policy.stamp())
+            except BaseException as exc:
+                await db.close()
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(
+                        f"cannot open the mirror at {settings.database_path}: {exc}"
+                    ) from exc
+                raise
+        return cls(db, client, policy, account)
+
+    async def empty(self) -> None:
+        """Delete every mirrored entity (the sync history stays), bind the mirror to the
+        account it was opened for, and give the freed space back to the file system: the first
+        step of a nuke, run while holding the sync lock."""
+        async with self.db.transaction() as conn:
+            await empty_mirror(conn)
+            if self.account is not None:
+                await bind_account(conn, self.account, self.policy.stamp())
+        await self.db.vacuum()
 
     async def close(self) -> None:
         await self.db.close()

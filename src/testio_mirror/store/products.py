@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from testio_mirror.store.readthrough.repository import ReadThroughRepository
+from testio_mirror.store.readthrough.repository import ReadThroughRepository, live
 from testio_mirror.store.readthrough.rule import Local, read_through
 from testio_mirror.store.records import Answer, Page, ProductRecord
 from testio_mirror.store.sqlite.cursor import decode_position, id_page
@@ -143,8 +143,13 @@ class ProductRepository(ReadThroughRepository):
         return id_page(answer, limit, PRODUCTS_COLLECTION)
 
     async def get_product(self, product_id: int) -> Answer[ProductRecord]:
-        """Raises NotFoundError (from TestIO) when the product does not exist."""
-        return await read_through(
+        """One product.
+
+        Raises:
+            NotFoundError: TestIO does not know the product (a mirrored copy is tombstoned).
+            RemovedError: the mirror holds the product only as a tombstone.
+        """
+        answer = await read_through(
             ("product", product_id),
             self._policy,
             self._flights,
@@ -152,6 +157,7 @@ class ProductRepository(ReadThroughRepository):
             self._online(lambda: self._refresh_one(product_id)),
             on_gone=lambda: self._tombstone("products", product_id),
         )
+        return live(answer, f"product {product_id}")
 
     async def known_ids(self) -> list[int]:
         """Ids of the products in the mirror that are not tombstoned."""

@@ -24,7 +24,7 @@ from datetime import datetime
 from testio_mirror.settings import Settings
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.sqlite.timefmt import utc_now
-from testio_mirror.store.sync_state import empty_mirror, mark_interrupted
+from testio_mirror.store.sync_state import mark_interrupted
 from testio_mirror.sync.lock import SyncLock
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -297,8 +297,7 @@ class SyncService:
             try:
                 await self._recorder.begin(run, started_at, claim)
                 if context.options.nuke:
-                    async with self._mirror.db.transaction() as conn:
-                        await empty_mirror(conn)
+                    await self._mirror.empty()
                     context.warnings.append("the mirror was emptied (nuke) before this sync")
                 await self._phases.run(context, run.phases, entering)
                 status = context.outcome()

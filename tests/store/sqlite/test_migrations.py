@@ -23,7 +23,13 @@ from testio_mirror.store.sqlite.migrations import (
     statements,
 )
 from testio_mirror.upstream.models import Bug, ExploratoryTest, Product
-from tests.helpers.store_data import STAMP_1, close_stray_connections, column_by_id, schema_of
+from tests.helpers.store_data import (
+    STAMP_1,
+    STAMP_2,
+    close_stray_connections,
+    column_by_id,
+    schema_of,
+)
 
 TABLES = {
     "products",
@@ -206,3 +212,23 @@ async def test_two_opens_of_a_new_file_at_once(tmp_path: Path) -> None:
                     await database.close()
     finally:
         await close_stray_connections()
+
+
+async def test_a_product_removed_before_version_6_loses_its_parts_on_upgrade(path: Path) -> None:
+    old = await Database.open(path, target_version=5)
+    try:
+        await write_sample(old)
+        async with old.transaction() as conn:
+            await write_products(conn, [], STAMP_2, complete=True)  # no trigger at version 5
+            assert await column_by_id(conn, "tests", "deleted_at") == {70: None}
+    finally:
+        await old.close()
+    database = await Database.open(path)
+    try:
+        async with database.reader() as conn:
+            assert await column_by_id(conn, "tests", "deleted_at") == {70: STAMP_2}
+            assert await column_by_id(conn, "bugs", "deleted_at") == {700: STAMP_2}
+            assert await column_by_id(conn, "products", "features_fetched_at") == {7: None}
+        assert await SearchRepository(database).search("zeppelin") == []
+    finally:
+        await database.close()

@@ -4,14 +4,44 @@ one single-flight per repository, and tombstoning what TestIO says is gone."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Protocol, TypeVar
 
+from testio_mirror.errors import RemovedError
 from testio_mirror.store.readthrough.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough.singleflight import SingleFlight
+from testio_mirror.store.records import Answer
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.upsert import tombstone
 from testio_mirror.upstream.client import CustomerApiClient
 
 _TOMBSTONABLE = frozenset({"products", "features", "tests", "bugs"})
+
+
+class _Tombstonable(Protocol):
+    @property
+    def deleted(self) -> bool: ...
+
+
+R = TypeVar("R", bound=_Tombstonable)
+
+
+def removed(what: str) -> RemovedError:
+    """The error for ``what`` ("test 12") when the mirror holds it only as a tombstone."""
+    return RemovedError(
+        f"{what} was removed from the TestIO account (it, or its product, is gone from TestIO; "
+        "the mirror keeps it only as a tombstone); a sync brings it back if it returns"
+    )
+
+
+def live(answer: Answer[R], what: str) -> Answer[R]:
+    """``answer`` when it holds a live thing.
+
+    Raises:
+        RemovedError: the thing is tombstoned.
+    """
+    if answer.value.deleted:
+        raise removed(what)
+    return answer
 
 
 class ReadThroughRepository:

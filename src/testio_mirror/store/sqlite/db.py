@@ -129,6 +129,15 @@ class Database:
             else:
                 await self._writer.commit()
 
+    async def vacuum(self) -> None:
+        """Rebuild the file without its free pages (after a nuke the rows are gone but the file
+        keeps its size) and fold the WAL back, so the file shrinks. The checkpoint waits for
+        readers up to the busy timeout; if some still read, the file shrinks at a later one."""
+        async with self._write_lock:
+            await self._writer.execute("VACUUM")
+            with contextlib.suppress(sqlite3.Error):
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[aiosqlite.Connection]:
         """A read-only connection from the pool; never waits behind a write transaction."""

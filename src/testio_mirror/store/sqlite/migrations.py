@@ -270,12 +270,66 @@ CREATE INDEX tests_newest ON tests (end_at DESC, id DESC) WHERE deleted_at IS NU
 CREATE INDEX tests_bug_freshness ON tests (product_id, bugs_fetched_at) WHERE deleted_at IS NULL;
 """
 
+# A product that leaves the account takes what hangs off it, whoever tombstones it (the product
+# list of a sync, a read-through that TestIO answers 404 for): its sections, features, tests
+# (and through tests_tombstone_bugs their bugs) and any bug naming it. Its listing state goes and
+# its features are marked never fetched, so a product that comes back is listed in full and its
+# features fetched again: each part is restored (deleted_at cleared) as it is written again.
+# Products tombstoned before this migration lose their parts now. The mirror also remembers
+# which account it holds (the base URL and a keyed fingerprint of base URL and token, never the
+# token), so a home is never filled from two accounts (store/account.py).
+ACCOUNT_AND_PRODUCT_REMOVAL = """
+CREATE TRIGGER products_tombstone_parts AFTER UPDATE OF deleted_at ON products
+WHEN new.deleted_at IS NOT NULL AND old.deleted_at IS NULL BEGIN
+    UPDATE sections SET deleted_at = new.deleted_at
+    WHERE product_id = new.id AND deleted_at IS NULL;
+    UPDATE features SET deleted_at = new.deleted_at
+    WHERE product_id = new.id AND deleted_at IS NULL;
+    UPDATE tests SET deleted_at = new.deleted_at WHERE product_id = new.id AND deleted_at IS NULL;
+    UPDATE tests SET bugs_fetched_at = NULL
+    WHERE id IN (SELECT test_id FROM bugs WHERE product_id = new.id AND deleted_at IS NULL);
+    UPDATE bugs SET deleted_at = new.deleted_at WHERE product_id = new.id AND deleted_at IS NULL;
+    UPDATE products SET features_fetched_at = NULL WHERE id = new.id;
+    DELETE FROM listing_state WHERE product_id = new.id;
+END;
+
+UPDATE tests SET deleted_at = (SELECT p.deleted_at FROM products p WHERE p.id = tests.product_id)
+WHERE deleted_at IS NULL
+AND product_id IN (SELECT id FROM products WHERE deleted_at IS NOT NULL);
+UPDATE bugs SET deleted_at = (SELECT p.deleted_at FROM products p WHERE p.id = bugs.product_id)
+WHERE deleted_at IS NULL
+AND product_id IN (SELECT id FROM products WHERE deleted_at IS NOT NULL);
+UPDATE features SET deleted_at = (
+    SELECT p.deleted_at FROM products p WHERE p.id = features.product_id
+)
+WHERE deleted_at IS NULL
+AND product_id IN (SELECT id FROM products WHERE deleted_at IS NOT NULL);
+UPDATE sections SET deleted_at = (
+    SELECT p.deleted_at FROM products p WHERE p.id = sections.product_id
+)
+WHERE deleted_at IS NULL
+AND product_id IN (SELECT id FROM products WHERE deleted_at IS NOT NULL);
+UPDATE products SET features_fetched_at = NULL WHERE deleted_at IS NOT NULL;
+DELETE FROM listing_state
+WHERE product_id IN (SELECT id FROM products WHERE deleted_at IS NOT NULL);
+
+-- One row: the account this mirror holds.
+CREATE TABLE mirror_account (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    base_url TEXT NOT NULL,
+    salt TEXT NOT NULL,
+    token_fingerprint TEXT,
+    bound_at TEXT NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     ENTITIES,
     SYNC_BOOKKEEPING,
     SEARCH,
     STATS_INDEX,
     NEWEST_FIRST_INDEXES,
+    ACCOUNT_AND_PRODUCT_REMOVAL,
 )
 LATEST_VERSION = len(MIGRATIONS)
 
