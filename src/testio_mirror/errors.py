@@ -19,6 +19,11 @@
         ├── RequestRejectedError        the API refused the request as asked
         ├── RateLimitedError            still rate limited after every retry
         ├── UpstreamUnavailableError    TestIO down or unreachable after every retry
+        │   ├── NotAskedError           (store/readthrough/rule.py) a query found TestIO known
+        │   │                           down and no copy in the mirror; nothing was asked
+        │   └── DeadlineError           (store/readthrough/rule.py) a query's fetch missed
+        │                               TESTIO_READ_THROUGH_TIMEOUT_SECONDS with no copy to
+        │                               serve; the fetch goes on in the background
         └── BadResponseError            an answer that is not the documented shape
 
 A class with a module in brackets is defined in that module, next to what raises it, and so are

@@ -15,39 +15,56 @@ from testio_mirror.store.exploratory_tests import ExploratoryTestRepository
 from testio_mirror.store.features import FeatureRepository
 from testio_mirror.store.products import ProductRepository
 from testio_mirror.store.readthrough.freshness import Clock, FreshnessPolicy
+from testio_mirror.store.readthrough.repository import ClientSource
+from testio_mirror.store.readthrough.rule import ReadThroughGate
 from testio_mirror.store.search import SearchRepository
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.sync_state import SyncStateRepository
-from testio_mirror.upstream.client import CustomerApiClient
+from testio_mirror.upstream.health import UpstreamHealth
 
 
 class Mirror:
     """The local mirror: one database, one repository per entity."""
 
     def __init__(
-        self, db: Database, client: CustomerApiClient | None, policy: FreshnessPolicy
+        self,
+        db: Database,
+        client: ClientSource | None,
+        policy: FreshnessPolicy,
+        gate: ReadThroughGate | None = None,
     ) -> None:
         self.db = db
         self.policy = policy
-        self.products = ProductRepository(db, client, policy)
-        self.features = FeatureRepository(db, client, policy)
-        self.tests = ExploratoryTestRepository(db, client, policy)
-        self.bugs = BugRepository(db, client, policy)
+        self.gate = gate
+        self.products = ProductRepository(db, client, policy, gate)
+        self.features = FeatureRepository(db, client, policy, gate)
+        self.tests = ExploratoryTestRepository(db, client, policy, gate)
+        self.bugs = BugRepository(db, client, policy, gate)
         self.search = SearchRepository(db)
         self.sync_state = SyncStateRepository(db)
 
     @classmethod
     async def open(
-        cls, settings: Settings, client: CustomerApiClient | None, clock: Clock = utc_now
+        cls, settings: Settings, client: ClientSource | None, clock: Clock = utc_now
     ) -> Mirror:
         """Open ``<TESTIO_MIRROR_HOME>/mirror.db``; ``client`` None serves the mirror offline.
+
+        ``client`` is what read-throughs ask TestIO with (the App's makes one attempt per
+        request: ``app.read_through_client``); a reader waits for it at most
+        ``TESTIO_READ_THROUGH_TIMEOUT_SECONDS``, and not at all while TestIO is known down
+        (``mirror.gate.health``, probed once per ``TESTIO_READ_THROUGH_PROBE_INTERVAL_SECONDS``).
 
         Raises:
             StoreError: the database cannot be opened.
         """
         db = await Database.open(settings.database_path)
-        return cls(db, client, FreshnessPolicy.from_settings(settings, clock))
+        health = UpstreamHealth(settings.read_through_probe_interval_seconds, clock)
+        gate = ReadThroughGate(health, settings.read_through_timeout_seconds)
+        return cls(db, client, FreshnessPolicy.from_settings(settings, clock), gate)
 
     async def close(self) -> None:
+        """Stop the read-throughs still fetching in the background, then close the database."""
+        for repository in (self.products, self.features, self.tests, self.bugs):
+            await repository.close()
         await self.db.close()

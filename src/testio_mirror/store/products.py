@@ -122,6 +122,7 @@ class ProductRepository(ReadThroughRepository):
             self._flights,
             lambda: self._load_all(include_deleted),
             self._online(self._refresh_all),
+            gate=self._gate,
         )
 
     async def get_product(self, product_id: int) -> Answer[ProductRecord]:
@@ -133,6 +134,7 @@ class ProductRepository(ReadThroughRepository):
             lambda: self._load_one(product_id),
             self._online(lambda: self._refresh_one(product_id)),
             on_gone=lambda: self._tombstone("products", product_id),
+            gate=self._gate,
         )
 
     async def known_ids(self) -> list[int]:
