@@ -26,6 +26,11 @@
         ├── RequestRejectedError        the API refused the request as asked
         ├── RateLimitedError            still rate limited after every retry
         ├── UpstreamUnavailableError    TestIO down or unreachable after every retry
+        │   ├── NotAskedError           (store/readthrough/rule.py) a query found TestIO known
+        │   │                           down and no copy in the mirror; nothing was asked
+        │   └── DeadlineError           (store/readthrough/rule.py) a query's fetch missed
+        │                               TESTIO_READ_THROUGH_TIMEOUT_SECONDS with no copy to
+        │                               serve; the fetch goes on in the background
         ├── BadResponseError            an answer that is not the documented shape
         └── BaseUrlError                no API at TESTIO_CUSTOMER_API_BASE_URL (404, no server)
 

@@ -117,6 +117,18 @@ class Settings(BaseSettings):
         ge=0,
         description="Age after which products and features are re-fetched on read.",
     )
+    read_through_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="How long a query waits for TestIO before answering from the mirror's copy.",
+    )
+    read_through_probe_interval_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="While TestIO is down, queries ask it again at most once in this many seconds.",
+    )
     sync_lock_timeout_seconds: float = Field(
         default=30.0,
         ge=0,

@@ -2,7 +2,8 @@
 
 Every knob a test could feel is explicit, so TESTIO_* variables and a ``.env`` file cannot leak
 in: no refresh loop, no bugs in the background syncs, short retries, a short HTTP timeout and
-sync-lock wait, the API's page size. A test passes overrides for what it needs differently.
+sync-lock wait, a read-through deadline no busy machine misses, the API's page size. A test
+passes overrides for what it needs differently.
 
 Example::
 
@@ -34,6 +35,8 @@ def make_settings(sandbox: SandboxServer, home: Path, **overrides: Any) -> Setti
         "http_timeout_seconds": 10.0,
         "full_reconcile_interval_seconds": 24 * 3600,
         "sync_lock_timeout_seconds": 5.0,
+        "read_through_timeout_seconds": 10.0,
+        "read_through_probe_interval_seconds": 10.0,
         "refresh_interval_seconds": 0,
         # No bugs in the server's background syncs unless a test asks: the sandbox's tests
         # end around a fixed date, and which are recent would depend on today's.

@@ -617,11 +617,14 @@ async def test_read_through_queries_under_every_fault_answer_honestly_and_recove
     with no copy in the mirror, then with an outdated one."""
     sandbox = make_sandbox(READ_DATASET)
     world = sandbox.world
-    # A TTL of 0: every open test and its bugs are read through on every question.
+    # A TTL of 0: every open test and its bugs are read through on every question. A probe
+    # interval of 0: a question right after the storm asks TestIO again, without waiting out
+    # the interval in which a TestIO known down is not asked at all.
     settings = make_settings(
         sandbox,
         tmp_path / "home",
         open_test_ttl_seconds=0,
+        read_through_probe_interval_seconds=0,
         http_timeout_seconds=TIMEOUT_SECONDS,
         retry_max_attempts=2,
         retry_max_delay_seconds=0.01,

@@ -6,11 +6,12 @@ import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from testio_mirror.sandbox import DatasetSpec, SandboxKnobs
+from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs
 from testio_mirror.server.state import ServerState
 from testio_mirror.server.sync_tools import status_report
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.sync.models import SyncResult, SyncStatus, SyncTrigger
+from testio_mirror.upstream.models import FINAL_TEST_STATUSES
 from tests.conftest import SandboxFactory
 from tests.helpers.mcp_session import call_error, connect, run_rows
 from tests.helpers.polling import wait_for
@@ -217,5 +218,35 @@ async def test_a_tool_called_before_the_mirror_is_open_waits_for_it(
             "tests": 0,
             "bugs": 0,
         }
+    finally:
+        await state.stop()
+
+
+async def test_an_unreachable_health_check_makes_queries_answer_from_the_mirror(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(dataset=TINY)
+    settings = make_settings(sandbox, tmp_path / "home", open_test_ttl_seconds=0)
+    state = ServerState(settings, initial_sync=False)
+    state.start()
+    try:
+        app = await state.app()
+        result = await app.sync.execute_sync(trigger=SyncTrigger.CLI)
+        assert result.status is SyncStatus.SUCCESS
+        test_id = min(
+            t["id"]
+            for t in sandbox.world.snapshot()["tests"].values()
+            if t["status"] not in FINAL_TEST_STATUSES
+        )
+        sandbox.faults.add(FaultRule(kind="error", path="*", status=503, times=None))
+
+        report = await state.health()
+        asked = len(sandbox.requests.records())
+        answer = await app.mirror.tests.get_test(test_id)
+
+        assert report.state == "unreachable"
+        assert len(sandbox.requests.records()) == asked  # the health check said enough
+        assert (answer.freshness.source, answer.freshness.stale) == ("mirror", True)
+        assert "TestIO unreachable since" in (answer.freshness.stale_reason or "")
     finally:
         await state.stop()

@@ -15,7 +15,7 @@ from testio_mirror.errors import OfflineError
 from testio_mirror.store.bug_stats import GROUPS, count_groups, stats_page
 from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.readthrough.repository import ReadThroughRepository, live
-from testio_mirror.store.readthrough.rule import Local, read_through
+from testio_mirror.store.readthrough.rule import Local, fetch_in_time, read_through, stale_reason
 from testio_mirror.store.records import (
     EVERY_BUG,
     Answer,
@@ -219,12 +219,14 @@ class BugRepository(ReadThroughRepository):
             lambda: self._load(bug_id, include_raw),
             self._online(lambda: self._refresh(bug_id)),
             on_gone=lambda: self._tombstone("bugs", bug_id),
+            gate=self._gate,
         )
         return live(answer, f"bug {bug_id}")
 
     async def ensure_fresh(self, test_ids: Sequence[int]) -> Freshness:
         """Make the bug lists of these tests fresh (fetching the stale ones in batches) and say
-        how fresh they are now. When TestIO fails, old copies are served marked stale.
+        how fresh they are now. When TestIO fails, is known down or misses the read-through
+        deadline, old copies are served marked stale (``rule.fetch_in_time``).
 
         Raises:
             OfflineError: some test's bugs were never fetched and no TestIO token is configured.
@@ -243,13 +245,17 @@ class BugRepository(ReadThroughRepository):
                 oldest, 0, "bugs of some tests are stale, and no TestIO token is configured"
             )
         try:
-            await self._flights.run(("bugs", tuple(stale)), lambda: self._refresh_tests(stale))
+            await fetch_in_time(
+                ("bugs of tests", tuple(stale)),
+                self._flights,
+                lambda: self._refresh_tests(stale),
+                self._gate,
+            )
         except UpstreamError as exc:
             if never:
                 raise
-            return self._policy.mirror(
-                oldest, 0, f"TestIO could not be reached to refresh bugs: {exc}"
-            )
+            reason = stale_reason(exc, self._gate.health if self._gate else None)
+            return self._policy.mirror(oldest, 0, reason)
         return self._policy.api(self._policy.clock())
 
     async def list_bugs(

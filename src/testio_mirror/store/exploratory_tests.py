@@ -177,6 +177,7 @@ class ExploratoryTestRepository(ReadThroughRepository):
             lambda: self._load(test_id, include_raw),
             self._online(lambda: self._refresh(test_id)),
             on_gone=lambda: self._tombstone("tests", test_id),
+            gate=self._gate,
         )
         return live(answer, f"test {test_id}")
 

@@ -95,6 +95,7 @@ class FeatureRepository(ReadThroughRepository):
             self._flights,
             lambda: self._load(product_id, include_deleted),
             self._online(lambda: self._refresh(product_id)),
+            gate=self._gate,
         )
 
     async def page_features(

@@ -19,11 +19,13 @@ from testio_mirror.store.exploratory_tests import ExploratoryTestRepository
 from testio_mirror.store.features import FeatureRepository
 from testio_mirror.store.products import ProductRepository
 from testio_mirror.store.readthrough.freshness import Clock, FreshnessPolicy
+from testio_mirror.store.readthrough.repository import ClientSource
+from testio_mirror.store.readthrough.rule import ReadThroughGate
 from testio_mirror.store.search import SearchRepository
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.sync_state import SyncStateRepository, empty_mirror
-from testio_mirror.upstream.client import CustomerApiClient
+from testio_mirror.upstream.health import UpstreamHealth
 
 
 class Mirror:
@@ -32,17 +34,19 @@ class Mirror:
     def __init__(
         self,
         db: Database,
-        client: CustomerApiClient | None,
+        client: ClientSource | None,
         policy: FreshnessPolicy,
+        gate: ReadThroughGate | None = None,
         account: Account | None = None,
     ) -> None:
         self.db = db
         self.account = account
         self.policy = policy
-        self.products = ProductRepository(db, client, policy)
-        self.features = FeatureRepository(db, client, policy)
-        self.tests = ExploratoryTestRepository(db, client, policy)
-        self.bugs = BugRepository(db, client, policy)
+        self.gate = gate
+        self.products = ProductRepository(db, client, policy, gate)
+        self.features = FeatureRepository(db, client, policy, gate)
+        self.tests = ExploratoryTestRepository(db, client, policy, gate)
+        self.bugs = BugRepository(db, client, policy, gate)
         self.search = SearchRepository(db)
         self.sync_state = SyncStateRepository(db)
 
@@ -50,12 +54,17 @@ class Mirror:
     async def open(
         cls,
         settings: Settings,
-        client: CustomerApiClient | None,
+        client: ClientSource | None,
         clock: Clock = utc_now,
         *,
         replace_account: bool = False,
     ) -> Mirror:
         """Open ``<TESTIO_MIRROR_HOME>/mirror.db``; ``client`` None serves the mirror offline.
+
+        ``client`` is what read-throughs ask TestIO with (the App's makes one attempt per
+        request: ``app.read_through_client``); a reader waits for it at most
+        ``TESTIO_READ_THROUGH_TIMEOUT_SECONDS``, and not at all while TestIO is known down
+        (``mirror.gate.health``, probed once per ``TESTIO_READ_THROUGH_PROBE_INTERVAL_SECONDS``).
 
         The mirror must hold the account ``settings`` name (``store/account.py``), unless
         ``replace_account``: the caller is about to empty it (a nuke), which binds it to this
@@ -78,7 +87,9 @@ class Mirror:
                         f"cannot open the mirror at {settings.database_path}: {exc}"
                     ) from exc
                 raise
-        return cls(db, client, policy, account)
+        health = UpstreamHealth(settings.read_through_probe_interval_seconds, clock)
+        gate = ReadThroughGate(health, settings.read_through_timeout_seconds)
+        return cls(db, client, policy, gate, account)
 
     async def empty(self) -> None:
         """Delete every mirrored entity (the sync history stays), bind the mirror to the
@@ -91,4 +102,7 @@ class Mirror:
         await self.db.vacuum()
 
     async def close(self) -> None:
+        """Stop the read-throughs still fetching in the background, then close the database."""
+        for repository in (self.products, self.features, self.tests, self.bugs):
+            await repository.close()
         await self.db.close()

@@ -123,6 +123,7 @@ class ProductRepository(ReadThroughRepository):
             self._flights,
             lambda: self._load_all(include_deleted),
             self._online(self._refresh_all),
+            gate=self._gate,
         )
 
     async def page_products(self, *, limit: int, cursor: str | None = None) -> Page[ProductRecord]:
@@ -156,6 +157,7 @@ class ProductRepository(ReadThroughRepository):
             lambda: self._load_one(product_id),
             self._online(lambda: self._refresh_one(product_id)),
             on_gone=lambda: self._tombstone("products", product_id),
+            gate=self._gate,
         )
         return live(answer, f"product {product_id}")
 

@@ -135,3 +135,29 @@ async def test_len_is_zero_after_a_plain_run() -> None:
     assert await flights.run(1, quick) == "quick"
     assert await flights.run(1, quick) == "quick"
     assert len(flights) == 0
+
+
+async def test_a_caller_past_its_deadline_leaves_the_work_running_for_the_next() -> None:
+    flights: SingleFlight[str, str] = SingleFlight()
+    gate = Gate()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            await flights.run("k", gate.work)
+    assert (len(flights), gate.started) == (1, 1)  # still running, nobody waiting
+
+    late = asyncio.ensure_future(flights.run("k", gate.work))
+    await settle()
+    gate.release.set()
+    assert await late == "done#1"
+    assert (gate.started, gate.finished, len(flights)) == (1, 1, 0)
+
+
+async def test_cancel_all_stops_work_nobody_waits_for() -> None:
+    flights: SingleFlight[str, str] = SingleFlight()
+    gate = Gate()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            await flights.run("k", gate.work)
+    await flights.cancel_all()
+    await settle()
+    assert (gate.started, gate.finished, len(flights)) == (1, 0, 0)

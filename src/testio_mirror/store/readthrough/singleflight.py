@@ -39,3 +39,11 @@ class SingleFlight(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._running)
+
+    async def cancel_all(self) -> None:
+        """Cancel the work still running (nobody may be waiting: a reader past its deadline
+        leaves it running) and wait until it has stopped."""
+        running = list(self._running.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
