@@ -28,9 +28,12 @@ async def test_a_404_on_the_product_list_fails_at_once_naming_the_base_url(
 ) -> None:
     sandbox = make_sandbox(MEDIUM)
     home = tmp_path / "home"
-    async with open_app(make_settings(sandbox, home)) as app:
+    settings = make_settings(sandbox, home)
+    async with open_app(settings) as app:
         await run_sync(app, phases=[SyncPhase.PRODUCTS])  # the mirror knows the products
-    settings = make_settings(sandbox, home, customer_api_base_url=sandbox.base_url + "/v9")
+    # The same base URL, which now answers 404 (a mirror cannot be pointed at another one:
+    # store/account.py refuses that at open).
+    sandbox.faults.add(FaultRule(kind="error", status=404, path="products", times=None))
     wrong = str(settings.customer_api_base_url)
     async with open_app(settings) as app:
         result = await run_sync(app, reports=False)
@@ -48,12 +51,9 @@ async def test_a_refused_connection_fails_at_once_naming_the_base_url(
     make_sandbox: SandboxFactory, tmp_path: Path
 ) -> None:
     sandbox = make_sandbox(MEDIUM)
-    home = tmp_path / "home"
-    async with open_app(make_settings(sandbox, home)) as app:
-        await run_sync(app, phases=[SyncPhase.PRODUCTS])
     settings = make_settings(
         sandbox,
-        home,
+        tmp_path / "home",
         customer_api_base_url=f"http://127.0.0.1:{_closed_port()}/customer/v2",
         retry_max_attempts=3,
     )
