@@ -1,7 +1,8 @@
 """The exit codes of every ``testio-mirror`` command, defined once.
 
 A ``MirrorError`` that ends a command exits with its own ``exit_code`` (1 by default, 2 for
-settings and serving errors, 4 for ``SyncLockBusyError``, 5 for ``AddressInUseError``); these are the others.
+settings and serving errors, 4 for ``SyncLockBusyError``, 5 for ``AddressInUseError``); these
+are the others.
 """
 
 from __future__ import annotations
