@@ -19,7 +19,8 @@
     │                                   does not have; nothing was synced
     ├── SandboxError                    (sandbox/server.py) the sandbox cannot start
     ├── ServeError                      (server/transport.py) the server cannot be served as
-    │                                   asked (a non-loopback host without a bearer token)
+    │   │                               asked (a non-loopback host without a strong token)
+    │   └── AddressInUseError           another program holds the HTTP port (exit code 5)
     └── UpstreamError                   (upstream/errors.py) a call to TestIO failed:
         ├── AuthError                   the token is missing, wrong or lacks rights
         ├── NotFoundError               the id does not exist in the account

@@ -145,6 +145,24 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token the HTTP transport requires (needed to serve beyond loopback).",
     )
+    mirror_http_allowed_origins: str | None = Field(
+        default=None,
+        description="Browser origins (comma-separated, e.g. https://app.example.com) the HTTP "
+        "transport admits besides loopback pages; their CORS preflights need no token.",
+    )
+    mirror_http_session_idle_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=24 * 3600,
+        description="Seconds after which an HTTP session with no request and no open stream "
+        "is closed.",
+    )
+    mirror_http_max_sessions: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description="Most HTTP sessions open at once; a new one beyond is refused (503).",
+    )
     log_level: LogLevel = Field(
         default="INFO",
         description="Log level (DEBUG, INFO, WARNING, ERROR); logs go to stderr, never stdout.",
@@ -165,6 +183,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def http_allowed_origins(self) -> tuple[str, ...]:
+        """``mirror_http_allowed_origins`` as a tuple, without blanks or trailing slashes."""
+        raw = self.mirror_http_allowed_origins or ""
+        return tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
 
     @property
     def database_path(self) -> Path:

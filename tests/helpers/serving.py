@@ -1,15 +1,24 @@
 """Talking to ``testio-mirror serve`` as its clients do: the child's environment and command
 line, the child itself with piped stdio, the tools it must list, raw JSON-RPC messages sent to
-it, and the check of a line it writes."""
+it, the check of a line it writes, and an ASGI app served on loopback (``serving``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from tests.helpers.polling import wait_for
 
 TOOLS = {
     "sync_data",
@@ -75,3 +84,29 @@ def send_messages(process: subprocess.Popen[bytes], *messages: dict[str, Any]) -
     assert process.stdin is not None
     process.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
     process.stdin.flush()
+
+
+@contextlib.contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` on a free 127.0.0.1 port in a thread; yields the base URL, then stops it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_config=None, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: server.started or not thread.is_alive(), 15.0)
+        assert server.started, "the HTTP server did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15.0)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(15.0)
+        sock.close()
+    assert not thread.is_alive(), "the HTTP server did not stop"

@@ -6,29 +6,30 @@ in a background thread on 127.0.0.1. Every process and server is stopped through
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from testio_mirror.sandbox import SandboxServer
 from testio_mirror.server import build_server
-from testio_mirror.server.transport import MCP_PATH, BearerTokenGate, ServeError, http_app
+from testio_mirror.server.transport import (
+    MCP_PATH,
+    BearerTokenGate,
+    HttpPolicy,
+    ServeError,
+    http_app,
+)
 from testio_mirror.settings import Settings
 from tests.conftest import SandboxFactory
 from tests.helpers.polling import wait_for
@@ -42,10 +43,11 @@ from tests.helpers.serving import (
     send_messages,
     serve_args,
     serve_child,
+    serving,
 )
 from tests.helpers.settings import make_settings
 
-TOKEN = "http-token-for-tests"
+TOKEN = "http-token-for-tests-0123456789abcdef"  # long enough to serve beyond loopback
 
 
 async def _check_session(client: Client) -> None:
@@ -293,32 +295,6 @@ def settings(
     return make_settings(sandbox, tmp_path / "home")
 
 
-@contextlib.contextmanager
-def _serving(app: ASGIApp) -> Iterator[str]:
-    """Serve ``app`` on a free 127.0.0.1 port in a thread; yields the base URL, then stops it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        assert wait_for(lambda: server.started or not thread.is_alive(), 15.0)
-        assert server.started, "the HTTP server did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15.0)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(15.0)
-        sock.close()
-    assert not thread.is_alive(), "the HTTP server did not stop"
-
-
 def _post(url: str, **headers: str) -> httpx.Response:
     """A raw MCP initialize request, with ``headers`` added to the usual ones."""
     return httpx.post(
@@ -327,7 +303,7 @@ def _post(url: str, **headers: str) -> httpx.Response:
 
 
 async def test_http_on_loopback_without_token_serves_mcp(settings: Settings) -> None:
-    with _serving(http_app(build_server(settings, initial_sync=False), "127.0.0.1", None)) as url:
+    with serving(http_app(build_server(settings, initial_sync=False), "127.0.0.1")) as url:
         async with Client(url + MCP_PATH) as client:
             await _check_session(client)
 
@@ -335,14 +311,16 @@ async def test_http_on_loopback_without_token_serves_mcp(settings: Settings) -> 
 def test_http_beyond_loopback_needs_a_token(settings: Settings) -> None:
     for host in ("0.0.0.0", "192.0.2.10", "::"):
         with pytest.raises(ServeError, match="TESTIO_MIRROR_HTTP_TOKEN"):
-            http_app(build_server(settings, initial_sync=False), host, None)
-    gated = http_app(build_server(settings, initial_sync=False), "0.0.0.0", TOKEN)
-    assert isinstance(gated, BearerTokenGate)
+            http_app(build_server(settings, initial_sync=False), host)
+    gated = http_app(build_server(settings, initial_sync=False), "0.0.0.0", HttpPolicy(token=TOKEN))
+    with serving(gated) as url:
+        assert _post(url).status_code == 401
+        assert _post(url, Authorization=f"Bearer {TOKEN}").status_code == 200
 
 
 async def test_http_token_gates_every_request(settings: Settings) -> None:
-    app = http_app(build_server(settings, initial_sync=False), "127.0.0.1", TOKEN)
-    with _serving(app) as url:
+    app = http_app(build_server(settings, initial_sync=False), "127.0.0.1", HttpPolicy(token=TOKEN))
+    with serving(app) as url:
         missing = _post(url)
         assert missing.status_code == 401
         assert missing.headers["www-authenticate"] == "Bearer"
@@ -365,8 +343,8 @@ async def test_http_token_gates_every_request(settings: Settings) -> None:
 @pytest.mark.parametrize("token", [None, TOKEN])
 def test_http_rejects_foreign_host_and_origin(settings: Settings, token: str | None) -> None:
     auth = {"Authorization": f"Bearer {token}"} if token else {}
-    app = http_app(build_server(settings, initial_sync=False), "127.0.0.1", token)
-    with _serving(app) as url:
+    app = http_app(build_server(settings, initial_sync=False), "127.0.0.1", HttpPolicy(token=token))
+    with serving(app) as url:
         assert _post(url, **auth).status_code == 200  # the same request, honest headers
         foreign_host = _post(url, Host="evil.example", **auth)
         assert not foreign_host.is_success, foreign_host.status_code
@@ -379,7 +357,7 @@ def test_http_every_loopback_host_without_token_is_rebinding_protected(
     settings: Settings, host: str
 ) -> None:
     # The app is served on 127.0.0.1 whatever host it was built for: only its checks differ.
-    with _serving(http_app(build_server(settings, initial_sync=False), host, None)) as url:
+    with serving(http_app(build_server(settings, initial_sync=False), host)) as url:
         answer = _post(url, Host="evil.example")
         assert not answer.is_success, f"{host}: a foreign Host got {answer.status_code}"
 

@@ -1,7 +1,8 @@
 """The exit codes of every ``testio-mirror`` command, defined once.
 
 A ``MirrorError`` that ends a command exits with its own ``exit_code`` (1 by default, 2 for
-settings and serving errors, 4 for ``SyncLockBusyError``); these are the others.
+settings and serving errors, 4 for ``SyncLockBusyError``, 5 for ``AddressInUseError``); these
+are the others.
 """
 
 from __future__ import annotations
@@ -13,3 +14,6 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_PARTIAL: Final = 3  # a sync that stored part of what it was asked for
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C, as shells report SIGINT
+EXIT_ADDRESS_IN_USE: Final = (
+    5  # serve: the HTTP address (host and port) is taken by another program
+)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 from testio_mirror.cli.interpreter import tune_interpreter
 from testio_mirror.logs import configure_server_logging
@@ -34,17 +36,37 @@ def run_serve(
     configure_server_logging(settings.log_level)
     # Imported after logging is set: the SDK configures logging only when nobody has.
     from testio_mirror.server import build_server
-    from testio_mirror.server.transport import serve_http, serve_stdio
+    from testio_mirror.server.transport import serve_stdio
 
     with _maybe_sandbox(settings, sandbox, sandbox_latency_ms) as effective:
         server = build_server(effective, initial_sync=initial_sync)
         tune_interpreter()
         if transport == "http":
-            token = effective.mirror_http_token
-            serve_http(server, host, port, token.get_secret_value() if token else None)
+            _serve_http(server, effective, host, port)
         else:
             serve_stdio(server)
     return 0
+
+
+def _serve_http(server: Any, settings: Settings, host: str, port: int) -> None:
+    from testio_mirror.server.transport import HttpPolicy, bind, http_app, http_url, serve_http
+
+    token = settings.mirror_http_token
+    policy = HttpPolicy(
+        token=token.get_secret_value() if token else None,
+        allowed_origins=settings.http_allowed_origins,
+        session_idle_seconds=settings.mirror_http_session_idle_seconds,
+        max_sessions=settings.mirror_http_max_sessions,
+    )
+    app = http_app(server, host, policy)  # refuses a weak or missing token before binding
+    sock = bind(host, port)
+    gate = (
+        "token required: clients send Authorization: Bearer <TESTIO_MIRROR_HTTP_TOKEN>"
+        if token
+        else "no token required (loopback only)"
+    )
+    print(f"testio-mirror: serving MCP at {http_url(host, sock)}; {gate}", file=sys.stderr)
+    serve_http(app, sock)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from testio_mirror import __version__
 from testio_mirror.server import query_tools, sync_tools
 from testio_mirror.server.errors import ArgumentExplainingServer
+from testio_mirror.server.legacy_subscriptions import HandshakeSubscriptions
 from testio_mirror.server.prompts import register as register_prompts
 from testio_mirror.server.state import ServerState
 from testio_mirror.settings import Settings
@@ -36,6 +37,9 @@ be current, call sync_data. sync_status tells whether a sync runs and how the la
 def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[ServerState]:
     """A ready-to-run MCP server for ``settings``; nothing starts until it runs."""
     bus = InMemorySubscriptionBus()
+    # The bus reaches 2026-07-28 clients (subscriptions/listen); older ones subscribe with
+    # resources/subscribe, which MCPServer does not serve (legacy_subscriptions.py says why).
+    legacy = HandshakeSubscriptions()
     holder: dict[str, ServerState] = {}
 
     @contextlib.asynccontextmanager
@@ -44,6 +48,7 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
 
         async def announce(_result: SyncResult) -> None:
             await bus.publish(ResourceUpdated(uri=STATUS_URI))
+            await legacy.publish(STATUS_URI)
 
         state.run_end_listeners.append(announce)
         holder["state"] = state
@@ -61,6 +66,7 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
         version=__version__,
         lifespan=lifespan,
         subscriptions=bus,
+        middleware=[legacy.middleware],
         log_level=settings.log_level,
     )
     sync_tools.register(server)

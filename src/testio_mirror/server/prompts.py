@@ -1,15 +1,72 @@
-"""Prompts for the common jobs: a test's status report, a product's quality review."""
+"""Prompts for the common jobs: a test's status report, a product's quality review.
+
+Prompt arguments are strings (the protocol says so) and the SDK renders a prompt with whatever it
+is given, failing an unknown name or a missing argument with a ``ValueError`` that reaches the
+client as JSON-RPC code 0 and the log as a traceback. ``check_prompt_request``, run as middleware
+before the SDK, turns every such request into -32602 (invalid params) with a message that says
+what is valid: the prompt names, or the argument and what it accepts.
+"""
 
 from __future__ import annotations
 
+import datetime
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from pydantic import Field
+
+from testio_mirror.limits import MAX_ID
+
+ID_ACCEPTS = "a positive whole number such as 100017"
+DATE_ACCEPTS = "a date written YYYY-MM-DD such as 2026-09-01"
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def _is_id(value: str) -> bool:
+    return _DIGITS.fullmatch(value) is not None and 0 < int(value) <= MAX_ID
+
+
+def _is_date(value: str) -> bool:
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == len("YYYY-MM-DD")
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One prompt argument: what it is, what it accepts, and the check of a given value."""
+
+    name: str
+    what: str
+    accepts: str
+    check: Callable[[str], bool]
+    required: bool = True
+
+    @property
+    def description(self) -> str:
+        return f"{self.what}: {self.accepts}"
+
+
+TEST_ID = Argument("test_id", "the id of the exploratory test", ID_ACCEPTS, _is_id)
+PRODUCT_ID = Argument("product_id", "the id of the product", ID_ACCEPTS, _is_id)
+SINCE = Argument("since", "start of the period (optional)", DATE_ACCEPTS, _is_date, required=False)
+
+ARGUMENTS: Mapping[str, tuple[Argument, ...]] = {
+    "test_status_report": (TEST_ID,),
+    "product_quality_review": (PRODUCT_ID, SINCE),
+}
 
 
 def status_report_prompt(
-    test_id: Annotated[str, Field(description="the id of the exploratory test")],
+    test_id: Annotated[str, Field(description=TEST_ID.description)],
 ) -> str:
     """A status report of one exploratory test, for a customer success manager."""
     return (
@@ -25,8 +82,8 @@ def status_report_prompt(
 
 
 def quality_review_prompt(
-    product_id: Annotated[str, Field(description="the id of the product")],
-    since: Annotated[str, Field(description="start of the period, YYYY-MM-DD")] = "",
+    product_id: Annotated[str, Field(description=PRODUCT_ID.description)],
+    since: Annotated[str, Field(description=SINCE.description)] = "",
 ) -> str:
     """A quality review of one product over a period, for a QA lead or product manager."""
     period = f" since {since}" if since else ""
@@ -43,6 +100,51 @@ def quality_review_prompt(
     )
 
 
+def check_prompt_request(name: object, arguments: object) -> None:
+    """Refuse a ``prompts/get`` the prompts cannot render.
+
+    Raises:
+        MCPError: code -32602 (invalid params), the message saying what is valid.
+    """
+    known = ", ".join(sorted(ARGUMENTS))
+    if not isinstance(name, str) or name not in ARGUMENTS:
+        raise MCPError(INVALID_PARAMS, f"unknown prompt {name!r}; the prompts are: {known}")
+    expected = ARGUMENTS[name]
+    signature = ", ".join(f"{a.name}{'' if a.required else '?'}" for a in expected)
+    given: Mapping[str, Any] = arguments if isinstance(arguments, Mapping) else {}
+    if arguments is not None and not isinstance(arguments, Mapping):
+        raise MCPError(INVALID_PARAMS, f"{name} takes its arguments as an object: {signature}")
+    extras = sorted(set(given) - {a.name for a in expected})
+    if extras:
+        raise MCPError(
+            INVALID_PARAMS, f"{name} takes no argument {extras[0]!r}; its arguments: {signature}"
+        )
+    for argument in expected:
+        value = given.get(argument.name)
+        if value is None:
+            if argument.required:
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"{name} needs {argument.name} (required): {argument.description}",
+                )
+            continue
+        if not isinstance(value, str) or not argument.check(value):
+            raise MCPError(
+                INVALID_PARAMS,
+                f"{argument.name}={value!r} is not valid for {name}: "
+                f"{argument.name} is {argument.description}",
+            )
+
+
+async def prompt_errors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Middleware: a ``prompts/get`` is checked before the SDK renders it."""
+    if ctx.method == "prompts/get":
+        params: Mapping[str, Any] = ctx.params or {}
+        check_prompt_request(params.get("name"), params.get("arguments"))
+    return await call_next(ctx)
+
+
 def register(server: MCPServer[Any]) -> None:
     server.prompt(name="test_status_report")(status_report_prompt)
     server.prompt(name="product_quality_review")(quality_review_prompt)
+    server.middleware.append(prompt_errors)

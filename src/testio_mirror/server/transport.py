@@ -10,10 +10,13 @@ HTTP binds 127.0.0.1 by default. Any address that is not loopback needs
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
 import secrets
+import socket
+from dataclasses import dataclass
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -24,6 +27,22 @@ from testio_mirror.server.state import ServerState
 from testio_mirror.server.stdin_relay import relayed_stdin
 
 MCP_PATH = "/mcp"
+MIN_REMOTE_TOKEN_LENGTH = 32  # about 190 bits from secrets.token_urlsafe(24); a guess is hopeless
+UNAUTHORIZED = -32001  # JSON-RPC server-error range: the request lacked the bearer token
+# Pages served from loopback (MCP Inspector's UI, local tools): the same ones the DNS-rebinding
+# protection admits when the server binds loopback.
+LOOPBACK_ORIGIN = r"^https?://(localhost|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\])(:\d{1,5})?$"
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """What HTTP serving admits: the bearer token, browser origins, and the session bounds."""
+
+    token: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    session_idle_seconds: float = 600.0
+    max_sessions: int = 100
+
 
 logger = logging.getLogger("testio_mirror.server")
 
@@ -32,6 +51,12 @@ class ServeError(MirrorError):
     """The server cannot be served as asked; the message says why."""
 
     exit_code = 2
+
+
+class AddressInUseError(ServeError):
+    """Another program holds the HTTP address (host and port)."""
+
+    exit_code = 5  # cli/exit_codes.EXIT_ADDRESS_IN_USE
 
 
 def is_loopback(host: str) -> bool:
@@ -59,8 +84,17 @@ class BearerTokenGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self._authorized(scope):
+            # Shaped as JSON-RPC so an MCP client shows the message instead of a parse failure.
             body = json.dumps(
-                {"error": "missing or wrong bearer token: send Authorization: Bearer <token>"}
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {
+                        "code": UNAUTHORIZED,
+                        "message": "missing or wrong bearer token: send Authorization: Bearer "
+                        "<TESTIO_MIRROR_HTTP_TOKEN>",
+                    },
+                }
             ).encode()
             await send(
                 {
@@ -78,9 +112,12 @@ class BearerTokenGate:
         await self._app(scope, receive, send)
 
 
-def _rebinding_protection(host: str) -> TransportSecuritySettings | None:
+def _rebinding_protection(
+    host: str, extra_origins: tuple[str, ...]
+) -> TransportSecuritySettings | None:
     """Host and Origin checks for every loopback address (the SDK only knows three of them);
-    beyond loopback the bearer token guards."""
+    beyond loopback the bearer token guards. Configured origins pass the Origin check; the Host
+    check, which is what stops DNS rebinding, never widens."""
     if not is_loopback(host):
         return None
     named = f"[{host}]" if ":" in host else host
@@ -92,37 +129,102 @@ def _rebinding_protection(host: str) -> TransportSecuritySettings | None:
             "http://localhost:*",
             "http://[::1]:*",
             f"http://{named}:*",
+            *extra_origins,
         ],
     )
 
 
-def http_app(server: MCPServer[ServerState], host: str, token: str | None) -> ASGIApp:
-    """The ASGI app for streamable HTTP, behind the bearer gate when a token is set.
+def _with_cors(app: ASGIApp, host: str, origins: tuple[str, ...]) -> ASGIApp:
+    """CORS outside the token gate: a preflight carries no credentials, so it is answered
+    without the token; the request it announces still needs it."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    return CORSMiddleware(
+        app,
+        allow_origins=list(origins),
+        allow_origin_regex=LOOPBACK_ORIGIN if is_loopback(host) else None,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=[
+            "authorization",
+            "content-type",
+            "accept",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "last-event-id",
+        ],
+        expose_headers=["mcp-session-id", "mcp-protocol-version", "www-authenticate"],
+        max_age=600,
+    )
+
+
+def http_app(
+    server: MCPServer[ServerState], host: str, policy: HttpPolicy | None = None
+) -> ASGIApp:
+    """The ASGI app for streamable HTTP: CORS, then the bearer gate when a token is set.
 
     Raises:
-        ServeError: a non-loopback host without a token.
+        ServeError: a non-loopback host without a token, or with one shorter than
+            ``MIN_REMOTE_TOKEN_LENGTH``.
     """
+    policy = policy or HttpPolicy()
+    token = policy.token
     if not is_loopback(host) and token is None:
         raise ServeError(
             f"refusing to serve on {host} without TESTIO_MIRROR_HTTP_TOKEN: set it (clients then "
             "send Authorization: Bearer <token>), or bind 127.0.0.1"
         )
+    if not is_loopback(host) and token is not None and len(token) < MIN_REMOTE_TOKEN_LENGTH:
+        raise ServeError(
+            f"refusing to serve on {host}: TESTIO_MIRROR_HTTP_TOKEN has {len(token)} characters, "
+            f"beyond loopback it needs at least {MIN_REMOTE_TOKEN_LENGTH} characters (make one "
+            "with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     app: ASGIApp = server.streamable_http_app(
-        streamable_http_path=MCP_PATH, host=host, transport_security=_rebinding_protection(host)
+        streamable_http_path=MCP_PATH,
+        host=host,
+        transport_security=_rebinding_protection(host, policy.allowed_origins),
+        session_idle_timeout=policy.session_idle_seconds,
+        max_sessions=policy.max_sessions,
     )
-    return BearerTokenGate(app, token) if token is not None else app
+    if token is not None:
+        app = BearerTokenGate(app, token)
+    return _with_cors(app, host, policy.allowed_origins)
 
 
-def serve_http(server: MCPServer[ServerState], host: str, port: int, token: str | None) -> None:
-    """Serve streamable HTTP until interrupted.
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket for ``host``:``port`` (0 picks a free port).
 
     Raises:
-        ServeError: a non-loopback host without a token.
+        AddressInUseError: another program holds the address.
+        ServeError: the address cannot be bound (not this machine's, a privileged port).
     """
-    app = http_app(server, host, token)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUseError(
+                f"{http_address(host, port)} is in use by another program: stop it, or serve "
+                "on another port with --port"
+            ) from None
+        raise ServeError(f"cannot serve on {http_address(host, port)}: {exc.strerror}") from None
+
+
+def http_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def http_url(host: str, sock: socket.socket) -> str:
+    """The URL clients use for the server bound on ``sock``."""
+    return f"http://{http_address(host, sock.getsockname()[1])}{MCP_PATH}"
+
+
+def serve_http(app: ASGIApp, sock: socket.socket) -> None:
+    """Serve ``app`` (from ``http_app``) on the bound ``sock`` until interrupted."""
     import uvicorn  # only HTTP serving needs it
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
+    config = uvicorn.Config(app, log_level="warning", log_config=None)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def serve_stdio(server: MCPServer[ServerState]) -> None:
