@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testio_mirror.cli.main import build_parsers, main
 from tests.helpers.command_line import env_without_testio, run_command
 
 COMMANDS = ("serve", "demo", "sync", "status", "config", "sandbox")
@@ -129,3 +130,28 @@ def test_sandbox_command_serves_and_prints_how_to_use_it(
 
     sandbox_process.terminate()
     assert sandbox_process.wait(timeout=15) in (0, -15)
+
+
+@pytest.mark.parametrize("command", ["sync", "status", "config", "demo", "serve", "sandbox"])
+def test_a_bad_flag_shows_the_usage_of_its_subcommand(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--bogus"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"usage: testio-mirror {command}" in err
+    assert "unrecognized arguments: --bogus" in err
+
+
+def test_every_command_and_flag_has_help() -> None:
+    parser, commands = build_parsers()
+    assert set(commands) == set(COMMANDS)
+    listing = parser.format_help()
+    for name, command in commands.items():
+        # The top-level help gives each command a line of text after its name.
+        assert re.search(rf"^\s+{name}\s+\w", listing, re.MULTILINE), f"{name} has no help line"
+        assert command.description, f"{name} has no description"
+        for action in command._actions:  # argparse has no public list of a parser's flags
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help"
