@@ -127,6 +127,12 @@ def test_sandbox_command_serves_and_prints_how_to_use_it(
     assert answer.status_code == 200
     assert len(answer.json()["products"]) == 2
     assert httpx.get(f"{base_url}/products", timeout=10).status_code == 401
+    # The banner says how to reach the admin API: a command that works as printed.
+    admin = re.search(r"curl -H '([^:']+): ([^']+)' (http://\S+/_sandbox/health)", text)
+    assert admin, text
+    health = httpx.get(admin.group(3), headers={admin.group(1): admin.group(2)}, timeout=10)
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
 
     sandbox_process.terminate()
     assert sandbox_process.wait(timeout=15) in (0, -15)

@@ -273,8 +273,13 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     )
     out.print(f"  base URL  {server.base_url}")
     out.print(f"  token     {server.token}")
-    admin = server.base_url.removesuffix("/customer/v2") + "/_sandbox/health"
-    out.print(f"  admin     {admin}")
+    # The admin API takes the API's token in the same header: a bare link would answer 401.
+    out.print(f"  admin     {server.admin_url} (same token, header Authorization: Token <token>)")
+    out.print(
+        f"            curl -H 'Authorization: Token {server.token}' {server.admin_url}/health",
+        highlight=False,
+        soft_wrap=True,
+    )
     out.print("Point testio-mirror at it with:")
     out.print(f"  export TESTIO_CUSTOMER_API_BASE_URL={server.base_url}", highlight=False)
     out.print(f"  export TESTIO_CUSTOMER_API_TOKEN={server.token}", highlight=False)
