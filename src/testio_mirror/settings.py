@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +26,8 @@ ENV_PREFIX = "TESTIO_"
 DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
 
 _SECRET_FIELDS = frozenset({"customer_api_token", "mirror_http_token"})
+# TESTIO_ variables that are not settings but are read elsewhere: not warned about as unknown.
+OTHER_TESTIO_VARIABLES = frozenset({"TESTIO_RELIABILITY"})  # the reliability tests' size
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -140,6 +144,20 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("mirror_home")
+    @classmethod
+    def _home_is_no_file(cls, value: Path) -> Path:
+        # mkdir would fail later with a bare "File exists" (or "Not a directory" below a file).
+        for path in (value, *value.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise ValueError(
+                        f"{path} is a file, not a directory: point TESTIO_MIRROR_HOME at a "
+                        "directory (it is created if missing) or move the file away"
+                    )
+                break
+        return value
+
     @property
     def database_path(self) -> Path:
         """Where the mirror's SQLite file lives."""
@@ -149,6 +167,30 @@ class Settings(BaseSettings):
 def env_name(field_name: str) -> str:
     """The environment variable that sets ``field_name``."""
     return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def unknown_variable_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per ``TESTIO_`` variable in ``environ`` that no setting reads, naming the
+    closest setting; the variables' values are never part of a warning (one may be a token).
+
+    Example::
+
+        for warning in unknown_variable_warnings(os.environ):
+            print(f"testio-mirror: {warning}", file=sys.stderr)
+    """
+    known = {env_name(name) for name in Settings.model_fields}
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()  # settings are read whatever the case of the name
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in OTHER_TESTIO_VARIABLES:
+            continue
+        close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.8)
+        warnings.append(
+            f"unknown setting {name} ignored; did you mean {close[0]}?"
+            if close
+            else f"unknown setting {name} ignored (see Configuration in README.md)"
+        )
+    return warnings
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -167,7 +209,9 @@ def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False):
         field = str(error["loc"][0]) if error["loc"] else ""
-        problem = f"{env_name(field)}: {error['msg']}"
+        # A validator's own message is the whole story: drop pydantic's "Value error, " label.
+        message = error["msg"].removeprefix("Value error, ")
+        problem = f"{env_name(field)}: {message}"
         # Echo what was given, except for the token: that would print the secret.
         if field not in _SECRET_FIELDS and isinstance(error.get("input"), str | int | float):
             problem += f" (got {error['input']!r})"

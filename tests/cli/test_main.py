@@ -161,3 +161,54 @@ def test_every_command_and_flag_has_help() -> None:
         for action in command._actions:  # argparse has no public list of a parser's flags
             if action.dest != "help":
                 assert action.help, f"{name} {action.option_strings} has no help"
+
+
+def test_an_unknown_testio_variable_is_warned_about_once_on_stderr(tmp_path: Path) -> None:
+    result = run_command(
+        "config",
+        cwd=tmp_path,
+        TESTIO_MIRROR_HTPP_TOKEN="s3cr3t-typo-value",
+        TESTIO_RELIABILITY="quick",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "testio-mirror: unknown setting TESTIO_MIRROR_HTPP_TOKEN ignored; "
+        "did you mean TESTIO_MIRROR_HTTP_TOKEN?"
+    ]
+    assert "s3cr3t-typo-value" not in result.stdout + result.stderr
+    assert "HTPP" not in result.stdout
+
+
+def test_the_warning_stays_off_stdout_in_stdio_serve_mode(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "testio_mirror", "serve", "--sandbox", "--no-initial-sync"],
+        input="",  # the client closes stdin at once: the server ends
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env_without_testio(TESTIO_MIRROR_HOME=str(tmp_path), TESTIO_PAGE_SIZ="5"),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert "unknown setting TESTIO_PAGE_SIZ ignored; did you mean TESTIO_PAGE_SIZE?" in (
+        result.stderr
+    )
+
+
+def test_a_home_that_is_a_file_says_so_and_exits_with_the_settings_code(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file", encoding="utf-8")
+    for command in ("status", "sync"):
+        result = run_command(
+            command,
+            cwd=tmp_path,
+            TESTIO_MIRROR_HOME=str(home),
+            TESTIO_CUSTOMER_API_TOKEN="token",
+            TESTIO_CUSTOMER_API_BASE_URL="http://127.0.0.1:9/customer/v2",
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"{home} is a file, not a directory" in " ".join(result.stderr.split())
+        assert "File exists" not in result.stderr
+        assert "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ happen inside the command that needs them, so ``--help`` and start-up stay fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -376,6 +377,15 @@ def _run_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _warn_about_unknown_variables() -> None:
+    """A mistyped TESTIO_ variable would be ignored silently: say so, once, on stderr (stdout
+    carries MCP in stdio mode), by name only (the value may be a token)."""
+    from testio_mirror.settings import unknown_variable_warnings
+
+    for warning in unknown_variable_warnings(os.environ):
+        print(f"testio-mirror: {warning}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     parser, commands = build_parsers()
@@ -389,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
+    _warn_about_unknown_variables()
     try:
         return handler(args)
     except MirrorError as exc:
