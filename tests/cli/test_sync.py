@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from testio_mirror.cli.sync import distinct_errors
 from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs, SandboxServer
 from tests.conftest import SandboxFactory
 from tests.helpers.mirror_equality import mirror_differences
@@ -210,6 +211,30 @@ def test_status_shows_counts_and_the_last_runs(
         assert run_id in text
 
 
+def test_status_of_a_new_home_says_the_mirror_is_empty_and_what_to_run(
+    children: Children, home: Path
+) -> None:
+    result = children.run(_env(None, home), "status")
+    assert result.returncode == 0, result.stderr
+    text = _one_line(result.stdout)
+    assert "The mirror is empty: run `testio-mirror sync`" in text
+    assert "Last runs" not in text  # no empty tables
+    assert "┏" not in result.stdout
+
+
+def test_status_shows_run_ids_whole_in_a_narrow_terminal(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL)
+    env = _env(sandbox, home)
+    synced = children.run(env, "sync", "--json")
+    assert synced.returncode == 0, synced.stderr
+    run_id = json.loads(synced.stdout)["run_id"]
+    result = children.run({**env, "COLUMNS": "80"}, "status")
+    assert result.returncode == 0, result.stderr
+    assert run_id in result.stdout  # on one line, not cut short
+
+
 def test_sync_without_a_token_is_a_usage_error(children: Children, home: Path) -> None:
     result = children.run(_env(None, home), "sync")
     assert result.returncode == 2
@@ -269,6 +294,10 @@ def test_a_wrong_token_fails_the_sync(
     result = children.run(_env(sandbox, home, TESTIO_CUSTOMER_API_TOKEN="not-the-token"), "sync")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Sync failed" in _one_line(result.stdout)
+    # The error and what to do, once; no table of phases that never ran.
+    assert _one_line(result.stdout).count("check TESTIO_CUSTOMER_API_TOKEN") == 1
+    assert "fetched │" not in result.stdout
+    assert "requests" not in result.stdout.replace("API requests", "")
     assert "not-the-token" not in result.stdout + result.stderr
     assert [r["status"] for r in _runs(home / "mirror.db")] == ["failed"]
     assert _rows(home / "mirror.db", "SELECT count(*) FROM tests")[0][0] == 0
@@ -411,3 +440,8 @@ def test_a_killed_sync_is_reclaimed_and_resumed_by_the_next(
         assert refetched == [], f"product {product_id}: committed pages fetched again"
     assert mirror_differences(database, sandbox.world) == []
     assert _lock_record(home) is None
+
+
+def test_an_error_another_one_already_says_is_printed_once() -> None:
+    errors = ["products: GET products: down", "GET products: down", "tests: x", "tests: x"]
+    assert distinct_errors(errors) == ["products: GET products: down", "tests: x"]

@@ -177,29 +177,42 @@ def _print_result(out: Console, result: SyncResult) -> None:
     from rich.table import Table
 
     out.print(result.summary())
-    table = Table(title=f"run {result.run_id} ({result.status.value})", title_justify="left")
-    for column in ("phase", "fetched", "new", "updated", "unchanged", "deleted", "requests"):
-        table.add_column(column, justify="left" if column == "phase" else "right")
-    for phase, stats in result.stats.items():
-        table.add_row(
-            phase,
-            *(
-                str(v)
-                for v in (
-                    stats.fetched,
-                    stats.inserted,
-                    stats.updated,
-                    stats.unchanged,
-                    stats.deleted,
-                    stats.api_requests,
-                )
-            ),
-        )
-    out.print(table)
+    if result.stats:  # a run that failed before its first phase ended has no table to show
+        table = Table(title=f"run {result.run_id} ({result.status.value})", title_justify="left")
+        for column in ("phase", "fetched", "new", "updated", "unchanged", "deleted", "requests"):
+            table.add_column(column, justify="left" if column == "phase" else "right")
+        for phase, stats in result.stats.items():
+            table.add_row(
+                phase,
+                *(
+                    str(v)
+                    for v in (
+                        stats.fetched,
+                        stats.inserted,
+                        stats.updated,
+                        stats.unchanged,
+                        stats.deleted,
+                        stats.api_requests,
+                    )
+                ),
+            )
+        out.print(table)
+    else:
+        out.print(f"run {result.run_id} ({result.status.value}): no phase finished")
     for warning in result.warnings:
         out.print(f"warning: {warning}")
-    for error in result.errors:
+    for error in distinct_errors(result.errors):
         out.print(f"error: {error}")
+
+
+def distinct_errors(errors: list[str]) -> list[str]:
+    """``errors`` without those another one already says (a phase records ``products: X``, and
+    the run ``X`` again when nothing could replace what failed)."""
+    return [
+        error
+        for i, error in enumerate(errors)
+        if error not in errors[:i] and not any(error in other for other in errors if other != error)
+    ]
 
 
 def run_status(settings: Settings, *, as_json: bool, period_hours: float, out: Console) -> int:
@@ -238,6 +251,13 @@ async def status_report(settings: Settings, period_hours: float) -> SyncStatusRe
 def _print_status(out: Console, report: SyncStatusReport) -> None:
     from rich.table import Table
 
+    if report.state == "never_synced":
+        out.print(f"Mirror at {report.database}")
+        out.print(
+            "The mirror is empty: run `testio-mirror sync` to fill it (it needs "
+            "TESTIO_CUSTOMER_API_TOKEN; `testio-mirror demo` tries it without an account)."
+        )
+        return
     out.print(
         f"Mirror at {report.database}: "
         + ", ".join(f"{n} {kind}" for kind, n in report.counts.items())
@@ -254,30 +274,41 @@ def _print_status(out: Console, report: SyncStatusReport) -> None:
         else f"Sync lock: held by pid {holder.pid} on {holder.host}, run "
         f"{holder.run_id} since {_when(holder.started_at)}"
     )
-    runs = Table(title="Last runs", title_justify="left")
-    for column in ("run", "trigger", "status", "started (UTC)", "seconds", "items"):
-        runs.add_column(column)
-    for run in report.last_runs:
-        runs.add_row(
-            run.run_id,
-            run.trigger or "-",
-            run.status or "-",
-            _when(run.started_at),
-            f"{run.duration_seconds:.1f}" if run.duration_seconds is not None else "-",
-            str(run.items_synced) if run.items_synced is not None else "-",
-        )
-    out.print(runs)
-    products = Table(title="Products", title_justify="left")
-    for column in ("product", "last complete listing", "complete", "last full listing"):
-        products.add_column(column)
-    for row in report.products:
-        products.add_row(
-            str(row.product_id),
-            _when(row.last_complete_listing),
-            "yes" if row.complete else "no",
-            _when(row.last_full_listing),
-        )
-    out.print(products)
+    if report.last_runs:
+        # One line per run, not a table: a table squeezes the run id to fit the terminal, and
+        # the id is what a user copies (whole, as sync_status and the logs give it).
+        rows = [("run", "trigger", "status", "started (UTC)", "seconds", "items")]
+        for run in report.last_runs:
+            rows.append(
+                (
+                    run.run_id,
+                    run.trigger or "-",
+                    run.status or "-",
+                    _when(run.started_at),
+                    f"{run.duration_seconds:.1f}" if run.duration_seconds is not None else "-",
+                    str(run.items_synced) if run.items_synced is not None else "-",
+                )
+            )
+        width = max(len(row[0]) for row in rows)
+        out.print("Last runs (newest first):")
+        for run_id, trigger, status, started, seconds, items in rows:
+            out.print(
+                f"  {run_id:<{width}}  {trigger:<7} {status:<11} {started:<20} "
+                f"{seconds:>7} {items:>7}",
+                soft_wrap=True,
+            )
+    if report.products:
+        products = Table(title="Products", title_justify="left")
+        for column in ("product", "last complete listing", "complete", "last full listing"):
+            products.add_column(column)
+        for row in report.products:
+            products.add_row(
+                str(row.product_id),
+                _when(row.last_complete_listing),
+                "yes" if row.complete else "no",
+                _when(row.last_full_listing),
+            )
+        out.print(products)
 
 
 def _when(moment: datetime | None) -> str:
