@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -127,45 +128,72 @@ async def _sync(
         await client.aclose()
         raise
     from testio_mirror.app import open_app
+    from testio_mirror.cli.sync_output import PhaseLines, RunSummaryFilter
+    from testio_mirror.logs import logs_through
 
     err = make_err()
-    async with open_app(settings, client) as app:
-        if err.is_terminal and not quiet:
-            # Imported here: only a terminal gets a progress bar, and rich.progress is not cheap.
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TaskProgressColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as bar:
-                task = bar.add_task("syncing", total=None)
-
-                def show(done: int, total: int, message: str) -> None:
-                    bar.update(task, completed=done, total=total, description=message[:60])
-
+    run_logs = logging.getLogger("testio_mirror.sync")
+    # The command prints the run's summary on stdout; the service's log of it would repeat it.
+    summary_filter = RunSummaryFilter()
+    if not quiet:
+        run_logs.addFilter(summary_filter)
+    try:
+        async with open_app(settings, client) as app:
+            if quiet:
                 return await app.sync.execute_sync(
-                    phases, scope, options, SyncTrigger.CLI, show, wait_for_lock=wait
+                    phases, scope, options, SyncTrigger.CLI, None, wait_for_lock=wait
+                )
+            if err.is_terminal:
+                # Imported here: only a terminal gets a progress bar, and rich.progress is not
+                # cheap.
+                from rich.progress import (
+                    BarColumn,
+                    Progress,
+                    TaskProgressColumn,
+                    TextColumn,
+                    TimeElapsedColumn,
                 )
 
-        def line(done: int, total: int, message: str) -> None:
-            # Plain lines, written directly: a rich print costs about half a millisecond, and
-            # a sync reports a step per page or batch of bugs.
-            if not quiet:
-                err.file.write(f"[{done}/{total}] {message}\n")
+                with (
+                    Progress(
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        TaskProgressColumn(),
+                        TimeElapsedColumn(),
+                        console=err,
+                        transient=True,
+                    ) as bar,
+                    logs_through(err),  # log lines print above the bar, not into it
+                ):
+                    task = bar.add_task("syncing", total=None)
 
-        return await app.sync.execute_sync(
-            phases, scope, options, SyncTrigger.CLI, line, wait_for_lock=wait
-        )
+                    def show(done: int, total: int, message: str) -> None:
+                        bar.update(task, completed=done, total=total, description=message[:60])
+
+                    return await app.sync.execute_sync(
+                        phases, scope, options, SyncTrigger.CLI, show, wait_for_lock=wait
+                    )
+
+            def write(line: str) -> None:
+                err.file.write(f"{line}\n")
+                err.file.flush()
+
+            # No terminal (a CI job, a log file): a line per phase and a summary every few
+            # seconds, not a line per request.
+            lines = PhaseLines(
+                write,
+                lambda: app.sync.current,
+                counts=app.mirror.sync_state.counts,
+                requests=lambda: client.metrics.requests,
+            )
+            async with lines.running():
+                result = await app.sync.execute_sync(
+                    phases, scope, options, SyncTrigger.CLI, lines.step, wait_for_lock=wait
+                )
+            lines.finish(result)
+            return result
+    finally:
+        run_logs.removeFilter(summary_filter)
 
 
 def _load_app_and_rich() -> None:
