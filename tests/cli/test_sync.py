@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import sqlite3
 import subprocess
@@ -149,6 +150,46 @@ def test_sync_mirrors_the_account_and_prints_a_summary(
     runs = _runs(home / "mirror.db")
     assert [(r["trigger"], r["status"]) for r in runs] == [("cli", "success")]
     assert _lock_record(home) is None  # released
+
+
+def test_on_a_terminal_log_lines_print_above_the_progress_bar(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL, knobs=SandboxKnobs(latency_ms=20))
+    sandbox.faults.add(FaultRule(kind="error", status=503, path="products/101/exploratory_tests"))
+    controller, terminal = pty.openpty()  # stderr is a terminal: the progress bar shows
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "testio_mirror", "sync"],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            env=_env(sandbox, home, COLUMNS="120", TESTIO_RETRY_MAX_DELAY_SECONDS="0.05"),
+            cwd=children.cwd,
+        )
+        children.started.append(process)
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the child closed the terminal (EIO)
+                break
+            if not chunk:
+                break
+            shown += chunk
+        process.communicate(timeout=CHILD_TIMEOUT)
+    finally:
+        os.close(controller)
+        if terminal != -1:
+            os.close(terminal)
+    assert process.returncode == 0, shown
+    text = shown.decode("utf-8", "replace")
+    assert "retry 1 of" in text
+    # Through the bar's console, a log line starts on a line the bar has cleared (ESC[2K);
+    # written past the console, it would land right after the bar's own text.
+    assert re.search(r"\x1b\[2K[^\r\n]*WARNING testio_mirror\.upstream: [^\r\n]*retry 1 of", text)
 
 
 def test_sync_with_bugs_prints_json_on_stdout(
