@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -184,6 +183,8 @@ def unknown_variable_warnings(environ: Mapping[str, str]) -> list[str]:
         upper = name.upper()  # settings are read whatever the case of the name
         if not upper.startswith(ENV_PREFIX) or upper in known or upper in OTHER_TESTIO_VARIABLES:
             continue
+        import difflib  # here: every command checks, few find a variable to warn about
+
         close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.8)
         warnings.append(
             f"unknown setting {name} ignored; did you mean {close[0]}?"
