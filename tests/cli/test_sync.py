@@ -3,6 +3,7 @@ served by this test process on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -18,7 +19,6 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from testio_mirror.cli.sync import distinct_errors
 from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs, SandboxServer
 from tests.conftest import SandboxFactory
 from tests.helpers.mirror_equality import mirror_differences
@@ -152,6 +152,20 @@ def test_sync_mirrors_the_account_and_prints_a_summary(
     assert _lock_record(home) is None  # released
 
 
+def test_steps_writes_a_line_per_step_counting_up(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    result = children.run(_env(make_sandbox(dataset=SMALL), home), "sync", "--steps")
+    assert result.returncode == 0, result.stderr
+    steps = [
+        (int(m[1]), int(m[2])) for m in re.finditer(r"^\[(\d+)/(\d+)\] \S", result.stderr, re.M)
+    ]
+    assert [done for done, _ in steps] == list(range(1, len(steps) + 1))
+    assert len(steps) > 10
+    assert all(done <= total for done, total in steps)
+    assert "new_tests: done" not in result.stderr  # instead of the phase lines
+
+
 def test_on_a_terminal_log_lines_print_above_the_progress_bar(
     make_sandbox: SandboxFactory, children: Children, home: Path
 ) -> None:
@@ -171,14 +185,9 @@ def test_on_a_terminal_log_lines_print_above_the_progress_bar(
         os.close(terminal)
         terminal = -1
         shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # the child closed the terminal (EIO)
-                break
-            if not chunk:
-                break
-            shown += chunk
+        with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+            while chunk := os.read(controller, 65536):
+                shown += chunk
         process.communicate(timeout=CHILD_TIMEOUT)
     finally:
         os.close(controller)
@@ -486,8 +495,3 @@ def test_a_killed_sync_is_reclaimed_and_resumed_by_the_next(
         assert refetched == [], f"product {product_id}: committed pages fetched again"
     assert mirror_differences(database, sandbox.world) == []
     assert _lock_record(home) is None
-
-
-def test_an_error_another_one_already_says_is_printed_once() -> None:
-    errors = ["products: GET products: down", "GET products: down", "tests: x", "tests: x"]
-    assert distinct_errors(errors) == ["products: GET products: down", "tests: x"]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from testio_mirror.cli.sync_output import PhaseLines, RunSummaryFilter
+from testio_mirror.cli.sync_output import PhaseLines, RunSummaryFilter, distinct_errors
 from testio_mirror.sync.models import PhaseStats, SyncPhase, SyncResult, SyncStatus, SyncTrigger
 from testio_mirror.sync.run import RunView
 
@@ -136,3 +136,8 @@ def test_the_services_run_summary_is_dropped_other_records_pass(status: SyncStat
     assert not keep.filter(record("testio_mirror.sync", summary))
     assert keep.filter(record("testio_mirror.sync", "sync r started (cli): products"))
     assert keep.filter(record("testio_mirror.upstream", summary))
+
+
+def test_an_error_another_one_already_says_is_printed_once() -> None:
+    errors = ["products: GET products: down", "GET products: down", "tests: x", "tests: x"]
+    assert distinct_errors(errors) == ["products: GET products: down", "tests: x"]

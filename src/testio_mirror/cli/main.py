@@ -108,6 +108,12 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         help="fail at once (exit 4) when another process is syncing",
     )
     sync.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    sync.add_argument(
+        "--steps",
+        action="store_true",
+        help="without a terminal, a line per step (each page, each batch of bugs) instead of "
+        "per phase",
+    )
     sync.set_defaults(handler=_run_sync)
 
     status = commands.add_parser(
@@ -343,6 +349,7 @@ def _run_sync(args: argparse.Namespace) -> int:
         nuke=args.nuke,
         wait=not args.no_wait,
         as_json=args.json,
+        steps=args.steps,
     )
 
 

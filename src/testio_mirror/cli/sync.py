@@ -76,13 +76,15 @@ def run_sync(
     nuke: bool,
     wait: bool,
     as_json: bool,
+    steps: bool = False,
     out: ConsoleFactory = stdout_console,
     err: ConsoleFactory = stderr_console,
 ) -> int:
     """Run one sync in this process and report it; returns the exit code.
 
     The consoles are made when there is something to show, so loading rich overlaps the first
-    request."""
+    request. ``steps``: without a terminal, a line per step (each page, each bug batch) instead of
+    per phase."""
     if settings.customer_api_token is None:
         err().print(
             "testio-mirror sync: no TestIO token: set TESTIO_CUSTOMER_API_TOKEN (see README)"
@@ -93,7 +95,9 @@ def run_sync(
     options = SyncOptions(force_refresh=force or nuke, nuke=nuke)
     tune_interpreter()
     try:
-        result = asyncio.run(_sync(settings, phases, scope, options, wait, err, as_json))
+        result = asyncio.run(
+            _sync(settings, phases, scope, options, wait, err, as_json, steps=steps)
+        )
     except SyncLockBusyError as exc:
         err().print(f"testio-mirror sync: {exc}")
         return exc.exit_code
@@ -115,6 +119,8 @@ async def _sync(
     wait: bool,
     make_err: ConsoleFactory,
     quiet: bool,
+    *,
+    steps: bool = False,
 ) -> SyncResult:
     from testio_mirror.upstream.client import CustomerApiClient
 
@@ -174,6 +180,18 @@ async def _sync(
                         phases, scope, options, SyncTrigger.CLI, show, wait_for_lock=wait
                     )
 
+            if steps:
+
+                def step(done: int, total: int, message: str) -> None:
+                    # Plain lines, written directly: a rich print costs about half a
+                    # millisecond, and a sync reports a step per page or batch of bugs. Each
+                    # follows the commit of its step, and nothing else is written.
+                    err.file.write(f"[{done}/{total}] {message}\n")
+
+                return await app.sync.execute_sync(
+                    phases, scope, options, SyncTrigger.CLI, step, wait_for_lock=wait
+                )
+
             def write(line: str) -> None:
                 err.file.write(f"{line}\n")
                 err.file.flush()
@@ -229,18 +247,10 @@ def _print_result(out: Console, result: SyncResult) -> None:
         out.print(f"run {result.run_id} ({result.status.value}): no phase finished")
     for warning in result.warnings:
         out.print(f"warning: {warning}")
+    from testio_mirror.cli.sync_output import distinct_errors
+
     for error in distinct_errors(result.errors):
         out.print(f"error: {error}")
-
-
-def distinct_errors(errors: list[str]) -> list[str]:
-    """``errors`` without those another one already says (a phase records ``products: X``, and
-    the run ``X`` again when nothing could replace what failed)."""
-    return [
-        error
-        for i, error in enumerate(errors)
-        if error not in errors[:i] and not any(error in other for other in errors if other != error)
-    ]
 
 
 def run_status(settings: Settings, *, as_json: bool, period_hours: float, out: Console) -> int:

@@ -1,7 +1,8 @@
 """What ``testio-mirror sync`` shows while it runs without a terminal (a CI job, a log file):
 a line when each phase starts and when it ends, with its counts, and a summary every few
-seconds, instead of a line per request. Also the filter that keeps the run's final summary to
-the one line the command prints on stdout.
+seconds, instead of a line per request (``--steps``: those, and only those). Also the filter
+that keeps the run's final summary to the one line the command prints on stdout, and its
+errors each once.
 
 Example::
 
@@ -53,6 +54,16 @@ def phase_counts(stats: PhaseStats) -> str:
         f"{stats.unchanged} unchanged, {stats.deleted} deleted, {stats.api_requests} {requests}"
         + (f" ({stats.retries} retried)" if stats.retries else "")
     )
+
+
+def distinct_errors(errors: list[str]) -> list[str]:
+    """``errors`` without those another one already says (a phase records ``products: X``, and
+    the run ``X`` again when nothing could replace what failed)."""
+    return [
+        error
+        for i, error in enumerate(errors)
+        if error not in errors[:i] and not any(error in other for other in errors if other != error)
+    ]
 
 
 class PhaseLines:
