@@ -143,20 +143,6 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("mirror_home")
-    @classmethod
-    def _home_is_no_file(cls, value: Path) -> Path:
-        # mkdir would fail later with a bare "File exists" (or "Not a directory" below a file).
-        for path in (value, *value.parents):
-            if path.exists():
-                if not path.is_dir():
-                    raise ValueError(
-                        f"{path} is a file, not a directory: point TESTIO_MIRROR_HOME at a "
-                        "directory (it is created if missing) or move the file away"
-                    )
-                break
-        return value
-
     @property
     def database_path(self) -> Path:
         """Where the mirror's SQLite file lives."""
@@ -194,6 +180,26 @@ def unknown_variable_warnings(environ: Mapping[str, str]) -> list[str]:
     return warnings
 
 
+def check_mirror_home(settings: Settings) -> None:
+    """Refuse a ``TESTIO_MIRROR_HOME`` that is (or lies below) a file: creating the mirror would
+    fail later with a bare "File exists". Not a validator: the server starts all the same and
+    answers every tool with the reason.
+
+    Raises:
+        SettingsError: the home or one of its parents is a file.
+    """
+    home = settings.mirror_home
+    for path in (home, *home.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise SettingsError(
+                    f"invalid setting TESTIO_MIRROR_HOME: {path} is a file, not a directory: "
+                    "point TESTIO_MIRROR_HOME at a directory (it is created if missing) or "
+                    "move the file away"
+                )
+            return
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning pydantic's report into one line that names the variable.
 
@@ -210,9 +216,7 @@ def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False):
         field = str(error["loc"][0]) if error["loc"] else ""
-        # A validator's own message is the whole story: drop pydantic's "Value error, " label.
-        message = error["msg"].removeprefix("Value error, ")
-        problem = f"{env_name(field)}: {message}"
+        problem = f"{env_name(field)}: {error['msg']}"
         # Echo what was given, except for the token: that would print the secret.
         if field not in _SECRET_FIELDS and isinstance(error.get("input"), str | int | float):
             problem += f" (got {error['input']!r})"

@@ -22,7 +22,7 @@ from testio_mirror.cli.exit_codes import (
 )
 from testio_mirror.cli.interpreter import tune_interpreter
 from testio_mirror.console import stderr_console, stdout_console
-from testio_mirror.settings import Settings
+from testio_mirror.settings import Settings, check_mirror_home
 from testio_mirror.sync.lock import SyncLock, SyncLockBusyError
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -84,7 +84,12 @@ def run_sync(
 
     The consoles are made when there is something to show, so loading rich overlaps the first
     request. ``steps``: without a terminal, a line per step (each page, each bug batch) instead of
-    per phase."""
+    per phase.
+
+    Raises:
+        SettingsError: ``TESTIO_MIRROR_HOME`` is a file.
+    """
+    check_mirror_home(settings)
     if settings.customer_api_token is None:
         err().print(
             "testio-mirror sync: no TestIO token: set TESTIO_CUSTOMER_API_TOKEN (see README)"
@@ -255,7 +260,12 @@ def _print_result(out: Console, result: SyncResult) -> None:
 
 def run_status(settings: Settings, *, as_json: bool, period_hours: float, out: Console) -> int:
     """Print what the mirror holds and how its syncs went (``--json``: the JSON ``sync_status``
-    answers); returns the exit code."""
+    answers); returns the exit code.
+
+    Raises:
+        SettingsError: ``TESTIO_MIRROR_HOME`` is a file.
+    """
+    check_mirror_home(settings)
     report = asyncio.run(status_report(settings, period_hours))
     if as_json:
         out.print_json(report.model_dump_json())
