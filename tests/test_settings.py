@@ -12,8 +12,10 @@ from testio_mirror.errors import SettingsError
 from testio_mirror.settings import (
     DEFAULT_BASE_URL,
     Settings,
+    check_mirror_home,
     env_name,
     load_settings,
+    unknown_variable_warnings,
 )
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -158,3 +160,38 @@ def test_readme_documents_every_setting_with_its_default() -> None:
 def test_readme_documents_no_setting_that_does_not_exist() -> None:
     known = {env_name(name) for name in Settings.model_fields}
     assert set(_readme_rows()) <= known
+
+
+def test_an_unknown_testio_variable_is_named_with_the_closest_setting() -> None:
+    warnings = unknown_variable_warnings(
+        {
+            "TESTIO_MIRROR_HTPP_TOKEN": "s3cret-value",
+            "TESTIO_PAGE_SIZE": "10",  # a setting
+            "testio_log_level": "INFO",  # settings are read whatever the case
+            "TESTIO_RELIABILITY": "long",  # read by the test suite, not a setting
+            "TESTIO_NOTHING_LIKE_IT": "1",
+            "PATH": "/bin",
+        }
+    )
+    assert warnings == [
+        "unknown setting TESTIO_MIRROR_HTPP_TOKEN ignored; did you mean TESTIO_MIRROR_HTTP_TOKEN?",
+        "unknown setting TESTIO_NOTHING_LIKE_IT ignored (see Configuration in README.md)",
+    ]
+    assert not any("s3cret-value" in w for w in warnings)
+
+
+def test_a_home_that_is_a_file_is_a_settings_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    afile = tmp_path / "home"
+    afile.write_text("not a directory", encoding="utf-8")
+    for home in (afile, afile / "below"):
+        monkeypatch.setenv("TESTIO_MIRROR_HOME", str(home))
+        settings = load_settings()  # the server still starts, and answers with the reason
+        with pytest.raises(SettingsError) as raised:
+            check_mirror_home(settings)
+        message = str(raised.value)
+        assert "TESTIO_MIRROR_HOME" in message
+        assert f"{afile} is a file, not a directory" in message
+    monkeypatch.setenv("TESTIO_MIRROR_HOME", str(tmp_path / "new" / "home"))
+    check_mirror_home(load_settings())  # a home yet to be made is fine

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,8 @@ ENV_PREFIX = "TESTIO_"
 DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
 
 _SECRET_FIELDS = frozenset({"customer_api_token", "mirror_http_token"})
+# TESTIO_ variables that are not settings but are read elsewhere: not warned about as unknown.
+OTHER_TESTIO_VARIABLES = frozenset({"TESTIO_RELIABILITY"})  # the reliability tests' size
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -199,6 +202,52 @@ class Settings(BaseSettings):
 def env_name(field_name: str) -> str:
     """The environment variable that sets ``field_name``."""
     return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def unknown_variable_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per ``TESTIO_`` variable in ``environ`` that no setting reads, naming the
+    closest setting; the variables' values are never part of a warning (one may be a token).
+
+    Example::
+
+        for warning in unknown_variable_warnings(os.environ):
+            print(f"testio-mirror: {warning}", file=sys.stderr)
+    """
+    known = {env_name(name) for name in Settings.model_fields}
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()  # settings are read whatever the case of the name
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in OTHER_TESTIO_VARIABLES:
+            continue
+        import difflib  # here: every command checks, few find a variable to warn about
+
+        close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.8)
+        warnings.append(
+            f"unknown setting {name} ignored; did you mean {close[0]}?"
+            if close
+            else f"unknown setting {name} ignored (see Configuration in README.md)"
+        )
+    return warnings
+
+
+def check_mirror_home(settings: Settings) -> None:
+    """Refuse a ``TESTIO_MIRROR_HOME`` that is (or lies below) a file: creating the mirror would
+    fail later with a bare "File exists". Not a validator: the server starts all the same and
+    answers every tool with the reason.
+
+    Raises:
+        SettingsError: the home or one of its parents is a file.
+    """
+    home = settings.mirror_home
+    for path in (home, *home.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise SettingsError(
+                    f"invalid setting TESTIO_MIRROR_HOME: {path} is a file, not a directory: "
+                    "point TESTIO_MIRROR_HOME at a directory (it is created if missing) or "
+                    "move the file away"
+                )
+            return
 
 
 def load_settings(**overrides: object) -> Settings:

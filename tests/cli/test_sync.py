@@ -1,24 +1,26 @@
-"""``testio-mirror sync`` and ``status`` run as a user runs them: child processes against a sandbox
+"""``testio-mirror sync`` run as a user runs them: child processes against a sandbox
 served by this test process on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import re
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
-from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs, SandboxServer
+from testio_mirror.sandbox import DatasetSpec, FaultRule, SandboxKnobs
 from tests.conftest import SandboxFactory
+from tests.helpers.command_line import CHILD_TIMEOUT, Children, one_line, sync_env
 from tests.helpers.mirror_equality import mirror_differences
 from tests.helpers.polling import wait_for
 
@@ -26,75 +28,6 @@ SMALL = DatasetSpec(products=3, tests_per_product=60, bugs_per_test=2)
 # Enough pages that a sync under sandbox latency takes a while.
 CONTENDED = DatasetSpec(products=3, tests_per_product=300, bugs_per_test=1)
 LONG = DatasetSpec(products=2, tests_per_product=600, bugs_per_test=1)
-
-CHILD_TIMEOUT = 60.0
-
-
-def _env(sandbox: SandboxServer | None, home: Path, **extra: str) -> dict[str, str]:
-    """The child's environment: none of the developer's TESTIO_ variables, a wide terminal."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
-    env["TESTIO_MIRROR_HOME"] = str(home)
-    env["COLUMNS"] = "250"
-    if sandbox is not None:
-        env["TESTIO_CUSTOMER_API_TOKEN"] = sandbox.token
-        env["TESTIO_CUSTOMER_API_BASE_URL"] = sandbox.base_url
-    env.update(extra)
-    return env
-
-
-class Children:
-    """Child processes of one test, each stopped through its own handle at the end."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.started: list[subprocess.Popen[str]] = []
-
-    def start(self, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "testio_mirror", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=self.cwd,
-        )
-        self.started.append(process)
-        return process
-
-    def run(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-        process = self.start(env, *args)
-        stdout, stderr = process.communicate(timeout=CHILD_TIMEOUT)
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=CHILD_TIMEOUT)
-            for stream in (process.stdout, process.stderr):
-                if stream is not None:
-                    stream.close()
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[Children]:
-    workdir = tmp_path / "cwd"  # no stray .env file is read from here
-    workdir.mkdir()
-    spawned = Children(workdir)
-    try:
-        yield spawned
-    finally:
-        spawned.stop_all()
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-def _one_line(text: str) -> str:
-    """Rich wraps long lines; join them back."""
-    return " ".join(text.split())
 
 
 def _rows(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -125,19 +58,24 @@ def test_sync_mirrors_the_account_and_prints_a_summary(
     make_sandbox: SandboxFactory, children: Children, home: Path
 ) -> None:
     sandbox = make_sandbox(dataset=SMALL)
-    result = children.run(_env(sandbox, home), "sync")
+    result = children.run(sync_env(sandbox, home), "sync")
     assert result.returncode == 0, result.stderr
     assert "Sync completed in" in result.stdout
     assert "new_tests" in result.stdout  # the per-phase table
     assert "Traceback" not in result.stderr
-    # Without a terminal, progress is one plain line per step on stderr, counting up.
-    steps = [
-        (int(m[1]), int(m[2]))
-        for m in re.finditer(r"^\[(\d+)/(\d+)\] \S.*$", result.stderr, re.MULTILINE)
+    # Without a terminal, progress is a line when each phase starts and ends (with its
+    # counts), not a line per request; the run's summary is printed once, on stdout.
+    phases = re.findall(r"^(\w+): (started|done)", result.stderr, re.MULTILINE)
+    assert phases == [
+        (phase, event)
+        for phase in ("products", "features", "new_tests")
+        for event in ("started", "done")
     ]
-    assert steps[0] == (1, 1)
-    assert [done for done, _ in steps] == list(range(1, len(steps) + 1))
-    assert all(done <= total for done, total in steps)
+    truth = sandbox.world.counts()
+    assert f"new_tests: done, {truth['tests']} fetched, {truth['tests']} new" in result.stderr
+    assert not re.search(r"^\[\d+/\d+\]", result.stderr, re.MULTILINE)
+    assert len(result.stderr.splitlines()) < 10
+    assert (result.stdout + result.stderr).count("Sync completed") == 1
     assert sandbox.token not in result.stdout + result.stderr
     assert mirror_differences(home / "mirror.db", sandbox.world) == []
     runs = _runs(home / "mirror.db")
@@ -145,14 +83,63 @@ def test_sync_mirrors_the_account_and_prints_a_summary(
     assert _lock_record(home) is None  # released
 
 
+def test_steps_writes_a_line_per_step_counting_up(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    result = children.run(sync_env(make_sandbox(dataset=SMALL), home), "sync", "--steps")
+    assert result.returncode == 0, result.stderr
+    steps = [
+        (int(m[1]), int(m[2])) for m in re.finditer(r"^\[(\d+)/(\d+)\] \S", result.stderr, re.M)
+    ]
+    assert [done for done, _ in steps] == list(range(1, len(steps) + 1))
+    assert len(steps) > 10
+    assert all(done <= total for done, total in steps)
+    assert "new_tests: done" not in result.stderr  # instead of the phase lines
+
+
+def test_on_a_terminal_log_lines_print_above_the_progress_bar(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL, knobs=SandboxKnobs(latency_ms=20))
+    sandbox.faults.add(FaultRule(kind="error", status=503, path="products/101/exploratory_tests"))
+    controller, terminal = pty.openpty()  # stderr is a terminal: the progress bar shows
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "testio_mirror", "sync"],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            env=sync_env(sandbox, home, COLUMNS="120", TESTIO_RETRY_MAX_DELAY_SECONDS="0.05"),
+            cwd=children.cwd,
+        )
+        children.started.append(process)
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+            while chunk := os.read(controller, 65536):
+                shown += chunk
+        process.communicate(timeout=CHILD_TIMEOUT)
+    finally:
+        os.close(controller)
+        if terminal != -1:
+            os.close(terminal)
+    assert process.returncode == 0, shown
+    text = shown.decode("utf-8", "replace")
+    assert "retry 1 of" in text
+    # Through the bar's console, a log line starts on a line the bar has cleared (ESC[2K);
+    # written past the console, it would land right after the bar's own text.
+    assert re.search(r"\x1b\[2K[^\r\n]*WARNING testio_mirror\.upstream: [^\r\n]*retry 1 of", text)
+
+
 def test_sync_with_bugs_prints_json_on_stdout(
     make_sandbox: SandboxFactory, children: Children, home: Path
 ) -> None:
     sandbox = make_sandbox(dataset=SMALL)
-    result = children.run(_env(sandbox, home), "sync", "--bugs", "--json")
+    result = children.run(sync_env(sandbox, home), "sync", "--bugs", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert not re.search(r"^\[\d+/\d+\]", result.stderr, re.MULTILINE), "--json is quiet"
+    assert not re.search(r"^\w+: (started|done)", result.stderr, re.MULTILINE), "--json is quiet"
     assert report["status"] == "success"
     assert report["trigger"] == "cli"
     assert report["phases_completed"] == ["products", "features", "new_tests", "bugs"]
@@ -167,51 +154,8 @@ def test_sync_with_bugs_prints_json_on_stdout(
     assert report["api_requests"] == len(sandbox.requests.records())
 
 
-def test_status_shows_counts_and_the_last_runs(
-    make_sandbox: SandboxFactory, children: Children, home: Path
-) -> None:
-    sandbox = make_sandbox(dataset=SMALL)
-    env = _env(sandbox, home)
-    first = children.run(env, "sync", "--json")
-    assert first.returncode == 0, first.stderr
-    second = children.run(env, "sync", "--bugs", "--json")
-    assert second.returncode == 0, second.stderr
-    run_ids = [json.loads(first.stdout)["run_id"], json.loads(second.stdout)["run_id"]]
-    truth = sandbox.world.counts()
-
-    as_json = children.run(env, "status", "--json")
-    assert as_json.returncode == 0, as_json.stderr
-    report = json.loads(as_json.stdout)
-    assert report["counts"] == {
-        "products": truth["products"],
-        "features": truth["features"],
-        "tests": truth["tests"],
-        "bugs": truth["bugs"],
-    }
-    assert [r["run_id"] for r in report["last_runs"]] == run_ids[::-1]  # newest first
-    assert [r["status"] for r in report["last_runs"]] == ["success", "success"]
-    assert [r["trigger"] for r in report["last_runs"]] == ["cli", "cli"]
-    assert report["total_runs"] == 2
-    assert report["successful_runs"] == 2
-    assert report["lock_holder"] is None
-    assert sorted(p["product_id"] for p in report["products"]) == [101, 102, 103]
-    assert all(p["complete"] for p in report["products"])
-
-    as_text = children.run(env, "status")
-    assert as_text.returncode == 0, as_text.stderr
-    text = _one_line(as_text.stdout)
-    assert (
-        f"{truth['products']} products, {truth['features']} features, "
-        f"{truth['tests']} tests, {truth['bugs']} bugs"
-    ) in text
-    assert "Runs: 2 (2 successful, 0 partial, 0 failed, 0 cancelled, 0 interrupted)" in text
-    assert "Sync lock: free" in text
-    for run_id in run_ids:
-        assert run_id in text
-
-
 def test_sync_without_a_token_is_a_usage_error(children: Children, home: Path) -> None:
-    result = children.run(_env(None, home), "sync")
+    result = children.run(sync_env(None, home), "sync")
     assert result.returncode == 2
     assert "TESTIO_CUSTOMER_API_TOKEN" in result.stderr
     assert "Traceback" not in result.stderr
@@ -230,7 +174,7 @@ def test_bad_sync_arguments_are_usage_errors(
     named: str,
 ) -> None:
     sandbox = make_sandbox(dataset=SMALL)
-    result = children.run(_env(sandbox, home), "sync", *args)
+    result = children.run(sync_env(sandbox, home), "sync", *args)
     assert result.returncode == 2
     assert named in result.stderr
     assert "Traceback" not in result.stderr
@@ -245,10 +189,12 @@ def test_a_product_that_keeps_failing_makes_the_sync_partial(
     sandbox.faults.add(
         FaultRule(kind="error", status=503, path="products/102/exploratory_tests", times=None)
     )
-    env = _env(sandbox, home, TESTIO_RETRY_MAX_ATTEMPTS="2", TESTIO_RETRY_MAX_DELAY_SECONDS="0.05")
+    env = sync_env(
+        sandbox, home, TESTIO_RETRY_MAX_ATTEMPTS="2", TESTIO_RETRY_MAX_DELAY_SECONDS="0.05"
+    )
     result = children.run(env, "sync")
     assert result.returncode == 3, result.stdout + result.stderr
-    text = _one_line(result.stdout)
+    text = one_line(result.stdout)
     assert "Sync completed partially" in text
     assert "tests of product 102" in text
     listed = {
@@ -266,10 +212,16 @@ def test_a_wrong_token_fails_the_sync(
     make_sandbox: SandboxFactory, children: Children, home: Path
 ) -> None:
     sandbox = make_sandbox(dataset=SMALL)
-    result = children.run(_env(sandbox, home, TESTIO_CUSTOMER_API_TOKEN="not-the-token"), "sync")
+    result = children.run(
+        sync_env(sandbox, home, TESTIO_CUSTOMER_API_TOKEN="not-the-token"), "sync"
+    )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "Sync failed" in _one_line(result.stdout)
-    assert "1 API requests" in _one_line(result.stdout)  # the refused one is counted
+    assert "Sync failed" in one_line(result.stdout)
+    assert "1 API requests" in one_line(result.stdout)  # the refused one is counted
+    # The error and what to do, once; no table of phases that never ran.
+    assert one_line(result.stdout).count("check TESTIO_CUSTOMER_API_TOKEN") == 1
+    assert "fetched │" not in result.stdout
+    assert "requests" not in result.stdout.replace("API requests", "")
     assert "not-the-token" not in result.stdout + result.stderr
     assert [r["status"] for r in _runs(home / "mirror.db")] == ["failed"]
     assert _rows(home / "mirror.db", "SELECT count(*) FROM tests")[0][0] == 0
@@ -279,9 +231,11 @@ def test_an_unknown_product_fails_the_sync_listing_the_products(
     make_sandbox: SandboxFactory, children: Children, home: Path
 ) -> None:
     sandbox = make_sandbox(dataset=SMALL)
-    result = children.run(_env(sandbox, home), "sync", "--product", "101", "--product", "999999")
+    result = children.run(
+        sync_env(sandbox, home), "sync", "--product", "101", "--product", "999999"
+    )
     assert result.returncode == 1, result.stdout + result.stderr
-    text = _one_line(result.stdout + result.stderr)
+    text = one_line(result.stdout + result.stderr)
     assert "unknown product 999999" in text
     assert "101, 102, 103" in text  # what the account has
     assert [r["status"] for r in _runs(home / "mirror.db")] == ["failed"]
@@ -295,7 +249,7 @@ def test_two_syncs_started_together_take_turns(
     make_sandbox: SandboxFactory, children: Children, home: Path
 ) -> None:
     sandbox = make_sandbox(dataset=CONTENDED, knobs=SandboxKnobs(latency_ms=30))
-    env = _env(sandbox, home)
+    env = sync_env(sandbox, home)
     processes = [children.start(env, "sync", "--json"), children.start(env, "sync", "--json")]
     outputs = [process.communicate(timeout=CHILD_TIMEOUT) for process in processes]
     reports = []
@@ -327,7 +281,7 @@ def test_no_wait_fails_at_once_naming_the_holder(
     sandbox.faults.add(
         FaultRule(kind="hang", path="products/101/exploratory_tests", hang_seconds=2.0)
     )
-    env = _env(sandbox, home)
+    env = sync_env(sandbox, home)
     holder = children.start(env, "sync")
     assert wait_for(lambda: (_lock_record(home) or {}).get("pid") == holder.pid, 20.0), (
         "the first sync never took the lock"
@@ -336,7 +290,7 @@ def test_no_wait_fails_at_once_naming_the_holder(
     refused = children.run(env, "sync", "--no-wait")
     assert refused.returncode == 4, refused.stdout + refused.stderr
     assert time.monotonic() - began < CHILD_TIMEOUT / 2
-    message = _one_line(refused.stderr)
+    message = one_line(refused.stderr)
     assert f"pid {holder.pid}" in message
     assert "another sync is running" in message
     assert "Traceback" not in refused.stderr
@@ -364,7 +318,7 @@ def test_a_killed_sync_is_reclaimed_and_resumed_by_the_next(
     make_sandbox: SandboxFactory, children: Children, home: Path
 ) -> None:
     sandbox = make_sandbox(dataset=LONG, knobs=SandboxKnobs(latency_ms=50))
-    env = _env(sandbox, home, TESTIO_SYNC_LOCK_TIMEOUT_SECONDS="30")
+    env = sync_env(sandbox, home, TESTIO_SYNC_LOCK_TIMEOUT_SECONDS="30")
     database = home / "mirror.db"
     victim = children.start(env, "sync")
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from testio_mirror.sandbox import SandboxServer
+
 
 def env_without_testio(**extra: str) -> dict[str, str]:
     """This process's environment minus every TESTIO_ variable, plus ``extra``."""
@@ -29,3 +31,57 @@ def run_command(
         cwd=cwd,
         check=False,
     )
+
+
+CHILD_TIMEOUT = 60.0
+
+
+def sync_env(sandbox: SandboxServer | None, home: Path, **extra: str) -> dict[str, str]:
+    """The child's environment: none of the developer's TESTIO_ variables, a wide terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    env["TESTIO_MIRROR_HOME"] = str(home)
+    env["COLUMNS"] = "250"
+    if sandbox is not None:
+        env["TESTIO_CUSTOMER_API_TOKEN"] = sandbox.token
+        env["TESTIO_CUSTOMER_API_BASE_URL"] = sandbox.base_url
+    env.update(extra)
+    return env
+
+
+class Children:
+    """Child processes of one test, each stopped through its own handle at the end."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "testio_mirror", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=self.cwd,
+        )
+        self.started.append(process)
+        return process
+
+    def run(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        process = self.start(env, *args)
+        stdout, stderr = process.communicate(timeout=CHILD_TIMEOUT)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=CHILD_TIMEOUT)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def one_line(text: str) -> str:
+    """Rich wraps long lines; join them back."""
+    return " ".join(text.split())

@@ -373,7 +373,9 @@ class Lab:
         number = len(self.runs)
         gate = OutputGate(self.root / f"run{number}.fifo") if gated else None
         log = None if gated else self.root / f"run{number}.log"
-        args = [sys.executable, "-m", "testio_mirror", "sync", *(["--bugs"] if self.bugs else [])]
+        # --steps: a line after every commit, where a shut output stops the child.
+        args = [sys.executable, "-m", "testio_mirror", "sync", "--steps"]
+        args += ["--bugs"] if self.bugs else []
         with contextlib.ExitStack() as stack:
             if gate is not None:
                 out: Any = gate.child_end

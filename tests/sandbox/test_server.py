@@ -75,3 +75,12 @@ def test_an_empty_token_is_refused() -> None:
 
 def test_each_sandbox_gets_its_own_random_token() -> None:
     assert SandboxConfig().token != SandboxConfig().token
+
+
+def test_the_admin_url_answers_with_the_api_token() -> None:
+    with SandboxServer(SandboxConfig(dataset=TINY)) as server:
+        assert server.admin_url.endswith("/_sandbox")
+        answer = httpx.get(f"{server.admin_url}/health", headers=server.auth_headers)
+        assert answer.status_code == 200
+        assert answer.json()["status"] == "ok"
+        assert httpx.get(f"{server.admin_url}/health").status_code == 401

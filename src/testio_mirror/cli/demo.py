@@ -3,8 +3,10 @@
 It starts the sandbox (a simulated TestIO account, with a little latency and one injected 503),
 starts ``testio-mirror serve`` as a subprocess over stdio exactly as Claude Desktop would, and
 drives it through a real MCP client: ``tools/list``, ``sync_status`` while the start-up sync runs,
-``sync_data`` with a live progress bar, ``sync_status`` again, then the questions an agent asks:
-the products, a test's report, the critical bugs of a product, bug statistics by severity.
+the start-up sync's result (the run that met the 503), ``sync_data`` with a live progress bar,
+``sync_status`` again, then the questions an agent asks: the products, a test's report, the
+critical bugs of a product, bug statistics by severity. Words a new user may not know (sections,
+testing type, forwarded, acceptance) are explained where they first appear.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from testio_mirror.sandbox import FaultRule, SandboxConfig, SandboxKnobs, Sandbo
 from testio_mirror.sandbox.dataset import preset
 
 DEMO_LATENCY_MS = 40.0
+STARTUP_WAIT_SECONDS = 60.0
 
 
 def run_demo(console: Console) -> int:
@@ -73,10 +76,17 @@ async def _session(console: Console, env: dict[str, str]) -> None:
             f"[bold]sync_status[/bold] right after start: state={status['state']}"
             + (f", start-up sync in phase {running['phase']}" if running else "")
         )
+        # The start-up sync met the injected 503 and retried: show its own counts, so the
+        # retry on stderr is not followed by a "0 retries" that belongs to the next run.
+        startup = await _startup_result(client)
+        if startup is not None:
+            console.print(
+                f"[bold]start-up sync[/bold]: {_run_counts(startup)} (a retry is a request "
+                "sent again after a failure such as the 503 above)"
+            )
         result = await _sync_with_progress(console, client)
         console.print(
-            f"[bold]sync_data[/bold]: {result['status']} in {result['duration_seconds']:.2f} s, "
-            f"{result['api_requests']} API requests ({result['retries']} retries)"
+            f"[bold]sync_data[/bold] (include_bugs): {_run_counts(result)}, a run of its own"
         )
         status = await _call(client, "sync_status")
         counts = status["counts"]
@@ -86,6 +96,27 @@ async def _session(console: Console, env: dict[str, str]) -> None:
             + f"; TestIO {status['upstream']['state']}"
         )
         await _questions(console, client)
+
+
+async def _startup_result(client: Client) -> dict[str, Any] | None:
+    """The start-up sync's result, once it has ended (None if it did not within a minute)."""
+    deadline = time.monotonic() + STARTUP_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        status = await _call(client, "sync_status")
+        last: dict[str, Any] | None = status["last_result"]
+        if status["state"] != "running" and last is not None:
+            return last
+        await asyncio.sleep(0.05)
+    return None
+
+
+def _run_counts(result: dict[str, Any]) -> str:
+    retries = result["retries"]
+    word = "retry" if retries == 1 else "retries"
+    return (
+        f"{result['status']} in {result['duration_seconds']:.2f} s, "
+        f"{result['api_requests']} API requests ({retries} {word})"
+    )
 
 
 async def _sync_with_progress(console: Console, client: Client) -> dict[str, Any]:
@@ -108,7 +139,13 @@ async def _sync_with_progress(console: Console, client: Client) -> dict[str, Any
 
 async def _questions(console: Console, client: Client) -> None:
     products = (await _call(client, "list_products"))["products"]
-    table = Table(title="list_products", title_justify="left")
+    table = Table(
+        title="list_products",
+        title_justify="left",
+        caption="sections: True when the product is split into sections (parts with their own "
+        "features, listed one section at a time)",
+        caption_justify="left",
+    )
     for column in ("id", "name", "type", "sections"):
         table.add_column(column)
     for product in products:
@@ -121,10 +158,13 @@ async def _questions(console: Console, client: Client) -> None:
     report = await _call(client, "get_test", {"test_id": tests[0]["id"], "detail": "full"})
     test = report["test"]
     console.print(
-        f"[bold]get_test {test['id']}[/bold]: {test['title']!r} ({test['status']}, "
-        f"{test['testing_type']}), goal: {test['goal']}\n"
+        f"[bold]get_test {test['id']}[/bold]: {test['title']!r} (status {test['status']}, "
+        f"testing type {test['testing_type']}: the kind of test TestIO ran, one of coverage, "
+        f"focused, rapid, usability, external), goal: {test['goal']}\n"
         f"  bugs by severity {report['bug_counts']['by_severity']}, "
-        f"by status {report['bug_counts']['by_status']}"
+        f"by status {report['bug_counts']['by_status']}\n"
+        "  (accepted and rejected are the customer's decisions; forwarded = reported to the "
+        "customer, waiting for their decision)"
     )
     bugs = (
         await _call(
@@ -146,7 +186,13 @@ async def _questions(console: Console, client: Client) -> None:
         )
     console.print(table)
     stats = await _call(client, "bug_stats", {"group_by": "severity", "product_id": product["id"]})
-    table = Table(title=f"bug_stats by severity, {product['name']}", title_justify="left")
+    table = Table(
+        title=f"bug_stats by severity, {product['name']}",
+        title_justify="left",
+        caption="acceptance = accepted / (accepted + rejected): the share of decided bugs the "
+        "customer accepted (forwarded bugs are not decided yet)",
+        caption_justify="left",
+    )
     for column in ("severity", "total", "accepted", "rejected", "forwarded", "acceptance"):
         table.add_column(column, justify="left" if column == "severity" else "right")
     for group in stats["groups"]:

@@ -7,6 +7,7 @@ happen inside the command that needs them, so ``--help`` and start-up stay fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,13 @@ from testio_mirror.limits import MAX_ID
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``testio-mirror`` parser, with every command."""
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's own parser by name (a command's bad flag is
+    reported with that command's usage)."""
     parser = argparse.ArgumentParser(
         prog="testio-mirror",
         description="A local mirror of a TestIO account for LLM agents (MCP server).",
@@ -33,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="run the main job against the built-in sandbox (no TestIO account needed)"
+        "demo",
+        help="run the main job against the built-in sandbox (no TestIO account needed)",
+        description="Start the built-in sandbox and `testio-mirror serve`, and drive them "
+        "through an MCP client as an agent would: sync, status, products, a test, bugs, stats.",
     )
     demo.set_defaults(handler=_run_demo)
 
@@ -43,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the MCP server. stdio: for Claude Desktop, Claude Code, Cursor; "
         "http: streamable HTTP at /mcp for a team.",
     )
-    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio: the client starts the server; http: streamable HTTP at /mcp (stdio)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (127.0.0.1)")
     serve.add_argument(
         "--port", type=whole_number(0, MAX_PORT), default=8000, help="HTTP port (8000)"
@@ -92,9 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail at once (exit 4) when another process is syncing",
     )
     sync.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    sync.add_argument(
+        "--steps",
+        action="store_true",
+        help="without a terminal, a line per step (each page, each batch of bugs) instead of "
+        "per phase",
+    )
     sync.set_defaults(handler=_run_sync)
 
-    status = commands.add_parser("status", help="show what the mirror holds and how its syncs went")
+    status = commands.add_parser(
+        "status",
+        help="show what the mirror holds and how its syncs went",
+        description="Show the mirror's counts, its last runs, the sync lock and each product's "
+        "listing (--json: what the sync_status tool answers).",
+    )
     status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.add_argument(
         "--period-hours",
@@ -105,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=_run_status)
 
     config = commands.add_parser(
-        "config", help="show the effective settings (the token is never shown)"
+        "config",
+        help="show the effective settings (the token is never shown)",
+        description="Show every setting as the environment and .env make it (TESTIO_* "
+        "variables; see Configuration in README.md). Tokens show only as set or not set.",
     )
     config.set_defaults(handler=_run_config)
 
@@ -116,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_sandbox_arguments(sandbox)
     sandbox.set_defaults(handler=_run_sandbox)
-    return parser
+    named = {"demo": demo, "serve": serve, "sync": sync, "status": status, "config": config}
+    return parser, {**named, "sandbox": sandbox}
 
 
 def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
@@ -249,8 +280,13 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     )
     out.print(f"  base URL  {server.base_url}")
     out.print(f"  token     {server.token}")
-    admin = server.base_url.removesuffix("/customer/v2") + "/_sandbox/health"
-    out.print(f"  admin     {admin}")
+    # The admin API takes the API's token in the same header: a bare link would answer 401.
+    out.print(f"  admin     {server.admin_url} (same token, header Authorization: Token <token>)")
+    out.print(
+        f"            curl -H 'Authorization: Token {server.token}' {server.admin_url}/health",
+        highlight=False,
+        soft_wrap=True,
+    )
     out.print("Point testio-mirror at it with:")
     out.print(f"  export TESTIO_CUSTOMER_API_BASE_URL={server.base_url}", highlight=False)
     out.print(f"  export TESTIO_CUSTOMER_API_TOKEN={server.token}", highlight=False)
@@ -313,6 +349,7 @@ def _run_sync(args: argparse.Namespace) -> int:
         nuke=args.nuke,
         wait=not args.no_wait,
         as_json=args.json,
+        steps=args.steps,
     )
 
 
@@ -347,14 +384,29 @@ def _run_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _warn_about_unknown_variables() -> None:
+    """A mistyped TESTIO_ variable would be ignored silently: say so, once, on stderr (stdout
+    carries MCP in stdio mode), by name only (the value may be a token)."""
+    from testio_mirror.settings import unknown_variable_warnings
+
+    for warning in unknown_variable_warnings(os.environ):
+        print(f"testio-mirror: {warning}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, commands = build_parsers()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse hands a command's unknown flags up to the top level, whose usage does not
+        # show the command's flags: report them with the command's own usage.
+        command = commands.get(getattr(args, "command", None) or "", parser)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
+    _warn_about_unknown_variables()
     try:
         return handler(args)
     except MirrorError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from testio_mirror.cli.exit_codes import (
 )
 from testio_mirror.cli.interpreter import tune_interpreter
 from testio_mirror.console import stderr_console, stdout_console
-from testio_mirror.settings import Settings
+from testio_mirror.settings import Settings, check_mirror_home
 from testio_mirror.sync.lock import SyncLock, SyncLockBusyError
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -75,13 +76,20 @@ def run_sync(
     nuke: bool,
     wait: bool,
     as_json: bool,
+    steps: bool = False,
     out: ConsoleFactory = stdout_console,
     err: ConsoleFactory = stderr_console,
 ) -> int:
     """Run one sync in this process and report it; returns the exit code.
 
     The consoles are made when there is something to show, so loading rich overlaps the first
-    request."""
+    request. ``steps``: without a terminal, a line per step (each page, each bug batch) instead of
+    per phase.
+
+    Raises:
+        SettingsError: ``TESTIO_MIRROR_HOME`` is a file.
+    """
+    check_mirror_home(settings)
     if settings.customer_api_token is None:
         err().print(
             "testio-mirror sync: no TestIO token: set TESTIO_CUSTOMER_API_TOKEN (see README)"
@@ -92,7 +100,9 @@ def run_sync(
     options = SyncOptions(force_refresh=force or nuke, nuke=nuke)
     tune_interpreter()
     try:
-        result = asyncio.run(_sync(settings, phases, scope, options, wait, err, as_json))
+        result = asyncio.run(
+            _sync(settings, phases, scope, options, wait, err, as_json, steps=steps)
+        )
     except SyncLockBusyError as exc:
         err().print(f"testio-mirror sync: {exc}")
         return exc.exit_code
@@ -114,6 +124,8 @@ async def _sync(
     wait: bool,
     make_err: ConsoleFactory,
     quiet: bool,
+    *,
+    steps: bool = False,
 ) -> SyncResult:
     from testio_mirror.upstream.client import CustomerApiClient
 
@@ -127,45 +139,84 @@ async def _sync(
         await client.aclose()
         raise
     from testio_mirror.app import open_app
+    from testio_mirror.cli.sync_output import PhaseLines, RunSummaryFilter
+    from testio_mirror.logs import logs_through
 
     err = make_err()
-    async with open_app(settings, client, replace_account=options.nuke) as app:
-        if err.is_terminal and not quiet:
-            # Imported here: only a terminal gets a progress bar, and rich.progress is not cheap.
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TaskProgressColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as bar:
-                task = bar.add_task("syncing", total=None)
-
-                def show(done: int, total: int, message: str) -> None:
-                    bar.update(task, completed=done, total=total, description=message[:60])
-
+    run_logs = logging.getLogger("testio_mirror.sync")
+    # The command prints the run's summary on stdout; the service's log of it would repeat it.
+    summary_filter = RunSummaryFilter()
+    if not quiet:
+        run_logs.addFilter(summary_filter)
+    try:
+        async with open_app(settings, client, replace_account=options.nuke) as app:
+            if quiet:
                 return await app.sync.execute_sync(
-                    phases, scope, options, SyncTrigger.CLI, show, wait_for_lock=wait
+                    phases, scope, options, SyncTrigger.CLI, None, wait_for_lock=wait
+                )
+            if err.is_terminal:
+                # Imported here: only a terminal gets a progress bar, and rich.progress is not
+                # cheap.
+                from rich.progress import (
+                    BarColumn,
+                    Progress,
+                    TaskProgressColumn,
+                    TextColumn,
+                    TimeElapsedColumn,
                 )
 
-        def line(done: int, total: int, message: str) -> None:
-            # Plain lines, written directly: a rich print costs about half a millisecond, and
-            # a sync reports a step per page or batch of bugs.
-            if not quiet:
-                err.file.write(f"[{done}/{total}] {message}\n")
+                with (
+                    Progress(
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        TaskProgressColumn(),
+                        TimeElapsedColumn(),
+                        console=err,
+                        transient=True,
+                    ) as bar,
+                    logs_through(err),  # log lines print above the bar, not into it
+                ):
+                    task = bar.add_task("syncing", total=None)
 
-        return await app.sync.execute_sync(
-            phases, scope, options, SyncTrigger.CLI, line, wait_for_lock=wait
-        )
+                    def show(done: int, total: int, message: str) -> None:
+                        bar.update(task, completed=done, total=total, description=message[:60])
+
+                    return await app.sync.execute_sync(
+                        phases, scope, options, SyncTrigger.CLI, show, wait_for_lock=wait
+                    )
+
+            if steps:
+
+                def step(done: int, total: int, message: str) -> None:
+                    # Plain lines, written directly: a rich print costs about half a
+                    # millisecond, and a sync reports a step per page or batch of bugs. Each
+                    # follows the commit of its step, and nothing else is written.
+                    err.file.write(f"[{done}/{total}] {message}\n")
+
+                return await app.sync.execute_sync(
+                    phases, scope, options, SyncTrigger.CLI, step, wait_for_lock=wait
+                )
+
+            def write(line: str) -> None:
+                err.file.write(f"{line}\n")
+                err.file.flush()
+
+            # No terminal (a CI job, a log file): a line per phase and a summary every few
+            # seconds, not a line per request.
+            lines = PhaseLines(
+                write,
+                lambda: app.sync.current,
+                counts=app.mirror.sync_state.counts,
+                requests=lambda: client.metrics.requests,
+            )
+            async with lines.running():
+                result = await app.sync.execute_sync(
+                    phases, scope, options, SyncTrigger.CLI, lines.step, wait_for_lock=wait
+                )
+            lines.finish(result)
+            return result
+    finally:
+        run_logs.removeFilter(summary_filter)
 
 
 def _load_app_and_rich() -> None:
@@ -177,34 +228,50 @@ def _print_result(out: Console, result: SyncResult) -> None:
     from rich.table import Table
 
     out.print(result.summary())
-    table = Table(title=f"run {result.run_id} ({result.status.value})", title_justify="left")
-    for column in ("phase", "fetched", "new", "updated", "unchanged", "deleted", "requests"):
-        table.add_column(column, justify="left" if column == "phase" else "right")
-    for phase, stats in result.stats.items():
-        table.add_row(
-            phase,
-            *(
-                str(v)
-                for v in (
-                    stats.fetched,
-                    stats.inserted,
-                    stats.updated,
-                    stats.unchanged,
-                    stats.deleted,
-                    stats.api_requests,
-                )
-            ),
-        )
-    out.print(table)
+    # Phases that ended or fetched something; a run that failed before its first phase ended
+    # has no table to show (its requests are in the summary line).
+    completed = {p.value for p in result.phases_completed}
+    ended = {
+        phase: stats for phase, stats in result.stats.items() if phase in completed or stats.fetched
+    }
+    if ended:
+        table = Table(title=f"run {result.run_id} ({result.status.value})", title_justify="left")
+        for column in ("phase", "fetched", "new", "updated", "unchanged", "deleted", "requests"):
+            table.add_column(column, justify="left" if column == "phase" else "right")
+        for phase, stats in ended.items():
+            table.add_row(
+                phase,
+                *(
+                    str(v)
+                    for v in (
+                        stats.fetched,
+                        stats.inserted,
+                        stats.updated,
+                        stats.unchanged,
+                        stats.deleted,
+                        stats.api_requests,
+                    )
+                ),
+            )
+        out.print(table)
+    else:
+        out.print(f"run {result.run_id} ({result.status.value}): no phase finished")
     for warning in result.warnings:
         out.print(f"warning: {warning}")
-    for error in result.errors:
+    from testio_mirror.cli.sync_output import distinct_errors
+
+    for error in distinct_errors(result.errors):
         out.print(f"error: {error}")
 
 
 def run_status(settings: Settings, *, as_json: bool, period_hours: float, out: Console) -> int:
     """Print what the mirror holds and how its syncs went (``--json``: the JSON ``sync_status``
-    answers); returns the exit code."""
+    answers); returns the exit code.
+
+    Raises:
+        SettingsError: ``TESTIO_MIRROR_HOME`` is a file.
+    """
+    check_mirror_home(settings)
     report = asyncio.run(status_report(settings, period_hours))
     if as_json:
         out.print_json(report.model_dump_json())
@@ -238,6 +305,13 @@ async def status_report(settings: Settings, period_hours: float) -> SyncStatusRe
 def _print_status(out: Console, report: SyncStatusReport) -> None:
     from rich.table import Table
 
+    if report.state == "never_synced":
+        out.print(f"Mirror at {report.database}")
+        out.print(
+            "The mirror is empty: run `testio-mirror sync` to fill it (it needs "
+            "TESTIO_CUSTOMER_API_TOKEN; `testio-mirror demo` tries it without an account)."
+        )
+        return
     out.print(
         f"Mirror at {report.database}: "
         + ", ".join(f"{n} {kind}" for kind, n in report.counts.items())
@@ -256,30 +330,41 @@ def _print_status(out: Console, report: SyncStatusReport) -> None:
         else f"Sync lock: held by pid {holder.pid} on {holder.host}, run "
         f"{holder.run_id} since {_when(holder.started_at)}"
     )
-    runs = Table(title="Last runs", title_justify="left")
-    for column in ("run", "trigger", "status", "started (UTC)", "seconds", "items"):
-        runs.add_column(column)
-    for run in report.last_runs:
-        runs.add_row(
-            run.run_id,
-            run.trigger or "-",
-            run.status or "-",
-            _when(run.started_at),
-            f"{run.duration_seconds:.1f}" if run.duration_seconds is not None else "-",
-            str(run.items_synced) if run.items_synced is not None else "-",
-        )
-    out.print(runs)
-    products = Table(title="Products", title_justify="left")
-    for column in ("product", "last complete listing", "complete", "last full listing"):
-        products.add_column(column)
-    for row in report.products:
-        products.add_row(
-            str(row.product_id),
-            _when(row.last_complete_listing),
-            "yes" if row.complete else "no",
-            _when(row.last_full_listing),
-        )
-    out.print(products)
+    if report.last_runs:
+        # One line per run, not a table: a table squeezes the run id to fit the terminal, and
+        # the id is what a user copies (whole, as sync_status and the logs give it).
+        rows = [("run", "trigger", "status", "started (UTC)", "seconds", "items")]
+        for run in report.last_runs:
+            rows.append(
+                (
+                    run.run_id,
+                    run.trigger or "-",
+                    run.status or "-",
+                    _when(run.started_at),
+                    f"{run.duration_seconds:.1f}" if run.duration_seconds is not None else "-",
+                    str(run.items_synced) if run.items_synced is not None else "-",
+                )
+            )
+        width = max(len(row[0]) for row in rows)
+        out.print("Last runs (newest first):")
+        for run_id, trigger, status, started, seconds, items in rows:
+            out.print(
+                f"  {run_id:<{width}}  {trigger:<7} {status:<11} {started:<20} "
+                f"{seconds:>7} {items:>7}",
+                soft_wrap=True,
+            )
+    if report.products:
+        products = Table(title="Products", title_justify="left")
+        for column in ("product", "last complete listing", "complete", "last full listing"):
+            products.add_column(column)
+        for row in report.products:
+            products.add_row(
+                str(row.product_id),
+                _when(row.last_complete_listing),
+                "yes" if row.complete else "no",
+                _when(row.last_full_listing),
+            )
+        out.print(products)
 
 
 def _when(moment: datetime | None) -> str:

@@ -22,7 +22,7 @@ from typing import Self
 import uvicorn
 
 from testio_mirror.errors import MirrorError
-from testio_mirror.sandbox.app import API_PREFIX, SandboxApp, SandboxKnobs
+from testio_mirror.sandbox.app import ADMIN_PREFIX, API_PREFIX, SandboxApp, SandboxKnobs
 from testio_mirror.sandbox.dataset import DatasetSpec
 from testio_mirror.sandbox.faults import FaultPlan, RequestLog
 from testio_mirror.sandbox.wire_faults import quiet_deliberate_disconnects
@@ -112,6 +112,11 @@ class SandboxServer:
     def base_url(self) -> str:
         """The value for TESTIO_CUSTOMER_API_BASE_URL."""
         return f"http://{self.config.url_host}:{self.port}{API_PREFIX}"
+
+    @property
+    def admin_url(self) -> str:
+        """Where the admin API lives (``/health``, ``/faults``, ...); it takes the same token."""
+        return f"http://{self.config.url_host}:{self.port}{ADMIN_PREFIX}"
 
     @property
     def auth_headers(self) -> dict[str, str]:

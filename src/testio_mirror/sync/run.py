@@ -58,6 +58,9 @@ class RunView:
     done: int = 0
     total: int = 0
     message: str = "waiting for the sync lock"
+    # The stats of the phases that ended, the run context's own dict (the CLI prints each
+    # phase's counts as it ends).
+    stats: dict[str, PhaseStats] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +118,7 @@ class ActiveRun:
             listeners=[listener] if listener else [],
         )
         run.context.tracker = ProgressTracker(run.report)
+        run.view.stats = run.context.stats
         return run
 
     @property
