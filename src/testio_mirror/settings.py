@@ -208,10 +208,7 @@ def unknown_variable_warnings(environ: Mapping[str, str]) -> list[str]:
     """One warning per ``TESTIO_`` variable in ``environ`` that no setting reads, naming the
     closest setting; the variables' values are never part of a warning (one may be a token).
 
-    Example::
-
-        for warning in unknown_variable_warnings(os.environ):
-            print(f"testio-mirror: {warning}", file=sys.stderr)
+    The CLI writes each to stderr at start (``cli/main.py``); stdout may belong to MCP.
     """
     known = {env_name(name) for name in Settings.model_fields}
     warnings = []

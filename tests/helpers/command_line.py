@@ -38,14 +38,11 @@ CHILD_TIMEOUT = 60.0
 
 def sync_env(sandbox: SandboxServer | None, home: Path, **extra: str) -> dict[str, str]:
     """The child's environment: none of the developer's TESTIO_ variables, a wide terminal."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
-    env["TESTIO_MIRROR_HOME"] = str(home)
-    env["COLUMNS"] = "250"
+    chosen: dict[str, str] = {"TESTIO_MIRROR_HOME": str(home), "COLUMNS": "250"}
     if sandbox is not None:
-        env["TESTIO_CUSTOMER_API_TOKEN"] = sandbox.token
-        env["TESTIO_CUSTOMER_API_BASE_URL"] = sandbox.base_url
-    env.update(extra)
-    return env
+        chosen["TESTIO_CUSTOMER_API_TOKEN"] = sandbox.token
+        chosen["TESTIO_CUSTOMER_API_BASE_URL"] = sandbox.base_url
+    return env_without_testio(**{**chosen, **extra})
 
 
 class Children:

@@ -12,8 +12,11 @@ Example::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from testio_mirror.sandbox import SandboxServer
 from testio_mirror.settings import Settings, load_settings
@@ -45,3 +48,15 @@ def make_settings(sandbox: SandboxServer, home: Path, **overrides: Any) -> Setti
     }
     knobs.update(overrides)
     return load_settings(**knobs)
+
+
+def settings_free_of_the_environment(
+    sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """``make_settings`` for ``sandbox`` in a process without the developer's TESTIO_ variables
+    and with no ``.env`` in the working directory (the tests that load settings themselves)."""
+    for name in list(os.environ):
+        if name.startswith("TESTIO_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return make_settings(sandbox, tmp_path / "home")

@@ -7,7 +7,6 @@ in a background thread on 127.0.0.1. Every process and server is stopped through
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from starlette.types import Message, Receive, Scope, Send
 
-from testio_mirror.sandbox import SandboxServer
 from testio_mirror.server import build_server
 from testio_mirror.server.transport import (
     MCP_PATH,
@@ -45,7 +43,7 @@ from tests.helpers.serving import (
     serve_child,
     serving,
 )
-from tests.helpers.settings import make_settings
+from tests.helpers.settings import settings_free_of_the_environment
 
 TOKEN = "http-token-for-tests-0123456789abcdef"  # long enough to serve beyond loopback
 
@@ -287,12 +285,7 @@ def settings(
     tmp_path: Path, make_sandbox: SandboxFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
     """Settings for a fresh sandbox, free of the developer's TESTIO_ variables and ``.env``."""
-    for name in list(os.environ):
-        if name.startswith("TESTIO_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    sandbox: SandboxServer = make_sandbox()
-    return make_settings(sandbox, tmp_path / "home")
+    return settings_free_of_the_environment(make_sandbox(), tmp_path, monkeypatch)
 
 
 def _post(url: str, **headers: str) -> httpx.Response:

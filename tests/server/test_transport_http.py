@@ -3,14 +3,12 @@ token strength beyond loopback, and the bounds on sessions."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from testio_mirror.sandbox import SandboxServer
 from testio_mirror.server import build_server
 from testio_mirror.server.transport import (
     MCP_PATH,
@@ -23,7 +21,7 @@ from testio_mirror.settings import Settings
 from tests.conftest import SandboxFactory
 from tests.helpers.polling import wait_for
 from tests.helpers.serving import INITIALIZE, MCP_HEADERS, serving
-from tests.helpers.settings import make_settings
+from tests.helpers.settings import settings_free_of_the_environment
 
 TOKEN = "t" * MIN_REMOTE_TOKEN_LENGTH
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -39,12 +37,7 @@ PREFLIGHT = {
 def settings(
     tmp_path: Path, make_sandbox: SandboxFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
-    for name in list(os.environ):
-        if name.startswith("TESTIO_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    sandbox: SandboxServer = make_sandbox()
-    return make_settings(sandbox, tmp_path / "home")
+    return settings_free_of_the_environment(make_sandbox(), tmp_path, monkeypatch)
 
 
 def _post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
