@@ -1,4 +1,5 @@
-"""What the MCP tools answer: small, typed, with names next to ids and freshness on every answer.
+"""What the MCP tools answer: small, typed, with names next to ids and freshness on every answer
+read from the mirror's entities (search reads the full-text index and has none).
 
 ``concise`` answers carry what an agent needs to decide its next step; ``full`` adds the long texts.
 Field descriptions become the tools' output schemas, so they are written for the model reading them.
