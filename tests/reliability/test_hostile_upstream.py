@@ -252,10 +252,12 @@ def test_a_cli_sync_against_a_hanging_bugs_endpoint_exits_cleanly(
         sandbox,
         tmp_path / "home",
         TESTIO_HTTP_TIMEOUT_SECONDS="0.25",
-        TESTIO_BUG_BATCH_SIZE="4",
+        TESTIO_BUG_BATCH_SIZE="8",
         TESTIO_MAX_CONCURRENT_REQUESTS="4",
-        TESTIO_RETRY_MAX_ATTEMPTS="2",
-        TESTIO_RETRY_MAX_DELAY_SECONDS="0.01",
+        # Retries with real, jittered waits: requests of one batch end at different moments,
+        # as they do with the defaults (a failed batch once left its other half running).
+        TESTIO_RETRY_MAX_ATTEMPTS="3",
+        TESTIO_RETRY_MAX_DELAY_SECONDS="1.0",
     )
     kids = Children(tmp_path)
     try:
