@@ -35,7 +35,7 @@ from testio_mirror.upstream.client import CustomerApiClient
 from tests.conftest import SandboxFactory
 from tests.helpers.command_line import Children, sync_env
 from tests.helpers.mcp_session import call, connect
-from tests.helpers.reliability_ledger import Ledger
+from tests.helpers.reliability_ledger import Ledger, Scale
 from tests.helpers.secret_scan import altered_fragments, leaks_of, table_leaks
 from tests.helpers.settings import make_settings
 from tests.helpers.sync_runs import ALL_PHASES, run_sync
@@ -275,10 +275,11 @@ def test_a_cli_sync_against_a_hanging_bugs_endpoint_exits_cleanly(
 
 
 async def test_a_429_pauses_requests_already_queued_behind_the_concurrency_limit(
-    make_sandbox: SandboxFactory, tmp_path: Path, ledger: Ledger
+    make_sandbox: SandboxFactory, tmp_path: Path, scale: Scale, ledger: Ledger
 ) -> None:
-    """Many test requests queue behind a limit of two in flight; the first is answered 429
-    with Retry-After: 1. From that answer until the pause ends, TestIO sees no request."""
+    """Many test requests queue behind a limit of two in flight; one of them is answered 429
+    with Retry-After: 1. From that answer until the pause ends, TestIO sees no request (the
+    long form tries more rounds, the 429 on a later request each time)."""
     sandbox = make_sandbox(DATASET)
     sandbox.knobs.latency_ms = 30
     # Retry-After is honoured up to the longest backoff: room for the 1 s asked.
@@ -286,20 +287,37 @@ async def test_a_429_pauses_requests_already_queued_behind_the_concurrency_limit
         sandbox, tmp_path / "home", max_concurrent_requests=2, retry_max_delay_seconds=5.0
     )
     test_ids = sandbox.world.snapshot()["product_tests"][sandbox.world.products()[0]["id"]]
-    rule = sandbox.faults.add(
-        FaultRule(kind="rate_limit", path="exploratory_tests/*", retry_after="1")
-    )
-    async with CustomerApiClient(settings) as client:
-        await asyncio.gather(*(client.test(t) for t in test_ids[:12]))
-    records = sandbox.requests.records("exploratory_tests/*")
-    throttled = next(r for r in records if r.status == 429)
-    answered = throttled.at + throttled.ms / 1000
-    # A little slack each side: the server's clock is read at arrival, the client's at answer.
-    early = [r for r in records if answered + 0.05 < r.at < answered + 0.95]
-    ledger.record(AREA, trials=1, faults=rule.fired, mismatches=len(early))
-    assert rule.fired == 1
-    assert len(records) == 13  # twelve answers and the one 429
-    assert early == [], [(round(r.at - answered, 3), r.path) for r in early]
+    early: list[tuple[int, float, str]] = []
+    counts: list[int] = []
+    fired = 0
+    try:
+        for round_ in range(scale.fault_rounds):
+            sandbox.requests.clear()
+            # The 429 answers another test each round: the requests before it pass.
+            rule = sandbox.faults.add(
+                FaultRule(
+                    kind="rate_limit", path=f"exploratory_tests/{test_ids[round_]}", retry_after="1"
+                )
+            )
+            async with CustomerApiClient(settings) as client:
+                await asyncio.gather(*(client.test(t) for t in test_ids[:12]))
+            fired += rule.fired
+            records = sandbox.requests.records("exploratory_tests/*")
+            counts.append(len(records))
+            throttled = next(r for r in records if r.status == 429)
+            answered = throttled.at + throttled.ms / 1000
+            # A little slack each side: the server's clock is read at arrival, the client's at
+            # the answer.
+            early += [
+                (round_, round(r.at - answered, 3), r.path)
+                for r in records
+                if answered + 0.05 < r.at < answered + 0.95
+            ]
+    finally:
+        ledger.record(AREA, trials=scale.fault_rounds, faults=fired, mismatches=len(early))
+    assert fired == scale.fault_rounds
+    assert counts == [13] * scale.fault_rounds  # twelve answers and the one 429 each round
+    assert early == [], early
 
 
 # -- 6. secrets echoed back in altered forms ----------------------------------------------------

@@ -21,7 +21,7 @@ back (a token in any form) can reach a user.
 Example::
 
     sender = Sender(http_client_for(settings), token=token, policy=policy, max_in_flight=10,
-                    tally=lambda: metrics)
+                    tally=lambda: metrics, deadline=settings.http_timeout_seconds)
     response = await sender.send(ApiCall("GET", "products"))
 """
 
