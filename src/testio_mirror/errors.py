@@ -27,6 +27,8 @@
         ├── RequestRejectedError        the API refused the request as asked
         ├── RateLimitedError            still rate limited after every retry
         ├── UpstreamUnavailableError    TestIO down or unreachable after every retry
+        │   ├── EndpointDownError       one endpoint timed out too often in this run; the next
+        │   │                           sync fetches what it did not
         │   ├── NotAskedError           (store/readthrough/rule.py) a query found TestIO known
         │   │                           down and no copy in the mirror; nothing was asked
         │   └── DeadlineError           (store/readthrough/rule.py) a query's fetch missed

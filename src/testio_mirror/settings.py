@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         default=30.0,
         gt=0,
         le=600,
-        description="Timeout of one HTTP request to TestIO.",
+        description="Most one HTTP request to TestIO may take, connect to last byte.",
     )
     max_concurrent_requests: int = Field(
         default=10,
@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         default=15,
         ge=1,
         le=200,
-        description="Test ids per bugs request; halved automatically on 524 or timeout.",
+        description="Test ids per bugs request; halved automatically on 524.",
     )
     retry_max_attempts: int = Field(
         default=5,

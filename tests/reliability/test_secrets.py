@@ -36,32 +36,22 @@ from tests.helpers.mcp_session import JSON, call, connect
 from tests.helpers.mirror_files import mode, sidecars
 from tests.helpers.polling import wait_for
 from tests.helpers.reliability_ledger import Ledger, Scale
+from tests.helpers.secret_scan import WINDOW, fragments, leaks_of
+from tests.helpers.secret_scan import table_leaks as tables_holding
 from tests.helpers.serving import INITIALIZE, MCP_HEADERS, TOOLS, child_env
 from tests.helpers.settings import make_settings
 
 # Random-looking on purpose: no window of either can occur by chance in a path, a name or data.
 API_TOKEN = "tK7rQ2xZ9pL4mW8vB3nC6yH1dF5gJ0sA"
 HTTP_TOKEN = "hB5vN8cX2zL7kJ4gF1dS9aP3oI6uY0tR"
-# Any 10 consecutive characters of a token count as a leak: a cut-off token still leaks.
-WINDOW = 10
 CHILD_TIMEOUT = 60.0
 MISSING_ID = 999_999_999
-
-
-def _fragments(secret: str) -> list[bytes]:
-    pieces = {secret[i : i + WINDOW] for i in range(len(secret) - WINDOW + 1)}
-    encoded = base64.b64encode(secret.encode()).decode().rstrip("=")
-    pieces.add(encoded[:-2])  # the token base64-encoded (a cursor, a Basic header)
-    return sorted(p.encode() for p in pieces)
-
-
-NEEDLES = [*_fragments(API_TOKEN), *_fragments(HTTP_TOKEN)]
+NEEDLES = [*fragments(API_TOKEN), *fragments(HTTP_TOKEN)]
 
 
 def leaks(data: str | bytes) -> list[str]:
     """The fragments of either token found in ``data``."""
-    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
-    return [needle.decode() for needle in NEEDLES if needle in raw]
+    return leaks_of(data, NEEDLES)
 
 
 def file_leaks(root: Path) -> dict[str, list[str]]:
@@ -76,23 +66,8 @@ def file_leaks(root: Path) -> dict[str, list[str]]:
 
 
 def table_leaks(database: Path) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """Token fragments in any value of any row of any table (FTS shadow tables, sync_events,
-    listing_state ... included), and how many rows each table had."""
-    found: dict[str, list[str]] = {}
-    rows_seen: dict[str, int] = {}
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
-        tables = [
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        ]
-        for table in tables:
-            rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()  # noqa: S608
-            rows_seen[table] = len(rows)
-            for row in rows:
-                for value in row:
-                    text = value if isinstance(value, bytes) else str(value).encode()
-                    if hits := leaks(text):
-                        found.setdefault(table, []).extend(hits)
-    return found, rows_seen
+    """Token fragments in any value of any row of any table, and how many rows each had."""
+    return tables_holding(database, NEEDLES)
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from testio_mirror.sandbox import FaultRule, SandboxServer
-from testio_mirror.sandbox.faults import FaultKind
+from testio_mirror.sandbox.faults import EchoForm, FaultKind
 from tests.helpers.polling import wait_for
 from tests.helpers.sandbox_http import assert_still_serving, last_record
 
@@ -109,8 +109,29 @@ def test_rules_fire_in_the_order_added(sandbox: SandboxServer, api: httpx.Client
         ({"kind": "error", "status": 99}, "status must be"),
         ({"kind": "error", "status": 600}, "status must be"),
         ({"kind": "hang", "hang_seconds": -1}, "hang_seconds"),
+        ({"kind": "trickle", "trickle_bytes": 0}, "trickle_bytes"),
+        ({"kind": "trickle", "trickle_interval": -1}, "trickle_interval"),
+        ({"kind": "echo_secret", "echo_form": "rot13"}, "unknown echo_form"),
     ],
 )
 def test_fault_rule_rejects_bad_values(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FaultRule(**changes)
+
+
+@pytest.mark.parametrize(
+    ("form", "echoed"),
+    [
+        ("plain", "abcdefghijklmnopQ1"),
+        ("base64", "YWJjZGVmZ2hpamtsbW5vcFEx"),
+        ("suffix", "ghijklmnopQ1"),
+        ("upper", "ABCDEFGHIJKLMNOPQ1"),
+        ("lower", "abcdefghijklmnopq1"),
+        ("reversed", "1Qponmlkjihgfedcba"),
+    ],
+)
+def test_echo_secret_alters_the_secret_as_its_form_says(form: EchoForm, echoed: str) -> None:
+    presented = FaultRule(kind="echo_secret", echo_form=form)
+    assert presented.echoed("abcdefghijklmnopQ1") == echoed
+    given = FaultRule(kind="echo_secret", echo_form=form, echo_text="abcdefghijklmnopQ1")
+    assert given.echoed("the request's token") == echoed

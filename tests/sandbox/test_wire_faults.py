@@ -112,3 +112,47 @@ def test_truncated_cuts_even_a_refusal(sandbox: SandboxServer) -> None:
         anonymous.get("products")
     assert wait_for(lambda: len(sandbox.requests) == 1)
     assert sandbox.requests.records()[0].status == 401
+
+
+def test_trickle_sends_the_whole_answer_a_few_bytes_at_a_time(
+    sandbox: SandboxServer, api: httpx.Client
+) -> None:
+    expected = api.get("products").content
+    sandbox.faults.add(
+        FaultRule(kind="trickle", path="products", trickle_bytes=64, trickle_interval=0.01)
+    )
+    pieces: list[bytes] = []
+    with api.stream("GET", "products") as response:
+        assert response.status_code == 200
+        pieces.extend(response.iter_raw())
+    assert b"".join(pieces) == expected
+    assert max(len(piece) for piece in pieces) <= 64
+    assert len(pieces) >= len(expected) // 64
+    assert_still_serving(api)
+
+
+def test_trickle_stops_when_the_client_hangs_up(sandbox: SandboxServer, api: httpx.Client) -> None:
+    # Every read gets its bytes within the read timeout, yet the answer would take minutes.
+    sandbox.faults.add(
+        FaultRule(kind="trickle", path="products", trickle_bytes=1, trickle_interval=0.05)
+    )
+    with api.stream("GET", "products") as response:
+        assert next(response.iter_raw()) != b""
+    assert wait_for(lambda: len(sandbox.requests.records("products")) == 1, 5.0)
+    assert sandbox.requests.records("products")[0].fault == "trickle"
+    assert_still_serving(api)
+
+
+@pytest.mark.parametrize("status", [200, 401, 422, 429, 500])
+def test_echo_secret_puts_the_secret_in_the_body(
+    sandbox: SandboxServer, api: httpx.Client, status: int
+) -> None:
+    sandbox.faults.add(FaultRule(kind="echo_secret", path="products", status=status))
+    response = api.get("products")
+    assert response.status_code == status
+    assert sandbox.token in response.text
+    if status == 429:
+        assert response.headers["retry-after"] == sandbox.token
+    if status != 200:
+        assert sandbox.token in response.json()
+    assert_still_serving(api)

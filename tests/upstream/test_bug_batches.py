@@ -1,5 +1,6 @@
-"""Bug batches against a faked network: de-duplicated batches, halving on 524 and timeouts,
-failed batches reported, requests going on while the caller writes."""
+"""Bug batches against a faked network: de-duplicated batches, halving on 524 (not on timeouts),
+the endpoint down after a few timeouts, failed batches reported, requests going on while the
+caller writes."""
 
 from __future__ import annotations
 
@@ -11,11 +12,17 @@ import pytest
 import respx
 
 from testio_mirror.settings import load_settings
-from testio_mirror.upstream.bug_batches import bug_batch_groups, bug_batches, bugs_for_tests
+from testio_mirror.upstream.bug_batches import (
+    BUGS_DOWN_AFTER_TIMEOUTS,
+    bug_batch_groups,
+    bug_batches,
+    bugs_for_tests,
+)
 from testio_mirror.upstream.client import CustomerApiClient
-from testio_mirror.upstream.errors import UpstreamUnavailableError
+from testio_mirror.upstream.errors import EndpointDownError, UpstreamUnavailableError
 from testio_mirror.upstream.metrics import RequestMetrics
 from testio_mirror.upstream.models import Bug
+from testio_mirror.upstream.retry import TimeoutBudget
 from tests.helpers.fake_upstream import make_client
 from tests.helpers.polling import settle
 
@@ -51,17 +58,33 @@ async def test_a_524_on_a_big_batch_splits_it(api: respx.MockRouter) -> None:
     assert route.call_count == 7
 
 
-async def test_a_timeout_on_a_multi_test_batch_splits_it(api: respx.MockRouter) -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        if len(asked_tests(request)) > 1:
-            raise httpx.ReadTimeout("slow", request=request)
-        return bugs_answer(request)
-
-    api.get("bugs").mock(side_effect=answer)
+async def test_a_timeout_on_a_multi_test_batch_is_retried_whole(api: respx.MockRouter) -> None:
+    route = api.get("bugs").mock(
+        side_effect=[httpx.ReadTimeout("slow"), bugs_answer_to(1, 2, 3, 4)]
+    )
     async with make_client(bug_batch_size=4) as client:
         bugs = await bugs_for_tests(client, [1, 2, 3, 4])
-        assert (client.metrics.batch_splits, client.metrics.retries) == (3, 0)
+        assert (client.metrics.batch_splits, client.metrics.retries) == (0, 1)
     assert sorted(b.id for b in bugs) == [100, 200, 300, 400]
+    assert [asked_tests(call.request) for call in route.calls] == [[1, 2, 3, 4]] * 2
+
+
+async def test_repeated_timeouts_put_the_bugs_endpoint_down_for_the_call(
+    api: respx.MockRouter,
+) -> None:
+    route = api.get("bugs").mock(side_effect=httpx.ReadTimeout("slow"))
+    async with make_client(bug_batch_size=2, max_concurrent_requests=1) as client:
+        batches = [b async for b in bug_batches(client, list(range(1, 21)))]
+    assert route.call_count == BUGS_DOWN_AFTER_TIMEOUTS  # then no batch is asked for again
+    assert len(batches) == 10
+    assert all(isinstance(b.error, EndpointDownError) for b in batches), batches
+    assert "next sync" in str(batches[-1].error)
+
+
+def bugs_answer_to(*test_ids: int) -> httpx.Response:
+    return httpx.Response(
+        200, json={"bugs": [{"id": t * 100, "test": {"id": t}} for t in test_ids]}
+    )
 
 
 async def test_a_failed_batch_is_reported_and_the_others_return(api: respx.MockRouter) -> None:
@@ -111,7 +134,9 @@ class SlowBugs:
     def release(self, test_id: int) -> None:
         self.released.setdefault(test_id, asyncio.Event()).set()
 
-    async def bugs_of_tests(self, test_ids: list[int], *, raise_when_slow: bool) -> list[Bug]:
+    async def bugs_of_tests(
+        self, test_ids: list[int], *, raise_on_524: bool, timeouts: TimeoutBudget | None
+    ) -> list[Bug]:
         (test_id,) = test_ids
         self.started.append(test_id)
         if test_id == self.failing:

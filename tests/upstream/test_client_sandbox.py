@@ -400,3 +400,26 @@ async def test_requests_in_flight_never_exceed_the_bound(make_sandbox: SandboxFa
     records = sandbox.requests.records(f"products/{PLAIN_PRODUCT}")
     assert len(records) == 12
     assert peak_in_flight(records) == 3
+
+
+async def test_a_trickled_answer_ends_at_the_attempt_deadline_as_a_timeout(
+    sandbox: SandboxServer,
+) -> None:
+    # Every read gets bytes within the timeout; the whole answer would take far longer.
+    sandbox.faults.add(
+        FaultRule(kind="trickle", path="products", times=2, trickle_bytes=8, trickle_interval=0.05)
+    )
+    async with connect(sandbox, http_timeout_seconds=0.5) as client:
+        products = await client.products()  # two attempts cut off, the third answered
+        assert (client.metrics.failures, client.metrics.retries) == (2, 2)
+    assert [p.id for p in products] == [p["id"] for p in sandbox.world.products()]
+
+
+async def test_a_trickled_health_check_is_unreachable(sandbox: SandboxServer) -> None:
+    sandbox.faults.add(
+        FaultRule(kind="trickle", path="bugs/reject_reasons", trickle_bytes=1, trickle_interval=1)
+    )
+    async with connect(sandbox) as client:
+        report = await client.check_health()
+    assert report.state == "unreachable"
+    assert "no complete answer within" in report.detail

@@ -7,7 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from testio_mirror.upstream.retry import DEFAULT_RETRY_AFTER_SECONDS, RetryPolicy, parse_retry_after
+from testio_mirror.upstream.retry import (
+    DEFAULT_RETRY_AFTER_SECONDS,
+    RetryPolicy,
+    TimeoutBudget,
+    parse_retry_after,
+)
 from tests.helpers.fake_upstream import http_date
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -67,3 +72,12 @@ def test_rate_limit_delay() -> None:
     assert policy.rate_limit_delay("120") == 30.0
     assert policy.rate_limit_delay(http_date(NOW + timedelta(seconds=12)), NOW) == 12.0
     assert RetryPolicy(max_attempts=3, max_delay=1.0).rate_limit_delay(None) == 1.0
+
+
+def test_a_timeout_budget_runs_out_at_its_limit() -> None:
+    budget = TimeoutBudget(limit=2)
+    assert not budget.exhausted
+    budget.spend()
+    assert not budget.exhausted
+    budget.spend()
+    assert budget.exhausted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import ssl
 import traceback
@@ -84,8 +85,8 @@ async def test_token_never_reaches_logs_errors_or_reprs(
 @pytest.mark.parametrize(
     ("status", "body"),
     [
-        (200, "x" * 74 + SECRET),  # not JSON: the message quotes its first 80 characters
-        (400, "y" * 190 + SECRET),  # a refusal: the message quotes 200 characters of reason
+        (200, "x" * 74 + SECRET),  # not JSON
+        (400, "y" * 190 + SECRET),  # a refusal
     ],
 )
 async def test_a_token_cut_by_the_quote_limit_leaks_no_part_of_it(
@@ -135,3 +136,31 @@ async def test_https_always_verifies_certificates(base_url: str, verify_mode: in
         assert transport._pool._ssl_context.verify_mode == verify_mode
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        SECRET,
+        base64.b64encode(SECRET.encode()).decode(),
+        SECRET[-12:],
+        SECRET.upper(),
+        SECRET.lower(),
+    ],
+    ids=["plain", "base64", "suffix", "upper", "lower"],
+)
+@pytest.mark.parametrize("status", [200, 400, 422, 429, 500])
+async def test_no_form_of_an_echoed_token_reaches_an_error_or_a_log(
+    api: respx.MockRouter, caplog: pytest.LogCaptureFixture, status: int, echoed: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="testio_mirror")
+    headers = {"Retry-After": echoed} if status == 429 else {}
+    body = {"error": f"bad token {echoed}", echoed: echoed}
+    api.get("bugs/1").respond(status, json=body, headers=headers)
+    async with secret_client() as client:
+        with pytest.raises(UpstreamError) as info:
+            await client.bug(1)
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("testio_mirror")]
+    for text in [str(info.value), *logged]:
+        assert echoed not in text
+        assert echoed[-10:] not in text

@@ -41,7 +41,14 @@ from starlette.types import Message, Receive, Scope, Send
 from testio_mirror.sandbox.errors import NotFoundError, UnprocessableError
 from testio_mirror.sandbox.faults import FaultPlan, FaultRule, RequestLog, RequestRecord
 from testio_mirror.sandbox.triage import TRIAGE_ACTIONS
-from testio_mirror.sandbox.wire_faults import hang, send_fault, send_half
+from testio_mirror.sandbox.wire_faults import (
+    echo_body,
+    hang,
+    send_fault,
+    send_half,
+    send_raw,
+    send_trickled,
+)
 from testio_mirror.sandbox.world import SandboxWorld
 
 API_PREFIX = "/customer/v2"
@@ -202,6 +209,12 @@ class SandboxApp:
                 await self._respond(scope, receive, recording_send)
             elif fault.kind == "truncated":
                 await send_half(lambda sink: self._respond(scope, receive, sink), recording_send)
+            elif fault.kind == "trickle":
+                await send_trickled(
+                    lambda sink: self._respond(scope, receive, sink), recording_send, fault, receive
+                )
+            elif fault.kind == "echo_secret":
+                await send_raw(recording_send, *echo_body(fault, self._presented(scope)))
             else:
                 await send_fault(fault, recording_send)
         finally:
@@ -216,10 +229,15 @@ class SandboxApp:
             )
 
     def _authorized(self, scope: Scope) -> bool:
+        return secrets.compare_digest(self._presented(scope), self._token)
+
+    @staticmethod
+    def _presented(scope: Scope) -> str:
+        """The token an ``Authorization: Token <token>`` header presents ("" without one)."""
         headers = dict(scope["headers"])
         presented = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, value = presented.partition(" ")
-        return scheme == "Token" and secrets.compare_digest(value.strip(), self._token)
+        return value.strip() if scheme == "Token" else ""
 
     def _count_api_call(self) -> None:
         self._api_calls += 1

@@ -10,16 +10,21 @@ Example::
     plan = FaultPlan()
     plan.add(FaultRule(kind="rate_limit", path="products/*", times=2, retry_after="1"))
     plan.add(FaultRule(kind="error", path="bugs", status=524, times=1))
+    plan.add(FaultRule(kind="trickle", path="bugs", trickle_bytes=36, trickle_interval=0.35))
+    plan.add(FaultRule(kind="echo_secret", status=422, echo_form="base64"))
 """
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["rate_limit", "error", "hang", "malformed", "truncated", "disconnect"]
+FaultKind = Literal[
+    "rate_limit", "error", "hang", "malformed", "truncated", "disconnect", "trickle", "echo_secret"
+]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "rate_limit",  # 429, with Retry-After when retry_after is set
     "error",  # any status, 500 by default (502, 503, 524 ...)
@@ -27,7 +32,14 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "malformed",  # 200 with a body that is not JSON
     "truncated",  # 200 whose body stops halfway, then the connection closes
     "disconnect",  # the status line and headers, then the connection closes: no body
+    "trickle",  # the normal answer, trickle_bytes every trickle_interval seconds (slow-loris)
+    "echo_secret",  # an error whose body echoes a secret in the form echo_form (a leaky server)
 )
+
+# How an ``echo_secret`` fault alters the secret it echoes, as leaky servers and proxies do.
+EchoForm = Literal["plain", "base64", "suffix", "upper", "lower", "reversed"]
+ECHO_FORMS: tuple[EchoForm, ...] = ("plain", "base64", "suffix", "upper", "lower", "reversed")
+SUFFIX_LENGTH = 12  # the "suffix" form: the secret's last characters
 
 
 @dataclass
@@ -41,6 +53,10 @@ class FaultRule:
     status: int = 500
     retry_after: str | None = None
     hang_seconds: float = 60.0
+    trickle_bytes: int = 36
+    trickle_interval: float = 0.35
+    echo_form: EchoForm = "plain"
+    echo_text: str | None = None  # the secret to echo; None: the token the request presented
     fired: int = field(default=0)
 
     def __post_init__(self) -> None:
@@ -52,6 +68,10 @@ class FaultRule:
             raise ValueError("status must be an HTTP status code")
         if self.hang_seconds < 0:
             raise ValueError("hang_seconds must be >= 0")
+        if self.trickle_bytes < 1 or self.trickle_interval < 0:
+            raise ValueError("trickle_bytes must be >= 1 and trickle_interval >= 0")
+        if self.echo_form not in ECHO_FORMS:
+            raise ValueError(f"unknown echo_form {self.echo_form!r}; use one of {ECHO_FORMS}")
         if self.retry_after is not None and not isinstance(self.retry_after, str):
             # JSON callers send numbers; a header value is text.
             if isinstance(self.retry_after, bool) or not isinstance(self.retry_after, int):
@@ -64,6 +84,23 @@ class FaultRule:
         if self.method is not None and self.method != method:
             return False
         return fnmatch.fnmatchcase(path, self.path)
+
+    def echoed(self, presented: str) -> str:
+        """The secret an ``echo_secret`` fault sends back (``echo_text``, else the token
+        ``presented``), altered as ``echo_form`` says."""
+        secret = self.echo_text if self.echo_text is not None else presented
+        match self.echo_form:
+            case "base64":
+                return base64.b64encode(secret.encode()).decode()
+            case "suffix":
+                return secret[-SUFFIX_LENGTH:]
+            case "upper":
+                return secret.upper()
+            case "lower":
+                return secret.lower()
+            case "reversed":
+                return secret[::-1]
+        return secret
 
     @property
     def exhausted(self) -> bool:

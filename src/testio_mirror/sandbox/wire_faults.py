@@ -1,10 +1,12 @@
 """How the sandbox delivers an injected fault on the wire, below Starlette, as raw ASGI messages:
 a hang that notices the client hanging up, an answer cut half-way, a connection dropped after the
-status line, a status with the body a proxy would send."""
+status line, a status with the body a proxy would send, an answer trickled a few bytes at a time
+(slow-loris), an error that echoes a secret back."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -60,6 +62,24 @@ async def send_fault(fault: FaultRule, send: Send) -> None:
         raise DeliberateDisconnectError
 
 
+def echo_body(fault: FaultRule, presented: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """What an ``echo_secret`` fault answers: its status, with the secret (altered as the rule
+    says) in every place a server could put it: the error field, a message, a key, and for a
+    429 the ``Retry-After`` header; a 200 is plain text, as a misconfigured proxy would send."""
+    echoed = fault.echoed(presented)
+    if fault.status == 200:
+        return 200, [(b"content-type", b"text/plain")], f"bad token {echoed}".encode()
+    headers = [(b"content-type", b"application/json")]
+    if fault.status == 429:
+        headers.append((b"retry-after", echoed.encode("latin-1")))
+    body = {
+        "error": f"invalid token {echoed}",
+        "message": f"the token {echoed} was refused",
+        echoed: "the token",
+    }
+    return fault.status, headers, json.dumps(body).encode()
+
+
 async def send_half(respond: Callable[[Send], Awaitable[None]], send: Send) -> None:
     """Send the first half of the answer ``respond`` gives, then cut the connection."""
     messages: list[Message] = []
@@ -73,6 +93,45 @@ async def send_half(respond: Callable[[Send], Awaitable[None]], send: Send) -> N
     await send(start)
     await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
     raise DeliberateDisconnectError
+
+
+async def send_trickled(
+    respond: Callable[[Send], Awaitable[None]], send: Send, fault: FaultRule, receive: Receive
+) -> None:
+    """Send the answer ``respond`` gives ``fault.trickle_bytes`` at a time, waiting
+    ``fault.trickle_interval`` seconds before each piece; stops when the client hangs up."""
+    messages: list[Message] = []
+
+    async def buffer(message: Message) -> None:
+        messages.append(message)
+
+    await respond(buffer)
+    body = b"".join(m.get("body", b"") for m in messages[1:])
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await send(messages[0])
+        step = fault.trickle_bytes
+        for start in range(0, len(body), step):
+            # The pause ends early when the client hangs up: nothing more is sent.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gone.wait(), fault.trickle_interval)
+            if gone.is_set():
+                return
+            last = start + step >= len(body)
+            piece = body[start : start + step]
+            await send({"type": "http.response.body", "body": piece, "more_body": not last})
+        if not body:
+            await send({"type": "http.response.body", "body": b""})
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
 
 
 async def hang(seconds: float, receive: Receive) -> Receive | None:

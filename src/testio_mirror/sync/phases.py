@@ -29,7 +29,13 @@ from testio_mirror.sync.models import PhaseStats, SyncPhase, UnknownProductsErro
 from testio_mirror.sync.run import RunContext
 from testio_mirror.upstream.bug_batches import BugBatch, bug_batch_groups
 from testio_mirror.upstream.client import CustomerApiClient
-from testio_mirror.upstream.errors import AuthError, BaseUrlError, UpstreamError, wrong_base_url
+from testio_mirror.upstream.errors import (
+    AuthError,
+    BaseUrlError,
+    EndpointDownError,
+    UpstreamError,
+    wrong_base_url,
+)
 from testio_mirror.upstream.models import Product, RejectReason
 
 
@@ -222,6 +228,7 @@ class PhaseRunner:
         batch = self._settings.bug_batch_size
         run.tracker.expect(math.ceil(len(test_ids) / batch) if test_ids else 0)
         stored_reasons: list[RejectReason] | None = None
+        endpoint_down = False
         # Batches that arrived while the last ones were written are written together, in one
         # transaction: fewer commits (each flushes the search index) and fewer statements when
         # writing is the bottleneck.
@@ -232,7 +239,13 @@ class PhaseRunner:
             for result in group:
                 if isinstance(result.error, AuthError):
                     raise result.error
-                if result.error is not None:
+                if isinstance(result.error, EndpointDownError):
+                    # One reason for the run, not one per batch; their tests stay to fetch.
+                    if not endpoint_down:
+                        endpoint_down = True
+                        run.errors.append(f"bugs: {result.error}")
+                    await run.tracker.step("bugs: the endpoint is down for this run")
+                elif result.error is not None:
                     run.errors.append(f"bugs of tests {_ids(result.test_ids)}: {result.error}")
                     await run.tracker.step("bugs: a batch failed")
                 else:

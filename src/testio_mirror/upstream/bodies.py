@@ -1,4 +1,8 @@
-"""Reading TestIO's answers: JSON decoding, the documented shape, the reason of a refusal.
+"""Reading TestIO's answers: JSON decoding and the documented shape.
+
+No text of an answer goes into an error: a body that is not JSON is named by its kind (an HTML
+page, plain text ...), a wrong shape by the type found. A server may echo anything, the token
+included and in any form, and no scrubbing can know every form.
 
 Bodies are decoded with orjson, which reads pages of bugs faster than ``json``; a body it cannot
 read (not UTF-8, say) goes through httpx's own decoding. orjson reads integers beyond 64 bits as
@@ -6,14 +10,13 @@ floats: TestIO's ids and counts are far below that.
 
 Example::
 
-    body = json_of(response, "GET", "products", scrub)
+    body = json_of(response, "GET", "products")
     items = member(body, "products", list, "GET", "products")
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,7 +24,23 @@ import orjson
 
 from testio_mirror.upstream.errors import BadResponseError
 
-Scrub = Callable[[str], str]  # text with the token cut out
+_KINDS = (
+    ("text/html", "an HTML page"),
+    ("text/plain", "plain text"),
+    ("application/json", "broken JSON"),
+    ("text/", "text"),
+)
+
+
+def body_kind(response: httpx.Response) -> str:
+    """What an unreadable body is, in our words, from its content type."""
+    kind = response.headers.get("content-type", "").strip().lower()
+    if not kind:
+        return "a body without a content type"
+    for prefix, name in _KINDS:
+        if kind.startswith(prefix):
+            return name
+    return "a body of another type"
 
 
 def decode_json(response: httpx.Response) -> Any:
@@ -36,7 +55,7 @@ def decode_json(response: httpx.Response) -> Any:
         return response.json()
 
 
-def json_of(response: httpx.Response, method: str, path: str, scrub: Scrub) -> Any:
+def json_of(response: httpx.Response, method: str, path: str) -> Any:
     """The JSON of a successful answer.
 
     Raises:
@@ -45,11 +64,9 @@ def json_of(response: httpx.Response, method: str, path: str, scrub: Scrub) -> A
     try:
         return decode_json(response)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        kind = response.headers.get("content-type", "no content type")
         raise BadResponseError(
-            f"{method} {path}: the answer is not JSON ({kind}, "
-            f"starting {scrub(response.text)[:80]!r}); is "
-            "TESTIO_CUSTOMER_API_BASE_URL right?",
+            f"{method} {path}: the answer is not JSON ({body_kind(response)}, HTTP "
+            f"{response.status_code}); is TESTIO_CUSTOMER_API_BASE_URL right?",
             method=method,
             path=path,
             status=response.status_code,
@@ -71,21 +88,8 @@ def member(body: Any, key: str, kind: type, method: str, path: str) -> Any:
     return body[key]
 
 
-def error_text(response: httpx.Response, scrub: Scrub) -> str:
-    """The reason a refusal gives, scrubbed and cut to 200 characters."""
-    # Scrub before cutting: a token cut in half by the limit would no longer be found.
-    try:
-        body = decode_json(response)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return scrub(response.text)[:200] or "no reason given"
-    if isinstance(body, dict):
-        for key in ("error", "message", "errors"):
-            if key in body:
-                return scrub(str(body[key]))[:200]
-    return scrub(str(body))[:200]
-
-
 def _shape(body: Any) -> str:
+    # Not the keys found: they are the server's text.
     if isinstance(body, dict):
-        return "an object with keys " + ", ".join(sorted(body)[:5])
+        return "an object without it"
     return type(body).__name__

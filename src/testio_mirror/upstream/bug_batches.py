@@ -1,11 +1,15 @@
-"""Every bug of many tests: batches of test ids asked for concurrently, halved when too slow.
+"""Every bug of many tests: batches of test ids asked for concurrently, halved when too big.
 
 - Test ids are de-duplicated and cut into batches of ``TESTIO_BUG_BATCH_SIZE``.
 - At most ``TESTIO_MAX_CONCURRENT_REQUESTS`` batches are in flight, and requests go on while the
   caller works on what arrived: up to one and a half times that many batches in flight or
   finished and waiting, so memory stays bounded when writing is slower than fetching.
-- A 524 or a timeout on a batch of several tests halves it and asks for both halves, down to one
-  test, which then gets the ordinary retries.
+- A 524 (the API's "too big") on a batch of several tests halves it and asks for both halves,
+  down to one test. A timeout is not "too big": the batch gets the ordinary retries, whole.
+- The batches of one call share a ``TimeoutBudget`` of ``BUGS_DOWN_AFTER_TIMEOUTS``: once that
+  many attempts timed out (or a single test met a 524), the bugs endpoint is down for this run
+  and every batch not yet fetched comes back at once with an ``EndpointDownError``, no request
+  sent; the next run asks for them.
 - A batch that fails comes back with its ``error``: one bad batch does not lose the others.
 
 Example::
@@ -25,9 +29,14 @@ from dataclasses import dataclass, field
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import UpstreamError
 from testio_mirror.upstream.models import Bug
-from testio_mirror.upstream.sending import TooSlowError
+from testio_mirror.upstream.retry import TimeoutBudget
+from testio_mirror.upstream.sending import TooBigError
 
 logger = logging.getLogger("testio_mirror.upstream")
+
+# Timed-out attempts on the bugs endpoint, in one call, after which it is down for the run: a
+# few, so that one slow moment is retried but a hung endpoint is not asked once per batch.
+BUGS_DOWN_AFTER_TIMEOUTS = 3
 
 
 @dataclass(frozen=True)
@@ -79,10 +88,11 @@ async def bug_batch_groups(
     # requests going while the caller writes, and bounds what waits in memory.
     room = asyncio.Semaphore(limit + max(1, limit // 2))
     finished: asyncio.Queue[asyncio.Task[BugBatch]] = asyncio.Queue()
+    timeouts = TimeoutBudget(BUGS_DOWN_AFTER_TIMEOUTS)
 
     async def fetch(ids: list[int]) -> BugBatch:
         async with in_flight:
-            return await fetch_batch(client, ids)
+            return await fetch_batch(client, ids, timeouts)
 
     def landed(task: asyncio.Task[BugBatch]) -> None:
         if not task.cancelled():  # cancelled only when the listing stops: nobody waits for it
@@ -112,22 +122,37 @@ async def bug_batch_groups(
         await asyncio.gather(launcher, return_exceptions=True)
 
 
-async def fetch_batch(client: CustomerApiClient, test_ids: list[int]) -> BugBatch:
-    """One batch's bugs (halved as often as needed), or the error that stopped it."""
+async def fetch_batch(
+    client: CustomerApiClient, test_ids: list[int], timeouts: TimeoutBudget | None = None
+) -> BugBatch:
+    """One batch's bugs (halved as often as 524s ask), or the error that stopped it
+    (``EndpointDownError`` once ``timeouts`` ran out)."""
     try:
-        return BugBatch(test_ids, await _bugs_halving(client, test_ids))
+        return BugBatch(test_ids, await _bugs_halving(client, test_ids, timeouts))
     except UpstreamError as exc:
         return BugBatch(test_ids, error=exc)
 
 
-async def _bugs_halving(client: CustomerApiClient, test_ids: list[int]) -> list[Bug]:
+async def _bugs_halving(
+    client: CustomerApiClient, test_ids: list[int], timeouts: TimeoutBudget | None
+) -> list[Bug]:
     try:
-        return await client.bugs_of_tests(test_ids, raise_when_slow=len(test_ids) > 1)
-    except TooSlowError:
+        return await client.bugs_of_tests(
+            test_ids, raise_on_524=len(test_ids) > 1, timeouts=timeouts
+        )
+    except TooBigError:
         client.metrics.batch_splits += 1
         half = len(test_ids) // 2
-        logger.info("bug batch of %d tests timed out; asking for halves", len(test_ids))
-        first, second = await asyncio.gather(
-            _bugs_halving(client, test_ids[:half]), _bugs_halving(client, test_ids[half:])
-        )
-        return first + second
+        logger.info("bug batch of %d tests was too big (524); asking for halves", len(test_ids))
+        halves = [
+            asyncio.ensure_future(_bugs_halving(client, ids, timeouts))
+            for ids in (test_ids[:half], test_ids[half:])
+        ]
+        try:
+            return (await halves[0]) + (await halves[1])
+        finally:
+            # When one half fails (or the batch is cancelled) the other is stopped and awaited:
+            # nothing is left running, and no failure goes unretrieved.
+            for task in halves:
+                task.cancel()
+            await asyncio.gather(*halves, return_exceptions=True)

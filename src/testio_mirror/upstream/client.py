@@ -50,8 +50,15 @@ from testio_mirror.upstream.models import (
     WireModel,
 )
 from testio_mirror.upstream.paging import ExploratoryTestPager
-from testio_mirror.upstream.retry import RetryPolicy
-from testio_mirror.upstream.sending import ApiCall, Retry, Sender, describe, http_client_for
+from testio_mirror.upstream.retry import RetryPolicy, TimeoutBudget
+from testio_mirror.upstream.sending import (
+    AnswerTooLateError,
+    ApiCall,
+    Retry,
+    Sender,
+    describe,
+    http_client_for,
+)
 
 HEALTH_TIMEOUT_SECONDS = 5.0
 
@@ -102,6 +109,7 @@ class CustomerApiClient:
             policy=RetryPolicy(settings.retry_max_attempts, settings.retry_max_delay_seconds),
             max_in_flight=settings.max_concurrent_requests,
             tally=self._tally,
+            deadline=settings.http_timeout_seconds,
             sleep=sleep,
             rng=rng,
         )
@@ -232,17 +240,23 @@ class CustomerApiClient:
     # -- bugs --------------------------------------------------------------------------------
 
     async def bugs_of_tests(
-        self, test_ids: Sequence[int], *, raise_when_slow: bool = False
+        self,
+        test_ids: Sequence[int],
+        *,
+        raise_on_524: bool = False,
+        timeouts: TimeoutBudget | None = None,
     ) -> list[Bug]:
-        """Every bug of the given tests, in one request (``bug_batches.py`` batches many).
+        """Every bug of the given tests, in one request (``bug_batches.py`` batches many);
+        ``timeouts`` is shared by the calls of one run to this endpoint.
 
         Raises:
-            TooSlowError: a 524 or a timeout, when ``raise_when_slow`` (never retried).
+            TooBigError: a 524, when ``raise_on_524`` (never retried).
+            EndpointDownError: ``timeouts`` ran out.
         """
         params = {"filter_test_cycle_ids": ",".join(str(t) for t in test_ids)}
-        return await self._get_list(
-            "bugs", "bugs", Bug, params=params, raise_when_slow=raise_when_slow
-        )
+        call = ApiCall("GET", "bugs", params=params, raise_on_524=raise_on_524, timeouts=timeouts)
+        body = await self._request_json(call)
+        return [Bug.from_wire(item) for item in member(body, "bugs", list, "GET", "bugs")]
 
     async def bugs_for_product(self, product_id: int) -> list[Bug]:
         return await self._get_list("bugs", "bugs", Bug, params={"filter_product_ids": product_id})
@@ -297,7 +311,7 @@ class CustomerApiClient:
         started = time.perf_counter()
         try:
             response = await self._sender.send_unchecked(call)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, AnswerTooLateError) as exc:
             latency = (time.perf_counter() - started) * 1000
             return HealthReport("unreachable", now, latency, f"{describe(exc)}: check the network")
         latency = (time.perf_counter() - started) * 1000
@@ -312,22 +326,17 @@ class CustomerApiClient:
         model: type[M],
         *,
         params: Mapping[str, Any] | None = None,
-        raise_when_slow: bool = False,
     ) -> list[M]:
-        body = await self._get_json(path, params=params, raise_when_slow=raise_when_slow)
+        body = await self._get_json(path, params=params)
         return [model.from_wire(item) for item in member(body, key, list, "GET", path)]
 
     async def _get_one(self, path: str, key: str, model: type[M]) -> M:
         body = await self._get_json(path)
         return model.from_wire(member(body, key, dict, "GET", path))
 
-    async def _get_json(
-        self, path: str, *, params: Mapping[str, Any] | None = None, raise_when_slow: bool = False
-    ) -> Any:
-        return await self._request_json(
-            ApiCall("GET", path, params=params, raise_when_slow=raise_when_slow)
-        )
+    async def _get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+        return await self._request_json(ApiCall("GET", path, params=params))
 
     async def _request_json(self, call: ApiCall) -> Any:
         response = await self._sender.send(call)
-        return json_of(response, call.method, call.path, self._sender.scrub)
+        return json_of(response, call.method, call.path)

@@ -7,20 +7,23 @@
     │                               set TESTIO_CUSTOMER_API_TOKEN to a valid customer API token
     ├── NotFoundError               404: the id does not exist (or is not visible to this token)
     ├── RequestRejectedError        other 4xx (400, 409, 422 ...): the API refused the request
-    │                               as asked; the message carries the API's reason
+    │                               as asked; the message gives the status's reason
     ├── RateLimitedError            429 still answered after every retry; wait and try again,
     │                               or lower TESTIO_MAX_CONCURRENT_REQUESTS
     ├── UpstreamUnavailableError    5xx, timeouts or connection failures after every retry;
     │                               TestIO is down or unreachable: try later, check the network
     │                               and TESTIO_CUSTOMER_API_BASE_URL
+    │   └── EndpointDownError       one endpoint timed out too often in this run: not asked
+    │                               again until the next sync, which fetches what is missing
     ├── BadResponseError            an answer that is not JSON or not the documented shape;
     │                               a TestIO change or a proxy in the way: report it
     └── BaseUrlError                the product list, the first call of every sync, found no
                                     API at TESTIO_CUSTOMER_API_BASE_URL (404, or no connection
                                     at all): the sync stops at once; fix the setting
 
-Messages name the request (method and path) but never the token; the client redacts the
-``Authorization`` header from everything it logs.
+Messages name the request (method and path), the status and a reason in our own words; they
+never copy what an answer says (its body or headers, which a server may fill with the token in
+any form), and the client redacts the ``Authorization`` header from everything it logs.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ class UpstreamUnavailableError(UpstreamError):
     ) -> None:
         super().__init__(message, method=method, path=path, status=status)
         self.connected = connected
+
+
+class EndpointDownError(UpstreamUnavailableError):
+    """One endpoint timed out too often in this run (a ``TimeoutBudget`` ran out): it is not
+    asked again in this run; the next sync fetches what it did not."""
 
 
 class BadResponseError(UpstreamError):

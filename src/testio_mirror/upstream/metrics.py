@@ -23,7 +23,7 @@ class RequestMetrics:
 
     requests: int = 0  # attempts sent, retries included
     retries: int = 0  # attempts that were repeats of an earlier one
-    batch_splits: int = 0  # bug batches halved after a 524 or a timeout
+    batch_splits: int = 0  # bug batches halved after a 524
     rate_limited: int = 0  # 429 answers
     failures: int = 0  # attempts that ended in a 5xx, a timeout or a broken connection
     bytes_received: int = 0

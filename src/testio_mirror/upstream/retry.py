@@ -4,12 +4,15 @@ Backoff is exponential with "equal jitter" (half fixed, half random) so that man
 the same outage do not come back in lockstep; every wait is capped by
 ``TESTIO_RETRY_MAX_DELAY_SECONDS``. A 429 waits what ``Retry-After`` asks (seconds or an HTTP
 date), ``DEFAULT_RETRY_AFTER_SECONDS`` when the header is absent or unreadable, capped the same way.
+A ``TimeoutBudget`` shared by the calls to one endpoint says when its timeouts are too many: the
+endpoint is then treated as down for the rest of the run instead of being asked on and on.
 
 Example::
 
     policy = RetryPolicy(max_attempts=5, max_delay=30.0)
     policy.backoff(attempt=1, rng=random.Random())   # between 0.25 and 0.5 seconds
     policy.rate_limit_delay("120")                   # 30.0: capped
+    budget = TimeoutBudget(limit=3)                  # then: ApiCall(..., timeouts=budget)
 """
 
 from __future__ import annotations
@@ -61,3 +64,20 @@ class RetryPolicy:
         """Wait after a 429 that carried ``retry_after`` (the raw header, or None)."""
         asked = parse_retry_after(retry_after, now)
         return min(self.default_retry_after if asked is None else asked, self.max_delay)
+
+
+class TimeoutBudget:
+    """How many timeouts the calls sharing it may meet before their endpoint is treated as
+    down (``exhausted``): from then on they stop instead of asking again."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.spent = 0
+
+    def spend(self) -> None:
+        """One attempt timed out."""
+        self.spent += 1
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spent >= self.limit

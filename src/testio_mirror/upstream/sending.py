@@ -3,18 +3,25 @@
 - ``Sender.send``: refuses a call without a token, then hands it to the retries;
 - retries: more attempts per the ``RetryPolicy`` after a 5xx, a timeout or a broken connection
   (with backoff) or a 429 (after the pause it sets), and the final error once they run out;
-- pacing: the client-wide pause after a 429, then a place among the requests in flight;
-- one attempt: the exchange, its metrics and log line, its answer mapped to a response or to
-  the errors of ``errors.py``.
+- pacing: a place among the requests in flight, then the client-wide pause after a 429
+  (checked once the place is taken, so requests that queued before the 429 wait too);
+- one attempt: the exchange under one deadline (connect, headers and the whole body: a server
+  trickling its answer cannot hold it longer), its metrics and log line, its answer mapped to a
+  response or to the errors of ``errors.py``.
 
 A call that may not be repeated (``retry="unsent-only"``) is retried only when it surely never
-reached TestIO; a call made with ``raise_when_slow`` raises ``TooSlowError`` on a 524 or a
-timeout instead of retrying, so that its caller can ask for less.
+reached TestIO; a call made with ``raise_on_524`` raises ``TooBigError`` on a 524 instead of
+retrying, so that its caller can ask for less; calls that share a ``TimeoutBudget`` stop with
+``EndpointDownError`` once they met its number of timeouts.
+
+Error messages are ours: the request, the status and a reason in our words. No text of an
+answer (body or header) is ever copied into a message or a log line, so nothing a server echoes
+back (a token in any form) can reach a user.
 
 Example::
 
     sender = Sender(http_client_for(settings), token=token, policy=policy, max_in_flight=10,
-                    tally=lambda: metrics)
+                    tally=lambda: metrics, deadline=settings.http_timeout_seconds)
     response = await sender.send(ApiCall("GET", "products"))
 """
 
@@ -32,9 +39,9 @@ import httpx
 
 from testio_mirror import __version__
 from testio_mirror.settings import Settings
-from testio_mirror.upstream.bodies import error_text
 from testio_mirror.upstream.errors import (
     AuthError,
+    EndpointDownError,
     NotFoundError,
     RateLimitedError,
     RequestRejectedError,
@@ -42,7 +49,7 @@ from testio_mirror.upstream.errors import (
     UpstreamUnavailableError,
 )
 from testio_mirror.upstream.metrics import RequestMetrics
-from testio_mirror.upstream.retry import RetryPolicy
+from testio_mirror.upstream.retry import RetryPolicy, TimeoutBudget, parse_retry_after
 
 logger = logging.getLogger("testio_mirror.upstream")
 
@@ -85,11 +92,32 @@ def http_client_for(
     )
 
 
-def describe(exc: httpx.TransportError) -> str:
+class AnswerTooLateError(Exception):
+    """No complete answer within the attempt's deadline (a server trickling its body)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+def describe(exc: httpx.TransportError | AnswerTooLateError) -> str:
     """A transport failure in a few words, without its message (which may quote anything)."""
+    if isinstance(exc, AnswerTooLateError):
+        return f"timed out ({exc})"
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out ({type(exc).__name__})"
     return f"connection failed ({type(exc).__name__})"
+
+
+# A refusal's reason, in our words: the API's error texts are not copied (see the module).
+_REFUSALS = {
+    400: "the request was malformed",
+    405: "the method is not allowed there",
+    409: "it conflicts with the current state",
+    410: "it is gone",
+    413: "the request is too large",
+    422: "it cannot be done as asked",
+}
 
 
 @dataclass(frozen=True)
@@ -101,8 +129,9 @@ class ApiCall:
     params: Mapping[str, Any] | None = None
     json_body: Any = None
     retry: Retry = "always"
-    raise_when_slow: bool = False  # a 524 or a timeout raises TooSlowError, never retried
+    raise_on_524: bool = False  # a 524 raises TooBigError, never retried
     timeout: float | None = None  # None: the client's timeout
+    timeouts: TimeoutBudget | None = None  # shared by calls to one endpoint (see the module)
 
     @property
     def where(self) -> str:
@@ -110,8 +139,9 @@ class ApiCall:
         return f"{self.method} {self.path}"
 
 
-class TooSlowError(Exception):
-    """A call made with ``raise_when_slow`` met a 524 or a timeout: ask for less instead."""
+class TooBigError(Exception):
+    """A call made with ``raise_on_524`` was answered 524 (the API's "too big"): ask for
+    less instead."""
 
 
 class _ThrottledError(Exception):
@@ -137,13 +167,13 @@ class RateLimitPause:
     """The moment before which no request of a client is sent, moved on by each 429."""
 
     def __init__(self) -> None:
-        self._resume_at = 0.0  # time.monotonic()
+        self.resume_at = 0.0  # time.monotonic()
 
     def extend(self, seconds: float) -> None:
-        self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+        self.resume_at = max(self.resume_at, time.monotonic() + seconds)
 
     def remaining(self) -> float:
-        return self._resume_at - time.monotonic()
+        return self.resume_at - time.monotonic()
 
 
 class Sender:
@@ -157,12 +187,15 @@ class Sender:
         policy: RetryPolicy,
         max_in_flight: int,
         tally: Callable[[], RequestMetrics],
+        deadline: float,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        """``tally()`` answers where a request made now is counted; ``sleep`` and ``rng`` exist
-        for tests (no real waits, known jitter)."""
+        """``tally()`` answers where a request made now is counted; ``deadline`` is the most
+        one attempt may take, connect to last byte (a call's own ``timeout`` replaces it);
+        ``sleep`` and ``rng`` exist for tests (no real waits, known jitter)."""
         self._http = http
+        self._deadline = deadline
         self._token = token
         self._policy = policy
         self._in_flight = asyncio.Semaphore(max_in_flight)
@@ -171,17 +204,14 @@ class Sender:
         self._sleep = sleep
         self._rng = rng or random.Random()
 
-    def scrub(self, text: str) -> str:
-        """``text`` with the token cut out, in case a server echoes it back."""
-        return text.replace(self._token, "[redacted]") if self._token else text
-
     async def send(self, call: ApiCall) -> httpx.Response:
         """The answer to ``call``, with a status below 400.
 
         Raises:
             AuthError, NotFoundError, RequestRejectedError: refused (no token, or a 4xx).
             RateLimitedError, UpstreamUnavailableError: still failing after every attempt.
-            TooSlowError: a 524 or a timeout, when ``call.raise_when_slow``.
+            TooBigError: a 524, when ``call.raise_on_524``.
+            EndpointDownError: ``call.timeouts`` ran out (an ``UpstreamUnavailableError``).
         """
         if self._token is None:
             raise AuthError(
@@ -196,7 +226,7 @@ class Sender:
         no pause, no retries (the health check judges the answer itself).
 
         Raises:
-            httpx.TransportError: no answer came.
+            httpx.TransportError, AnswerTooLateError: no (complete) answer came.
         """
         async with self._in_flight:
             return await self._exchange(call)
@@ -231,16 +261,24 @@ class Sender:
         self._tally().retries += 1
         # Every request of this client waits, not only this one: hammering on is what got us here.
         self._pause.extend(delay)
+        # The header's value is not shown: it is the server's text, and could hold anything.
+        asked = (
+            "unreadable or absent" if parse_retry_after(throttled.retry_after) is None else "read"
+        )
         logger.warning(
-            "%s: rate limited (429, Retry-After %r); pausing requests for %.2f s",
+            "%s: rate limited (429, Retry-After %s); pausing requests for %.2f s",
             call.where,
-            throttled.retry_after,
+            asked,
             delay,
         )
 
     async def _back_off(self, call: ApiCall, failed: _AttemptFailedError, attempt: int) -> None:
-        if failed.slow and call.raise_when_slow:
-            raise TooSlowError(call.where)
+        if failed.status == 524 and call.raise_on_524:
+            raise TooBigError(call.where)
+        if failed.slow and call.timeouts is not None:
+            call.timeouts.spend()
+            if call.timeouts.exhausted:
+                raise self._endpoint_down(call)
         if failed.maybe_sent and call.retry == "unsent-only":
             raise UpstreamUnavailableError(
                 f"{call.where}: {failed.problem}; not retried because it may have been applied: "
@@ -274,12 +312,28 @@ class Sender:
     # -- pacing ------------------------------------------------------------------------------
 
     async def _send_paced(self, call: ApiCall) -> httpx.Response:
-        wait = self._pause.remaining()
-        if wait > 0:
-            self._tally().rate_limit_wait_seconds += wait
-            await self._sleep(wait)
         async with self._in_flight:
+            # Checked once the place is taken: a request queued before a 429 waits it out too.
+            # A pause extended meanwhile (another 429) is waited for again.
+            waited_for = None
+            while (wait := self._pause.remaining()) > 0 and self._pause.resume_at != waited_for:
+                waited_for = self._pause.resume_at
+                self._tally().rate_limit_wait_seconds += wait
+                await self._sleep(wait)
+            if call.timeouts is not None and call.timeouts.exhausted:
+                raise self._endpoint_down(call)  # another call used the budget up meanwhile
             return await self._send_once(call)
+
+    @staticmethod
+    def _endpoint_down(call: ApiCall) -> EndpointDownError:
+        spent = call.timeouts.limit if call.timeouts is not None else 0
+        return EndpointDownError(
+            f"{call.where}: timed out {spent} times in this run, so the endpoint is treated as "
+            "down until the next sync, which fetches what is missing; if it lasts, check "
+            "TestIO's status and TESTIO_HTTP_TIMEOUT_SECONDS",
+            method=call.method,
+            path=call.path,
+        )
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -287,9 +341,9 @@ class Sender:
         started = time.perf_counter()
         try:
             response = await self._exchange(call)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, AnswerTooLateError) as exc:
             unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-            slow = isinstance(exc, httpx.TimeoutException)
+            slow = isinstance(exc, httpx.TimeoutException | AnswerTooLateError)
             raise _AttemptFailedError(
                 describe(exc), None, slow=slow, maybe_sent=not unsent
             ) from None
@@ -304,16 +358,30 @@ class Sender:
         return self._checked(call, response)
 
     async def _exchange(self, call: ApiCall) -> httpx.Response:
-        """One request, counted in the metrics (a transport failure as a failure)."""
+        """One request under one deadline, counted in the metrics (a transport failure or a
+        missed deadline as a failure).
+
+        Raises:
+            httpx.TransportError: no answer came.
+            AnswerTooLateError: no complete answer within the deadline.
+        """
         timeout = httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout
+        deadline = self._deadline if call.timeout is None else call.timeout
         try:
-            response = await self._http.request(
-                call.method, call.path, params=call.params, json=call.json_body, timeout=timeout
-            )
-        except httpx.TransportError:
+            # httpx's timeouts bound each read; this bounds the whole exchange, so a server
+            # sending a few bytes just often enough cannot hold the attempt.
+            async with asyncio.timeout(deadline) as limit:
+                response = await self._http.request(
+                    call.method, call.path, params=call.params, json=call.json_body, timeout=timeout
+                )
+        except (httpx.TransportError, TimeoutError) as exc:
             metrics = self._tally()
             metrics.requests += 1
             metrics.failures += 1
+            if isinstance(exc, TimeoutError):
+                if not limit.expired():
+                    raise
+                raise AnswerTooLateError(deadline) from None
             raise
         _count(self._tally(), response)
         return response
@@ -344,9 +412,9 @@ class Sender:
             return NotFoundError(
                 f"{where}: not found (HTTP 404)", method=method, path=path, status=status
             )
+        reason = f": {_REFUSALS[status]}" if status in _REFUSALS else ""
         return RequestRejectedError(
-            f"{where}: TestIO refused the request (HTTP {status}): "
-            f"{error_text(response, self.scrub)}",
+            f"{where}: TestIO refused the request (HTTP {status}{reason})",
             method=method,
             path=path,
             status=status,

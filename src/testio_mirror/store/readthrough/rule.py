@@ -23,7 +23,12 @@ from testio_mirror.errors import OfflineError
 from testio_mirror.store.readthrough.freshness import FreshnessPolicy
 from testio_mirror.store.readthrough.singleflight import SingleFlight
 from testio_mirror.store.records import Answer
-from testio_mirror.upstream.errors import NotFoundError, UpstreamError, UpstreamUnavailableError
+from testio_mirror.upstream.errors import (
+    BadResponseError,
+    NotFoundError,
+    UpstreamError,
+    UpstreamUnavailableError,
+)
 from testio_mirror.upstream.health import Outage, UpstreamHealth
 
 logger = logging.getLogger("testio_mirror.store")
@@ -139,6 +144,11 @@ async def fetch_in_time(
         if not limit.expired():
             raise
         health.failed(f"no answer within {gate.deadline:g} s")
+        logger.warning(
+            "TestIO did not answer for %s within %g s: the query goes on without it",
+            describe_key(key),
+            gate.deadline,
+        )
         raise DeadlineError(describe_key(key), gate.deadline) from None
 
 
@@ -153,6 +163,11 @@ async def _observed(
             logger.warning("TestIO looks down (%s): queries answer from the mirror", exc)
         # The first clause names the request and what it met; the rest is advice.
         health.failed(str(exc).split(";", 1)[0])
+        raise
+    except BadResponseError as exc:
+        health.succeeded()  # TestIO (or something in its place) answered, wrongly
+        # One line, no traceback: an expected upstream failure, named in our own words.
+        logger.warning("read-through of %s: %s", describe_key(key), str(exc).split(";", 1)[0])
         raise
     except UpstreamError:
         health.succeeded()  # a 404, 401 or 429 is TestIO answering
