@@ -1,7 +1,8 @@
 """``testio-mirror sync`` and ``testio-mirror status``: running and reading syncs from a shell.
 
-Exit codes: 0 success, 1 failed, 2 bad usage, 3 partial, 4 lock busy (``SyncLockBusyError``),
-130 interrupted.
+Exit codes: 0 success, 1 failed, 2 bad usage, 3 partial, 4 lock or mirror busy
+(``SyncLockBusyError``, ``MirrorBusyError``), 6 mirror damaged, 7 disk full, 130 interrupted
+(``cli/exit_codes.py``).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ The data directory is made (or tightened to) 0700 and the database file 0600 bef
 touches it. Nothing is opened or changed through a symlink: the home, ``mirror.db`` and the
 files SQLite keeps next to it (``-wal``, ``-shm``, ``-journal``) are checked with ``lstat`` and
 opened with ``O_NOFOLLOW``, so a symlink placed there is refused with an error naming it, and
-its target is neither read, written nor chmod-ed. Modes are changed through a descriptor of the
-file itself (``fchmod``), never by name.
+its target is neither read, written nor chmod-ed. A mode is changed only right after
+``lstat`` shows a regular file.
 
 Example::
 
@@ -115,23 +115,29 @@ def _refuse_symlink(path: Path, what: str) -> None:
 
 
 def _private_file(path: Path, *, create: bool) -> None:
-    """Open ``path`` without following a symlink (creating it 0600 when ``create``), check it
-    is a regular file, and make it 0600 through its descriptor."""
-    flags = os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
-    try:
-        descriptor = os.open(path, flags, FILE_MODE)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # made a symlink after the check
-            _refuse_symlink(path, "a file of the mirror")
-        raise
-    try:
-        found = os.fstat(descriptor)
-        if not stat.S_ISREG(found.st_mode):
-            raise StoreError(
-                f"{path} is not a regular file; move it away or point TESTIO_MIRROR_HOME elsewhere",
-                for_agent=f"a file of the mirror ({path.name}) is not a regular file; move it away",
-            )
-        if stat.S_IMODE(found.st_mode) != FILE_MODE:
-            os.fchmod(descriptor, FILE_MODE)
-    finally:
-        os.close(descriptor)
+    """Make ``path`` 0600 (creating it when ``create``), refusing a symlink or a non-file.
+
+    The mode is changed by name right after ``lstat`` shows a regular file, never through a
+    descriptor of our own: closing any descriptor of a file SQLite has open in this process
+    drops SQLite's POSIX locks on it, and another process would then reset the shared WAL
+    index under this one's feet.
+    """
+    if create:
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, FILE_MODE))
+        except FileExistsError:
+            pass  # there already: checked below
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a dangling symlink
+                _refuse_symlink(path, "the mirror's database file")
+            raise
+    found = os.lstat(path)
+    if stat.S_ISLNK(found.st_mode):
+        _refuse_symlink(path, "a file of the mirror")
+    if not stat.S_ISREG(found.st_mode):
+        raise StoreError(
+            f"{path} is not a regular file; move it away or point TESTIO_MIRROR_HOME elsewhere",
+            for_agent=f"a file of the mirror ({path.name}) is not a regular file; move it away",
+        )
+    if stat.S_IMODE(found.st_mode) != FILE_MODE:
+        os.chmod(path, FILE_MODE)
