@@ -5,7 +5,12 @@
     MirrorError                         base: a problem the user can act on; the message says how
     ├── SettingsError                   a TESTIO_* variable has an unusable value (exit code 2)
     ├── StoreError                      the mirror file cannot be opened or used;
-    │   │                               check TESTIO_MIRROR_HOME, or move a damaged file away
+    │   │                               check TESTIO_MIRROR_HOME (a symlink is refused)
+    │   ├── MirrorBusyError             another process kept writing to the mirror past
+    │   │                               TESTIO_MIRROR_BUSY_TIMEOUT_SECONDS; try again (exit 4)
+    │   ├── MirrorDamagedError          the file is damaged; `testio-mirror sync --nuke --yes`
+    │   │                               rebuilds it, or restore a backup (exit code 6)
+    │   ├── DiskFullError               the disk is full; free space and sync again (exit 7)
     │   └── AccountMismatchError        the mirror holds another account (another base URL
     │                                   or API token); use another TESTIO_MIRROR_HOME, or
     │                                   `testio-mirror sync --nuke --yes` to start over
@@ -60,7 +65,34 @@ class SettingsError(MirrorError, ValueError):
 
 
 class StoreError(MirrorError):
-    """The mirror database cannot be opened or used; the message says what to do."""
+    """The mirror database cannot be opened or used; the message says what to do.
+
+    ``for_agent`` is the same without what only the user's machine should show (the file's
+    path, SQLite's own words): a tool answers it, the CLI and the server's log show the message.
+    """
+
+    def __init__(self, message: str, *, for_agent: str | None = None) -> None:
+        super().__init__(message)
+        self.for_agent = message if for_agent is None else for_agent
+
+
+class MirrorBusyError(StoreError):
+    """Another process kept the mirror's write lock longer than this one could wait."""
+
+    exit_code = 4
+
+
+class MirrorDamagedError(StoreError):
+    """The mirror file is damaged (SQLite found it malformed); rebuild it or restore it."""
+
+    exit_code = 6
+
+
+class DiskFullError(StoreError):
+    """The disk (or the file system's quota) holding the mirror is full; what was committed
+    is kept."""
+
+    exit_code = 7
 
 
 class AccountMismatchError(StoreError):

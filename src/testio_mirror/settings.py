@@ -138,6 +138,13 @@ class Settings(BaseSettings):
         le=3600,
         description="How long a sync waits for another process's sync lock before giving up.",
     )
+    mirror_busy_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How long a write to the mirror waits while another process is writing to "
+        "it before answering that the mirror is busy.",
+    )
     max_answer_bytes: int = Field(
         default=DEFAULT_MAX_ANSWER_BYTES,
         ge=2_000,

@@ -85,7 +85,8 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         "sync",
         help="bring the mirror up to date with TestIO (needs TESTIO_CUSTOMER_API_TOKEN)",
         description="Sync products, features and tests (and bugs with --bugs). Exit codes: "
-        "0 success, 1 failed, 2 bad usage, 3 partial, 4 another sync holds the lock.",
+        "0 success, 1 failed, 2 bad usage, 3 partial, 4 another sync holds the lock or another "
+        "process keeps writing the mirror, 6 the mirror file is damaged, 7 the disk is full.",
     )
     sync.add_argument(
         "--product",

@@ -1,7 +1,8 @@
 """``testio-mirror sync`` and ``testio-mirror status``: running and reading syncs from a shell.
 
-Exit codes: 0 success, 1 failed, 2 bad usage, 3 partial, 4 lock busy (``SyncLockBusyError``),
-130 interrupted.
+Exit codes: 0 success, 1 failed, 2 bad usage, 3 partial, 4 lock or mirror busy
+(``SyncLockBusyError``, ``MirrorBusyError``), 6 mirror damaged, 7 disk full, 130 interrupted
+(``cli/exit_codes.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from testio_mirror.cli.exit_codes import (
 )
 from testio_mirror.cli.interpreter import tune_interpreter
 from testio_mirror.console import stderr_console, stdout_console
+from testio_mirror.errors import StoreError
 from testio_mirror.settings import Settings, check_mirror_home
 from testio_mirror.sync.lock import SyncLock, SyncLockBusyError
 from testio_mirror.sync.models import (
@@ -148,6 +150,8 @@ async def _sync(
     summary_filter = RunSummaryFilter()
     if not quiet:
         run_logs.addFilter(summary_filter)
+    store_failures = StoreFailureLines()
+    run_logs.addFilter(store_failures)
     try:
         async with open_app(settings, client, replace_account=options.nuke) as app:
             if quiet:
@@ -217,6 +221,20 @@ async def _sync(
             return result
     finally:
         run_logs.removeFilter(summary_filter)
+        run_logs.removeFilter(store_failures)
+
+
+class StoreFailureLines(logging.Filter):
+    """A log of a failure the user can act on (the mirror busy, damaged, the disk full) is one
+    line with the reason, not a traceback: the command ends with that reason and its exit
+    code."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, StoreError):
+            record.msg, record.args = "%s: %s", (record.getMessage(), error)
+            record.exc_info = record.exc_text = None
+        return True
 
 
 def _load_app_and_rich() -> None:
@@ -290,7 +308,8 @@ async def status_report(settings: Settings, period_hours: float) -> SyncStatusRe
     from testio_mirror.store.mirror import Mirror
     from testio_mirror.sync.status import build_sync_status
 
-    mirror = await Mirror.open(settings, None)
+    # Read only: an up-to-date mirror is not written (another process may hold its write lock).
+    mirror = await Mirror.open(settings, None, read_only=True)
     try:
         return await build_sync_status(
             mirror.sync_state,

@@ -21,7 +21,7 @@ from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from testio_mirror.errors import CursorError, MirrorError, OfflineError
+from testio_mirror.errors import CursorError, MirrorError, OfflineError, StoreError
 from testio_mirror.sync.lock import SyncLockBusyError
 from testio_mirror.upstream.errors import AuthError, NotFoundError, UpstreamError
 
@@ -50,6 +50,10 @@ def tool_errors(tool: str, *, not_found_hint: str = "") -> Iterator[None]:
             f"TestIO could not answer and the mirror has no copy: {exc}. Try again later, or "
             "call sync_status to see the upstream health"
         ) from None
+    except StoreError as exc:
+        # The message names the file (the user's machine); the agent reads what to do.
+        logger.warning("tool %s: %s", tool, exc)
+        raise ToolError(exc.for_agent) from None
     except (MirrorError, ValueError) as exc:
         raise ToolError(str(exc)) from None
     except Exception:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from testio_mirror.errors import MirrorError
 from testio_mirror.settings import Settings
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -61,6 +62,7 @@ class ServerState:
         self._health_lock = asyncio.Lock()
         self.next_refresh_at: datetime | None = None
         self.run_end_listeners: list[OnRunEnd] = []
+        self._stopping = False
 
     @property
     def has_token(self) -> bool:
@@ -79,10 +81,18 @@ class ServerState:
         """The open App, once it is open.
 
         Raises:
-            StoreError: the mirror could not be opened (every call says so again).
+            StoreError: the mirror could not be opened (each call tries again: a busy mirror
+                waits for the other writer up to TESTIO_MIRROR_BUSY_TIMEOUT_SECONDS).
         """
         if self._opening is None:
             raise RuntimeError("ServerState.start() was not called")
+        failed = self._opening.done() and (
+            self._opening.cancelled() or self._opening.exception() is not None
+        )
+        if failed and not self._stopping:
+            # Opening failed (the mirror was busy, damaged, ...): this call tries again, so the
+            # server serves once the cause is gone, without a restart.
+            self._opening = asyncio.create_task(self._open_app(), name="open-app")
         # Shielded: a cancelled tool call must not cancel the opening for everyone else.
         return await asyncio.shield(self._opening)
 
@@ -97,6 +107,7 @@ class ServerState:
         """Cancel the background work and any run in flight, close the App; waits for all.
         A run stopped here is recorded ``interrupted`` (resumable), not ``cancelled``: nobody
         asked for it to stop, and it must not pose as the last result."""
+        self._stopping = True
         app = self.opened_app
         if app is not None:
             # Before the tasks are cancelled: the run must learn why it stops first.
@@ -119,6 +130,10 @@ class ServerState:
 
         try:
             app = await self._app_scope.enter_async_context(open_app(self.settings))
+        except MirrorError as exc:
+            # The user's reason, with the file's path: for the log, not for the agent.
+            logger.error("the mirror could not be opened: %s", exc)
+            raise
         except Exception:
             logger.exception("the mirror could not be opened")
             raise

@@ -83,16 +83,27 @@ class Account:
         return hmac.new(bytes.fromhex(salt), message, hashlib.sha256).hexdigest()
 
 
-async def check_account(db: Database, account: Account, now: str) -> None:
+async def check_account(db: Database, account: Account, now: str, *, bind: bool = True) -> None:
     """Bind the mirror to ``account`` if it is bound to none (or holds nothing yet); else
-    make sure it is the account it holds. Reads first: the write lock is taken only to bind.
+    make sure it is the account it holds. Reads first: the write lock is taken only to bind,
+    and never when not ``bind`` (a process that only reads compares, and writes nothing).
 
     Raises:
         AccountMismatchError: the mirror holds another base URL's or another token's data.
+        StoreError: the mirror cannot be read or written (busy, damaged, ...).
     """
     async with db.reader() as conn:
         rows = list(await conn.execute_fetchall("SELECT * FROM mirror_account"))
     if rows and _mismatch(rows[0], account) is None and not _adopts_token(rows[0], account):
+        return
+    if not bind:
+        if rows:
+            problem = _mismatch(rows[0], account)
+            if problem is not None:
+                async with db.reader() as conn:
+                    holds_data = await _holds_data(conn)
+                if holds_data:
+                    raise _mismatch_error(problem, account)
         return
     async with db.transaction() as conn:
         # Again under the lock: another process may have bound it meanwhile.
@@ -104,13 +115,19 @@ async def check_account(db: Database, account: Account, now: str) -> None:
         problem = _mismatch(row, account)
         if problem is not None:
             if await _holds_data(conn):
-                raise AccountMismatchError(problem)
+                raise _mismatch_error(problem, account)
             await bind_account(conn, account, now)  # nothing to protect: take the new one
         elif _adopts_token(row, account):
             await conn.execute(
                 "UPDATE mirror_account SET token_fingerprint = ? WHERE id = 1",
                 (account.fingerprint(row["salt"]),),
             )
+
+
+def _mismatch_error(problem: str, account: Account) -> AccountMismatchError:
+    # The agent is not told where the mirror lives: that is the user's machine.
+    shown = problem.replace(f"the mirror at {account.home} ", "the mirror ")
+    return AccountMismatchError(problem, for_agent=shown)
 
 
 def _adopts_token(row: aiosqlite.Row, account: Account) -> bool:
@@ -138,7 +155,9 @@ async def adopt_account(settings: Settings) -> None:
     Raises:
         StoreError: the mirror cannot be opened.
     """
-    db = await Database.open(settings.database_path)
+    db = await Database.open(
+        settings.database_path, busy_timeout_seconds=settings.mirror_busy_timeout_seconds
+    )
     try:
         async with db.transaction() as conn:
             now = to_db(utc_now())

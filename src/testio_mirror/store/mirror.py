@@ -9,9 +9,6 @@ Example::
 
 from __future__ import annotations
 
-import sqlite3
-
-from testio_mirror.errors import StoreError
 from testio_mirror.settings import Settings
 from testio_mirror.store.account import Account, bind_account, check_account
 from testio_mirror.store.bugs import BugRepository
@@ -58,6 +55,7 @@ class Mirror:
         clock: Clock = utc_now,
         *,
         replace_account: bool = False,
+        read_only: bool = False,
     ) -> Mirror:
         """Open ``<TESTIO_MIRROR_HOME>/mirror.db``; ``client`` None serves the mirror offline.
 
@@ -68,24 +66,27 @@ class Mirror:
 
         The mirror must hold the account ``settings`` name (``store/account.py``), unless
         ``replace_account``: the caller is about to empty it (a nuke), which binds it to this
-        account.
+        account; a damaged file is then moved aside and replaced by a new one. ``read_only``: the
+        caller only reads (``testio-mirror status``), so the account is compared, never bound.
 
         Raises:
             AccountMismatchError: the mirror holds another account (base URL or token).
-            StoreError: the database cannot be opened.
+            MirrorBusyError: another process kept writing while this open had to write.
+            MirrorDamagedError: the file is damaged.
+            StoreError: the database cannot be opened (``errors.py`` names the others).
         """
-        db = await Database.open(settings.database_path)
+        db = await Database.open(
+            settings.database_path,
+            busy_timeout_seconds=settings.mirror_busy_timeout_seconds,
+            rebuild_if_damaged=replace_account,
+        )
         policy = FreshnessPolicy.from_settings(settings, clock)
         account = Account.of(settings)
         if not replace_account:
             try:
-                await check_account(db, account, policy.stamp())
-            except BaseException as exc:
+                await check_account(db, account, policy.stamp(), bind=not read_only)
+            except BaseException:
                 await db.close()
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(
-                        f"cannot open the mirror at {settings.database_path}: {exc}"
-                    ) from exc
                 raise
         health = UpstreamHealth(settings.read_through_probe_interval_seconds, clock)
         gate = ReadThroughGate(health, settings.read_through_timeout_seconds)

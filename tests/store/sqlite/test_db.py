@@ -12,7 +12,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from testio_mirror.errors import StoreError
+from testio_mirror.errors import MirrorBusyError, MirrorDamagedError, StoreError
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.migrations import LATEST_VERSION
 from tests.helpers.store_data import close_stray_connections, open_database
@@ -64,7 +64,8 @@ async def test_every_connection_has_the_pragmas(db: Database) -> None:
 async def test_pragmas_seen_through_the_public_context_managers(db: Database) -> None:
     async with db.transaction() as conn:
         assert await pragma(conn, "foreign_keys") == 1
-        assert await pragma(conn, "busy_timeout") == 10_000
+        # The writer waits briefly per try and retries itself up to the mirror's busy timeout.
+        assert await pragma(conn, "busy_timeout") == 100
     async with db.reader() as conn:
         assert await pragma(conn, "journal_mode") == "wal"
         assert await pragma(conn, "synchronous") == 1
@@ -188,13 +189,12 @@ async def test_a_directory_that_cannot_be_made_names_the_setting(tmp_path: Path)
 
 
 async def test_a_damaged_file_is_a_store_error(tmp_path: Path) -> None:
-    # Open's own message tells the user to move a damaged file away; the first connection's
-    # pragmas are where SQLite notices the damage.
+    # Open's own message says the file is damaged and how to rebuild it.
     path = tmp_path / "home" / "mirror.db"
     path.parent.mkdir()
     path.write_bytes(b"this is not an SQLite database, " * 100)
     try:
-        with pytest.raises(StoreError, match="move it away"):
+        with pytest.raises(MirrorDamagedError, match=r"damaged.*--nuke"):
             await Database.open(path)
     finally:
         await close_stray_connections()
@@ -245,3 +245,91 @@ async def test_a_sync_cancelled_when_serving_stops_leaves_the_mirror_writable(
             await conn.execute("SELECT 1")
     finally:
         await db.close()
+
+
+async def test_an_up_to_date_mirror_opens_while_another_process_writes(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "mirror.db"
+    await (await Database.open(path)).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        database = await Database.open(path, busy_timeout_seconds=30)
+        try:
+            assert await database.schema_version() == LATEST_VERSION
+            assert database._wrote is False
+        finally:
+            await database.close()
+    finally:
+        other.close()
+
+
+async def test_a_write_behind_another_process_raises_busy_at_its_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "mirror.db"
+    database = await Database.open(path, busy_timeout_seconds=0.3)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(MirrorBusyError, match="another process"):
+            async with database.transaction() as conn:
+                await conn.execute(PENDING, ("never",))
+        other.execute("ROLLBACK")
+        async with database.transaction() as conn:  # free again: the write goes through
+            await conn.execute(PENDING, ("later",))
+        assert await keys(database) == ["later"]
+    finally:
+        other.close()
+        await database.close()
+
+
+async def test_a_damaged_file_found_while_reading_refuses_every_later_use(tmp_path: Path) -> None:
+    database = await open_database(tmp_path)
+    try:
+        with pytest.raises(MirrorDamagedError):
+            async with database.reader():
+                raise sqlite3.DatabaseError("database disk image is malformed")
+        with pytest.raises(MirrorDamagedError):
+            async with database.transaction() as conn:
+                await conn.execute(PENDING, ("never",))
+    finally:
+        await database.close()
+
+
+async def test_an_unclean_close_is_checked_at_the_next_open(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "mirror.db"
+    await (await Database.open(path)).close()
+    marks = path.with_name("mirror.db.writers")
+    marks.mkdir(exist_ok=True)
+    (marks / "left-by-a-dead-process").write_bytes(b"")  # nobody holds its lock
+    with sqlite3.connect(path) as raw:
+        # Damage quick_check finds: a table's root page pointing past the end of the file.
+        raw.execute("PRAGMA writable_schema = ON")
+        raw.execute("UPDATE sqlite_master SET rootpage = 999999 WHERE name = 'collection_fetches'")
+    raw.close()
+    try:
+        with pytest.raises(MirrorDamagedError):
+            await Database.open(path)
+    finally:
+        await close_stray_connections()
+    assert (marks / "left-by-a-dead-process").exists()  # checked again next time
+
+
+async def test_a_clean_close_leaves_no_mark(tmp_path: Path) -> None:
+    database = await open_database(tmp_path)
+    async with database.transaction() as conn:
+        await conn.execute(PENDING, ("x",))
+    marks = database.path.with_name("mirror.db.writers")
+    assert [p.name for p in marks.iterdir()] != []
+    await database.close()
+    assert list(marks.iterdir()) == []
+
+
+async def test_a_nuke_moves_a_damaged_file_aside(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "mirror.db"
+    path.parent.mkdir()
+    path.write_bytes(b"this is not an SQLite database, " * 100)
+    database = await Database.open(path, rebuild_if_damaged=True)
+    try:
+        assert await database.schema_version() == LATEST_VERSION
+    finally:
+        await database.close()
+    assert path.with_name("mirror.db.damaged").read_bytes().startswith(b"this is not")

@@ -13,6 +13,7 @@ is time order. Each entity row keeps ``raw`` (the JSON as received), ``content_h
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 
 import aiosqlite
 
@@ -350,10 +351,20 @@ def statements(script: str) -> list[str]:
     return found
 
 
-async def migrate(connection: aiosqlite.Connection, migrations: tuple[str, ...]) -> int:
-    """Apply the migrations the database lacks; returns the version it ends at."""
+async def migrate(
+    connection: aiosqlite.Connection,
+    migrations: tuple[str, ...],
+    begin: Callable[[], Awaitable[object]] | None = None,
+) -> int:
+    """Apply the migrations the database lacks; returns the version it ends at. ``begin``
+    starts each one's write transaction (``Database`` waits for another process's lock)."""
     for version, script in enumerate(migrations, start=1):
-        await connection.execute("BEGIN IMMEDIATE")
+        if await user_version(connection) >= version:
+            continue  # read without the write lock: an up-to-date file is not written
+        if begin is None:
+            await connection.execute("BEGIN IMMEDIATE")
+        else:
+            await begin()
         try:
             current = await user_version(connection)
             if current >= version:
