@@ -40,6 +40,8 @@
         │                               TESTIO_READ_THROUGH_TIMEOUT_SECONDS with no copy to
         │                               serve; the fetch goes on in the background
         ├── BadResponseError            an answer that is not the documented shape
+        │   └── OutOfRangeError         (upstream/models.py) an object holds a number SQLite
+        │                               cannot store: that object is skipped, not the list
         └── BaseUrlError                no API at TESTIO_CUSTOMER_API_BASE_URL (404, no server)
 
 A class with a module in brackets is defined in that module, next to what raises it, and so are

@@ -279,3 +279,27 @@ def test_reject_reason(status: str, bodies: list[str], key: str | None) -> None:
     bug = Bug.from_wire({"id": 1, "status": status, "comments": [{"body": b} for b in bodies]})
     reason = bug.reject_reason(REASONS)
     assert (reason.key if reason else None) == key
+
+
+def test_a_number_out_of_range_skips_its_object_and_is_told() -> None:
+    from testio_mirror.upstream.models import SKIPPED_OBJECTS, OutOfRangeError, read_each
+
+    told: list[str] = []
+    token = SKIPPED_OBJECTS.set(told)
+    try:
+        read = read_each(
+            ExploratoryTest,
+            [
+                {"id": 1},
+                {"id": 2**63},
+                {"id": 3, "section": {"id": -(2**63) - 1}},
+                {"id": 2**63 - 1},
+            ],
+        )
+    finally:
+        SKIPPED_OBJECTS.reset(token)
+    assert [t.id for t in read] == [1, 2**63 - 1]
+    assert len(told) == 2
+    assert "a number out of range in section_id" in told[1]
+    with pytest.raises(OutOfRangeError):
+        ExploratoryTest.from_wire({"id": 2**64})

@@ -36,7 +36,7 @@ from testio_mirror.upstream.errors import (
     UpstreamError,
     wrong_base_url,
 )
-from testio_mirror.upstream.models import Product, RejectReason
+from testio_mirror.upstream.models import SKIPPED_OBJECTS, Product, RejectReason
 
 
 class PhaseRunner:
@@ -97,6 +97,7 @@ class PhaseRunner:
 
     async def _products_phase(self, run: RunContext, stats: PhaseStats) -> list[Product]:
         run.tracker.expect(1)
+        skipped_before = _skipped_count()
         try:
             products = await self._fetch_products()
         except (AuthError, BaseUrlError):
@@ -110,7 +111,9 @@ class PhaseRunner:
             await run.tracker.step("products: failed, using the mirror's copy")
             return self._in_scope(run, stored)
         async with self._mirror.db.transaction() as conn:
-            add_written(stats, await write_products(conn, products, self._stamp(), complete=True))
+            # A product skipped for an out-of-range number is not gone: tombstone nothing then.
+            whole = _skipped_count() == skipped_before
+            add_written(stats, await write_products(conn, products, self._stamp(), complete=whole))
         run.succeeded_units += 1
         await run.tracker.step(f"products: {len(products)}")
         return self._in_scope(run, products)
@@ -339,6 +342,11 @@ def _named(products: list[Product], product_ids: Sequence[int] | None) -> list[P
         raise UnknownProductsError(missing, sorted(known))
     wanted = set(product_ids)
     return [p for p in products if p.id in wanted]
+
+
+def _skipped_count() -> int:
+    told = SKIPPED_OBJECTS.get()
+    return len(told) if told is not None else 0
 
 
 def _ids(test_ids: Sequence[int]) -> str:

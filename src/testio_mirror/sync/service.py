@@ -42,6 +42,7 @@ from testio_mirror.sync.progress import OnProgress
 from testio_mirror.sync.run import DIED, SHUT_DOWN, ActiveRun, RunRecorder, RunView, run_result
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import UpstreamError
+from testio_mirror.upstream.models import SKIPPED_OBJECTS
 
 logger = logging.getLogger("testio_mirror.sync")
 
@@ -299,7 +300,13 @@ class SyncService:
                 if context.options.nuke:
                     await self._mirror.empty()
                     context.warnings.append("the mirror was emptied (nuke) before this sync")
-                await self._phases.run(context, run.phases, entering)
+                skipped: list[str] = []
+                told = SKIPPED_OBJECTS.set(skipped)
+                try:
+                    await self._phases.run(context, run.phases, entering)
+                finally:
+                    SKIPPED_OBJECTS.reset(told)
+                    _report_skipped(context.warnings, context.errors, skipped)
                 status = context.outcome()
             except asyncio.CancelledError:
                 status = SyncStatus.CANCELLED
@@ -370,6 +377,18 @@ def _covers(
     if options.force_refresh and not ran.options.force_refresh:
         return False
     return not (options.nuke and not ran.options.nuke)
+
+
+def _report_skipped(warnings: list[str], errors: list[str], skipped: list[str]) -> None:
+    """Objects skipped for a number the mirror cannot hold: each is a warning, and the run is
+    partial (an error naming how many), since the mirror lacks them."""
+    if not skipped:
+        return
+    warnings.extend(skipped)
+    errors.append(
+        f"{len(skipped)} objects skipped: a number out of range (see the warnings); the mirror "
+        "lacks them until TestIO sends them with numbers it can store"
+    )
 
 
 def _log_background_failure(task: asyncio.Task[SyncResult]) -> None:

@@ -48,6 +48,7 @@ from testio_mirror.upstream.models import (
     RejectReason,
     UserStory,
     WireModel,
+    read_each,
 )
 from testio_mirror.upstream.paging import ExploratoryTestPager
 from testio_mirror.upstream.retry import RetryPolicy, TimeoutBudget
@@ -328,7 +329,7 @@ class CustomerApiClient:
         params: Mapping[str, Any] | None = None,
     ) -> list[M]:
         body = await self._get_json(path, params=params)
-        return [model.from_wire(item) for item in member(body, key, list, "GET", path)]
+        return read_each(model, member(body, key, list, "GET", path))
 
     async def _get_one(self, path: str, key: str, model: type[M]) -> M:
         body = await self._get_json(path)

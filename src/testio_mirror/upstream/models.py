@@ -14,8 +14,10 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import (
     AliasPath,
@@ -28,9 +30,46 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
+from testio_mirror.limits import MAX_ID
 from testio_mirror.upstream.errors import BadResponseError
 
 FINAL_TEST_STATUSES = frozenset({"archived", "cancelled"})
+# What SQLite's INTEGER holds: a wider number would make the write raise OverflowError and end
+# the whole run, so such an object is refused where it is read (ids are bounded by MAX_ID,
+# which is the same top).
+SQLITE_MIN_INTEGER = -(2**63)
+
+# Where the objects skipped for an out-of-range number are told (the run in flight sets a
+# list; tasks it starts share it). Nobody listening: they are skipped silently.
+SKIPPED_OBJECTS: ContextVar[list[str] | None] = ContextVar("skipped_objects", default=None)
+
+
+class OutOfRangeError(BadResponseError):
+    """An object holds a number the mirror cannot store; the object is skipped, not the list."""
+
+
+def _out_of_range(value: Any, where: str) -> str | None:
+    """The path of the first whole number of ``value`` SQLite's INTEGER cannot hold."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return where if not SQLITE_MIN_INTEGER <= value <= MAX_ID else None
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            found = _out_of_range(getattr(value, name), f"{where}.{name}" if where else name)
+            if found:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _out_of_range(item, f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _out_of_range(item, f"{where}.{index}")
+            if found:
+                return found
+    return None
 
 
 def _utc(value: Any) -> datetime | None:
@@ -109,6 +148,12 @@ class WireModel(WirePart):
             first = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(part) for part in first["loc"])
             raise BadResponseError(f"unusable {cls.__name__}: {where}: {first['msg']}") from None
+        wide = _out_of_range(model, "")
+        if wide is not None:
+            shown = data.get("id", data.get("key", "?"))
+            raise OutOfRangeError(
+                f"{cls.__name__} {shown} skipped: a number out of range in {wide}"
+            )
         # Straight into pydantic's store of private values: going through ``_raw`` (on a frozen
         # model, and again in ``raw``) costs microseconds per object, and a sync reads
         # thousands.
@@ -124,6 +169,27 @@ class WireModel(WirePart):
         private = self.__pydantic_private__
         found = private.get("_raw") if private else None
         return found if found is not None else {}
+
+
+W = TypeVar("W", bound=WireModel)
+
+
+def read_each(model: type[W], items: Iterable[Any]) -> list[W]:
+    """Every item read as ``model``; one holding a number out of range is skipped and told to
+    ``SKIPPED_OBJECTS``.
+
+    Raises:
+        BadResponseError: an item is unusable for another reason.
+    """
+    read: list[W] = []
+    for item in items:
+        try:
+            read.append(model.from_wire(item))
+        except OutOfRangeError as exc:
+            told = SKIPPED_OBJECTS.get()
+            if told is not None:
+                told.append(str(exc))
+    return read
 
 
 class Section(WirePart):

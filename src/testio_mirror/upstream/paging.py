@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from testio_mirror.upstream.errors import BadResponseError
-from testio_mirror.upstream.models import ExploratoryTest
+from testio_mirror.upstream.models import ExploratoryTest, read_each
 
 ROUND_PAGE = 10
 
@@ -251,7 +251,7 @@ class ExploratoryTestPager:
                 return pages, state, answer  # the pages before it are handed out and can be kept
             number = first + offset
             fresh = await self._slid_back(probe, first - 1, seen) if offset == 0 else []
-            fresh += [t for t in map(ExploratoryTest.from_wire, answer) if t.id not in seen]
+            fresh += [t for t in read_each(ExploratoryTest, answer) if t.id not in seen]
             seen.update(t.id for t in fresh)
             verdict = judge_page(state, len(answer), len(fresh))
             state = verdict.state
@@ -291,13 +291,11 @@ class ExploratoryTestPager:
     ) -> list[ExploratoryTest]:
         """Tests that slid onto page ``previous`` after it was read (a test before them
         vanished): found by the probe, collected by reading that page again."""
-        if not slid_onto_read_page(
-            [ExploratoryTest.from_wire(item).id for item in probe[:1]], seen
-        ):
+        if not slid_onto_read_page([t.id for t in read_each(ExploratoryTest, probe[:1])], seen):
             return []
         again = await self._fetch(previous, self._asked)
         self.pages_fetched += 1
-        slid = [t for t in map(ExploratoryTest.from_wire, again) if t.id not in seen]
+        slid = [t for t in read_each(ExploratoryTest, again) if t.id not in seen]
         seen.update(t.id for t in slid)
         self.slid_back += len(slid)
         return slid
