@@ -42,7 +42,8 @@ async def test_numbers_out_of_range_skip_their_objects_not_the_run(
             listed = await call(client, "list_tests", {"product_id": second, "limit": 100})
     warnings = " ".join(result["warnings"])
     assert result["status"] == "partial", result
-    assert any("4 objects skipped: a number out of range" in e for e in result["errors"])
+    errors = result["errors"]
+    assert any("4 objects skipped: a number out of range" in e for e in errors), errors
     assert warnings.count("skipped: a number out of range") == 4, warnings
     assert status["last_result"]["status"] == "partial"
     assert sorted(p["id"] for p in products["products"]) == [first, second]

@@ -257,7 +257,7 @@ class CustomerApiClient:
         params = {"filter_test_cycle_ids": ",".join(str(t) for t in test_ids)}
         call = ApiCall("GET", "bugs", params=params, raise_on_524=raise_on_524, timeouts=timeouts)
         body = await self._request_json(call)
-        return [Bug.from_wire(item) for item in member(body, "bugs", list, "GET", "bugs")]
+        return read_each(Bug, member(body, "bugs", list, "GET", "bugs"))
 
     async def bugs_for_product(self, product_id: int) -> list[Bug]:
         return await self._get_list("bugs", "bugs", Bug, params={"filter_product_ids": product_id})
