@@ -20,6 +20,7 @@
     ├── OfflineError                    the mirror has no copy and no TestIO token is configured
     │                                   to fetch one; set TESTIO_CUSTOMER_API_TOKEN
     ├── SyncLockBusyError               (sync/lock.py) another live process is syncing; wait
+    │   └── SyncLockFileHeldError       (sync/lock.py) another process keeps sync.lock itself
     ├── UnknownProductsError            (sync/models.py) a sync named products the account
     │                                   does not have; nothing was synced
     ├── SandboxError                    (sandbox/server.py) the sandbox cannot start

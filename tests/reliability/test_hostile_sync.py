@@ -6,10 +6,15 @@ per-id reshaping (``ReshapingSandbox``, tests/reliability/test_upstream_surprise
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from testio_mirror.sandbox import SandboxConfig
 from testio_mirror.sandbox.dataset import DatasetSpec
+from testio_mirror.sync.lock import SyncLockBusyError
+from tests.conftest import SandboxFactory
+from tests.helpers.command_line import CHILD_TIMEOUT, Children, sync_env
 from tests.helpers.mcp_session import call, connect
 from tests.helpers.reliability_ledger import Ledger
 from tests.helpers.settings import make_settings
@@ -50,3 +55,42 @@ async def test_numbers_out_of_range_skip_their_objects_not_the_run(
     shown = {t["id"] for t in listed["tests"]}
     assert shown == set(tests) - {deep_test, tests[1]}
     ledger.record("hostile sync", trials=4, faults=4)
+
+
+_HOLD_THE_FILE_LOCK = """
+import sys, time, filelock
+with filelock.FileLock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_sync_no_wait_while_another_process_holds_the_lock_file_says_so(
+    make_sandbox: SandboxFactory, tmp_path: Path, ledger: Ledger
+) -> None:
+    """A process that is not a sync of this mirror holds ``sync.lock`` itself (the file lock,
+    not the claim record): ``sync --no-wait`` answers in one line with the busy exit code."""
+    sandbox = make_sandbox(DatasetSpec(seed=3, products=1, tests_per_product=2))
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_FILE_LOCK, str(home / "sync.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        children = Children(tmp_path)
+        try:
+            refused = children.run(sync_env(sandbox, home), "sync", "--no-wait")
+        finally:
+            children.stop_all()
+    finally:
+        holder.communicate(input="", timeout=CHILD_TIMEOUT)
+    ledger.record("hostile sync", trials=1)
+    assert refused.returncode == SyncLockBusyError.exit_code, refused.stderr
+    assert "Traceback" not in refused.stderr, refused.stderr
+    assert "sync.lock" in refused.stderr, refused.stderr
+    assert "another process" in refused.stderr, refused.stderr

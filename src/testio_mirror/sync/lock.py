@@ -66,7 +66,20 @@ class SyncLockBusyError(MirrorError):
             f"since {owner.started_at} (heartbeat {owner.heartbeat_at}); wait for it or try "
             "again later"
         )
-        self.owner = owner
+        self.owner: LockOwner | None = owner
+
+
+class SyncLockFileHeldError(SyncLockBusyError):
+    """Another process holds the lock file itself and keeps it: no sync of ours can claim it,
+    and no claim record names it (``owner`` is ``None``)."""
+
+    def __init__(self, lock_path: Path) -> None:
+        MirrorError.__init__(
+            self,
+            f"the sync lock {lock_path} is held by another process that is not syncing this "
+            "mirror (it does not answer for its claim); stop that process or try again later",
+        )
+        self.owner = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,7 @@ class SyncLock:
 
         Raises:
             SyncLockBusyError: a live owner still holds it after ``wait_seconds``.
+            SyncLockFileHeldError: another process keeps the lock file itself.
         """
         claim = await self._acquire(run_id, wait_seconds)
         beating = asyncio.create_task(self._heartbeat(claim.owner, on_lost))
@@ -174,10 +188,17 @@ class SyncLock:
             await asyncio.shield(asyncio.to_thread(self._release, claim.owner))
 
     async def _acquire(self, run_id: str, wait_seconds: float) -> Claim:
+        import filelock
+
         me = LockOwner.me(run_id)
         deadline = time.monotonic() + wait_seconds
         while True:
-            claim, busy = await asyncio.to_thread(self._try_claim, me)
+            try:
+                claim, busy = await asyncio.to_thread(self._try_claim, me)
+            except filelock.Timeout:
+                # Our own holders keep the file lock for a moment only: one that keeps it
+                # past the timeout is not a sync of this mirror, and waiting longer is no use.
+                raise SyncLockFileHeldError(self.lock_path) from None
             if claim is not None:
                 if claim.reclaimed_from is not None:
                     logger.warning(
