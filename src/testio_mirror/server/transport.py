@@ -5,7 +5,9 @@ stdio is the SDK's own transport, which keeps stdout for the protocol alone whil
 HTTP binds 127.0.0.1 by default. Any address that is not loopback needs
 ``TESTIO_MIRROR_HTTP_TOKEN``; with a token set, every request must carry
 ``Authorization: Bearer <token>`` (401 otherwise). The SDK's DNS-rebinding protection checks the
-``Host`` and ``Origin`` headers.
+``Host`` and ``Origin`` headers. Every POST body is vetted before the SDK sees it
+(``http_envelope_gate``), and one client holds at most ``max_sessions_per_client`` sessions
+(``http_client_sessions``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from testio_mirror.errors import MirrorError
+from testio_mirror.server.http_envelope_gate import EnvelopeGate
 from testio_mirror.server.state import ServerState
 from testio_mirror.server.stdin_relay import relayed_stdin
 
@@ -160,7 +163,8 @@ def _with_cors(app: ASGIApp, host: str, origins: tuple[str, ...]) -> ASGIApp:
 def http_app(
     server: MCPServer[ServerState], host: str, policy: HttpPolicy | None = None
 ) -> ASGIApp:
-    """The ASGI app for streamable HTTP: CORS, then the bearer gate when a token is set.
+    """The ASGI app for streamable HTTP: CORS, the bearer gate when a token is set, the
+    envelope check of every POST body, the per-client bound on sessions, then the SDK's app.
 
     Raises:
         ServeError: a non-loopback host without a token, or with one shorter than
@@ -186,6 +190,7 @@ def http_app(
         session_idle_timeout=policy.session_idle_seconds,
         max_sessions=policy.max_sessions,
     )
+    app = EnvelopeGate(app)
     if token is not None:
         app = BearerTokenGate(app, token)
     return _with_cors(app, host, policy.allowed_origins)
