@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from testio_mirror.server import build_server
-from testio_mirror.server.transport import MCP_PATH, http_app
+from testio_mirror.server.transport import MCP_PATH, HttpPolicy, http_app
 from testio_mirror.settings import Settings
 from tests.conftest import SandboxFactory
 from tests.helpers.reliability_ledger import Ledger, Scale
@@ -350,3 +350,40 @@ def test_http_answers_every_hostile_message(
         for hostile in cases:
             _check_http(client, url, headers, hostile)
     _no_traceback_logged(caplog)
+
+
+# --- sessions per HTTP client ------------------------------------------------------------------
+
+
+def _live(client: httpx.Client, url: str, session: str) -> bool:
+    headers = {**MCP_HEADERS, "mcp-session-id": session, "mcp-protocol-version": PROTOCOL_VERSION}
+    response = client.post(url, json={"jsonrpc": "2.0", "id": 5, "method": "ping"}, headers=headers)
+    return response.status_code == 200
+
+
+def test_one_http_client_holds_at_most_its_bound_of_sessions(
+    settings: Settings, ledger: Ledger, scale: Scale
+) -> None:
+    bound = 3
+    opened_count = 8 if scale.form == "quick" else 40
+    ledger.record(AREA, trials=opened_count + 1)
+    policy = HttpPolicy(max_sessions=100, max_sessions_per_client=bound)
+    app = http_app(build_server(settings, initial_sync=False), "127.0.0.1", policy)
+    with (
+        serving(app) as base,
+        httpx.Client(timeout=ANSWER_LIMIT_SECONDS) as one,
+        httpx.Client(
+            timeout=ANSWER_LIMIT_SECONDS,
+            transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+        ) as other,
+    ):
+        url = base + MCP_PATH
+        theirs = _open_session(other, url)["mcp-session-id"]
+        sessions = []
+        for _ in range(opened_count):
+            sessions.append(_open_session(one, url)["mcp-session-id"])
+            live = [session for session in sessions if _live(one, url, session)]
+            assert len(live) <= bound, f"one client holds {len(live)} sessions"
+        assert live == sessions[-bound:], "not the oldest sessions were closed"
+        assert _live(other, url, theirs), "another client's session was closed"
+        assert _open_session(other, url)["mcp-session-id"]

@@ -25,6 +25,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from testio_mirror.errors import MirrorError
+from testio_mirror.server.http_client_sessions import ClientSessionBound
 from testio_mirror.server.http_envelope_gate import EnvelopeGate
 from testio_mirror.server.state import ServerState
 from testio_mirror.server.stdin_relay import relayed_stdin
@@ -45,6 +46,7 @@ class HttpPolicy:
     allowed_origins: tuple[str, ...] = ()
     session_idle_seconds: float = 600.0
     max_sessions: int = 100
+    max_sessions_per_client: int = 10
 
 
 logger = logging.getLogger("testio_mirror.server")
@@ -190,6 +192,7 @@ def http_app(
         session_idle_timeout=policy.session_idle_seconds,
         max_sessions=policy.max_sessions,
     )
+    app = ClientSessionBound(app, policy.max_sessions_per_client, policy.session_idle_seconds)
     app = EnvelopeGate(app)
     if token is not None:
         app = BearerTokenGate(app, token)
