@@ -36,6 +36,9 @@ CHUNK_BYTES: Final = 1 << 16
 JOIN_SECONDS: Final = 2.0
 # Long enough to hand the last answers to a client that is still reading.
 FLUSH_SECONDS: Final = 10.0
+# Refusals waiting for stdout; past this the client's further lines wait (a client that floods
+# hostile lines without reading the answers holds a bounded queue, not ever more memory).
+QUEUED_ANSWERS: Final = 1024
 # poll reports these whatever was asked: on a pipe's write end, POLLERR means its reader is gone.
 GONE: Final = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
@@ -63,7 +66,7 @@ class StdinRelay:
         os.dup2(sdk_output_write, STDOUT_FD)
         os.close(relay_read)
         os.close(sdk_output_write)
-        self._errors: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._errors: queue.Queue[bytes] = queue.Queue(QUEUED_ANSWERS)
         self._client_gone = False
         self._inbound = threading.Thread(target=self._relay_in, name="stdin-relay", daemon=True)
         self._outbound = threading.Thread(target=self._relay_out, name="stdout-relay", daemon=True)
