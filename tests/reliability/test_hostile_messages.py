@@ -177,6 +177,10 @@ class StdioChild:
         self.lines: queue.Queue[bytes] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        # stderr is drained as it comes: a full pipe would stall the server's logging.
+        self._stderr: list[bytes] = []
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
         self.unmatched: list[dict[str, Any]] = []
         self._next_id = 1_000_000
 
@@ -184,6 +188,11 @@ class StdioChild:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.put(line)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr.append(line)
 
     def send(self, raw: bytes) -> None:
         assert self.process.stdin is not None
@@ -230,8 +239,8 @@ class StdioChild:
                 self.process.kill()
                 self.process.wait()
         self._reader.join(10)
-        assert self.process.stderr is not None
-        return self.process.returncode, self.process.stderr.read().decode(errors="replace")
+        self._stderr_reader.join(10)
+        return self.process.returncode, b"".join(self._stderr).decode(errors="replace")
 
 
 @pytest.fixture

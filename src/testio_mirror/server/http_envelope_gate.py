@@ -35,7 +35,7 @@ class EnvelopeGate:
         body = b"".join(chunks)
         rejection = vet_message(body)
         if rejection is not None:
-            logger.info("refused a message from an HTTP client: %s", rejection.message)
+            logger.debug("refused a message from an HTTP client: %s", rejection.message)
             answer = rejection.answer()
             await send(
                 {

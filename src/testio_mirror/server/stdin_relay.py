@@ -118,7 +118,7 @@ class StdinRelay:
             return True  # not a message; the SDK would only log a failed parse
         rejection = vet_message(line)
         if rejection is not None:
-            logger.info("refused a message from the client: %s", rejection.message)
+            logger.debug("refused a message from the client: %s", rejection.message)
             self._errors.put(rejection.answer())
             with contextlib.suppress(OSError):
                 os.write(self._wake_write, b"x")
