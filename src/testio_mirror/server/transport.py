@@ -241,8 +241,9 @@ def serve_stdio(server: MCPServer[ServerState]) -> None:
 
     While it serves, the SDK points fd 0 at the null device and fd 1 at stderr (the protocol
     runs on private duplicates), so a stray ``print`` or a child process cannot corrupt the wire.
-    stdin reaches the SDK through ``relayed_stdin``, which ends the session when the client stops
-    reading stdout although stdin stays open.
+    stdin reaches the SDK through ``relayed_stdin``, which answers hostile lines itself (whole
+    lines on stdout, between the SDK's) and ends the session when the client stops reading
+    stdout although stdin stays open.
     """
     try:
         with relayed_stdin():
