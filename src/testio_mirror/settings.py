@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         le=10000,
         description="Most HTTP sessions open at once; a new one beyond is refused (503).",
     )
+    mirror_http_max_sessions_per_client: int = Field(
+        default=10,
+        ge=1,
+        le=10000,
+        description="Most HTTP sessions one client (remote address and bearer token) holds; "
+        "an initialize beyond closes that client's oldest session.",
+    )
     log_level: LogLevel = Field(
         default="INFO",
         description="Log level (DEBUG, INFO, WARNING, ERROR); logs go to stderr, never stdout.",

@@ -57,6 +57,7 @@ def _serve_http(server: Any, settings: Settings, host: str, port: int) -> None:
         allowed_origins=settings.http_allowed_origins,
         session_idle_seconds=settings.mirror_http_session_idle_seconds,
         max_sessions=settings.mirror_http_max_sessions,
+        max_sessions_per_client=settings.mirror_http_max_sessions_per_client,
     )
     app = http_app(server, host, policy)  # refuses a weak or missing token before binding
     sock = bind(host, port)

@@ -5,7 +5,9 @@ stdio is the SDK's own transport, which keeps stdout for the protocol alone whil
 HTTP binds 127.0.0.1 by default. Any address that is not loopback needs
 ``TESTIO_MIRROR_HTTP_TOKEN``; with a token set, every request must carry
 ``Authorization: Bearer <token>`` (401 otherwise). The SDK's DNS-rebinding protection checks the
-``Host`` and ``Origin`` headers.
+``Host`` and ``Origin`` headers. Every POST body is vetted before the SDK sees it
+(``http_envelope_gate``), and one client holds at most ``max_sessions_per_client`` sessions
+(``http_client_sessions``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from testio_mirror.errors import MirrorError
+from testio_mirror.server.http_client_sessions import ClientSessionBound
+from testio_mirror.server.http_envelope_gate import EnvelopeGate
 from testio_mirror.server.state import ServerState
 from testio_mirror.server.stdin_relay import relayed_stdin
 
@@ -42,6 +46,7 @@ class HttpPolicy:
     allowed_origins: tuple[str, ...] = ()
     session_idle_seconds: float = 600.0
     max_sessions: int = 100
+    max_sessions_per_client: int = 10
 
 
 logger = logging.getLogger("testio_mirror.server")
@@ -160,7 +165,8 @@ def _with_cors(app: ASGIApp, host: str, origins: tuple[str, ...]) -> ASGIApp:
 def http_app(
     server: MCPServer[ServerState], host: str, policy: HttpPolicy | None = None
 ) -> ASGIApp:
-    """The ASGI app for streamable HTTP: CORS, then the bearer gate when a token is set.
+    """The ASGI app for streamable HTTP: CORS, the bearer gate when a token is set, the
+    envelope check of every POST body, the per-client bound on sessions, then the SDK's app.
 
     Raises:
         ServeError: a non-loopback host without a token, or with one shorter than
@@ -186,6 +192,8 @@ def http_app(
         session_idle_timeout=policy.session_idle_seconds,
         max_sessions=policy.max_sessions,
     )
+    app = ClientSessionBound(app, policy.max_sessions_per_client, policy.session_idle_seconds)
+    app = EnvelopeGate(app)
     if token is not None:
         app = BearerTokenGate(app, token)
     return _with_cors(app, host, policy.allowed_origins)
@@ -233,8 +241,9 @@ def serve_stdio(server: MCPServer[ServerState]) -> None:
 
     While it serves, the SDK points fd 0 at the null device and fd 1 at stderr (the protocol
     runs on private duplicates), so a stray ``print`` or a child process cannot corrupt the wire.
-    stdin reaches the SDK through ``relayed_stdin``, which ends the session when the client stops
-    reading stdout although stdin stays open.
+    stdin reaches the SDK through ``relayed_stdin``, which answers hostile lines itself (whole
+    lines on stdout, between the SDK's) and ends the session when the client stops reading
+    stdout although stdin stays open.
     """
     try:
         with relayed_stdin():
