@@ -236,6 +236,30 @@ def test_sync_waiting_for_a_busy_writer_says_so(
     assert done.returncode == 4, done.stderr
 
 
+async def test_a_sync_that_meets_a_busy_mirror_records_it_in_the_users_words(
+    synced: Mirrored, tmp_path: Path, holders: list[WriteHolder], ledger: Ledger
+) -> None:
+    """What a run records of a store failure (its errors, the server's last result) is the
+    agent's words for it: no path, no exception class, no "internal error"."""
+    settings = copy_home(synced, tmp_path).model_copy(update={"mirror_busy_timeout_seconds": 0.3})
+    async with connect(settings) as client:
+        holder = WriteHolder(settings.database_path)
+        holders.append(holder)
+        synced_text = " ".join(
+            getattr(b, "text", "") for b in (await client.call_tool("sync_data", {})).content
+        )
+        holder.release()
+        status = await call(client, "sync_status")
+    ledger.record("broken mirror", trials=2, faults=1)
+    assert "busy" in synced_text, synced_text
+    recorded = " ".join(status["last_result"]["errors"])
+    assert "busy" in recorded, status
+    for text in (synced_text, recorded):
+        assert_clean_answer(text, settings)
+        assert "internal error" not in text, text
+        assert "MirrorBusyError" not in text, text
+
+
 # 3 and 5: a damaged file
 
 

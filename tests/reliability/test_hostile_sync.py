@@ -6,13 +6,25 @@ per-id reshaping (``ReshapingSandbox``, tests/reliability/test_upstream_surprise
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
+
 from testio_mirror.sandbox import SandboxConfig
+from testio_mirror.sandbox.app import SandboxKnobs
 from testio_mirror.sandbox.dataset import DatasetSpec
-from testio_mirror.sync.lock import SyncLockBusyError
+from testio_mirror.store.mirror import Mirror
+from testio_mirror.sync.lock import SyncLock, SyncLockBusyError
+from testio_mirror.sync.models import SyncOptions, SyncStatus
+from testio_mirror.sync.service import SyncService
+from testio_mirror.upstream.client import CustomerApiClient
 from tests.conftest import SandboxFactory
 from tests.helpers.command_line import CHILD_TIMEOUT, Children, sync_env
 from tests.helpers.mcp_session import call, connect
@@ -94,3 +106,87 @@ def test_sync_no_wait_while_another_process_holds_the_lock_file_says_so(
     assert "Traceback" not in refused.stderr, refused.stderr
     assert "sync.lock" in refused.stderr, refused.stderr
     assert "another process" in refused.stderr, refused.stderr
+
+
+def _mirror_content(database: Path) -> list[str]:
+    """The mirror's content as SQL, without the runs' own records (a run's end is recorded
+    whatever happens to it)."""
+    with sqlite3.connect(database) as connection:
+        return [
+            line
+            for line in connection.iterdump()
+            if "sync_runs" not in line and "sync_events" not in line
+        ]
+
+
+@pytest.mark.parametrize(
+    "heartbeat_every",
+    # Who notices first: the heartbeat (it cancels the run), or the next commit (the heartbeat
+    # is not due yet; the commit guard reads the claim and refuses).
+    [pytest.param(0.05, id="heartbeat-notices"), pytest.param(5.0, id="commit-notices")],
+)
+async def test_a_sync_taken_over_while_it_hung_ends_failed_and_commits_nothing_more(
+    heartbeat_every: float,
+    make_sandbox: SandboxFactory,
+    tmp_path: Path,
+    ledger: Ledger,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The run hangs (its event loop blocked: a stopped process), another process finds its
+    heartbeat stopped and takes the lock over; when the run resumes it commits nothing more and
+    ends ``failed``, naming the new holder, with no traceback."""
+    sandbox = make_sandbox(
+        DatasetSpec(seed=11, products=4, section_products=0, tests_per_product=30),
+        knobs=SandboxKnobs(latency_ms=20),
+    )
+    home = tmp_path / "home"
+    settings = make_settings(sandbox, home, max_concurrent_requests=2)
+    taken, release = threading.Event(), threading.Event()
+
+    def take_over() -> None:
+        async def hold() -> None:
+            async with SyncLock(home, heartbeat_every=0.05, stale_after=0.4).hold(
+                "taker-run", wait_seconds=CHILD_TIMEOUT
+            ):
+                taken.set()
+                await asyncio.to_thread(release.wait, CHILD_TIMEOUT)
+
+        asyncio.run(hold())
+
+    snapshot: list[list[str]] = []
+
+    def hang_once(done: int, total: int, message: str) -> None:
+        if done >= 3 and not snapshot:
+            # Blocks the loop as a stopped process would: no heartbeat, no commit.
+            taker.start()
+            assert taken.wait(CHILD_TIMEOUT), "the other process never took the lock over"
+            snapshot.append(_mirror_content(settings.database_path))
+
+    client = CustomerApiClient(settings)
+    mirror = await Mirror.open(settings, client)
+    lock = SyncLock(home, heartbeat_every=heartbeat_every, stale_after=0.4)
+    taker = threading.Thread(target=take_over)
+    try:
+        service = SyncService(settings, client, mirror, lock=lock)
+        running = asyncio.create_task(
+            service.execute_sync(options=SyncOptions(include_bugs=True), on_progress=hang_once)
+        )
+        with caplog.at_level(logging.WARNING):
+            result = await asyncio.wait_for(running, CHILD_TIMEOUT)
+        after = _mirror_content(settings.database_path)
+    finally:
+        release.set()
+        if taker.is_alive():
+            taker.join(CHILD_TIMEOUT)
+        await mirror.close()
+        await client.aclose()
+
+    assert snapshot, "the run finished before it could hang"
+    assert result.status is SyncStatus.FAILED, result
+    assert any(
+        f"the sync lock was taken over by pid {os.getpid()} on " in e and "run taker-run" in e
+        for e in result.errors
+    ), result.errors
+    assert after == snapshot[0], "the run committed after its lock was taken over"
+    assert [r for r in caplog.records if r.exc_info] == []
+    ledger.record("hostile sync", trials=1, faults=1)

@@ -258,7 +258,7 @@ async def test_a_claim_taken_by_someone_else_calls_on_lost(
     lost = asyncio.Event()
     usurper = _owner_of(sleeper.pid, psutil.Process(sleeper.pid).create_time(), run_id="usurper")
     lock = SyncLock(tmp_path, heartbeat_every=0.1)
-    async with lock.hold("victim-run", wait_seconds=0, on_lost=lost.set):
+    async with lock.hold("victim-run", wait_seconds=0, on_lost=lambda _holder: lost.set()):
         _write_record(tmp_path, usurper)
         await asyncio.wait_for(lost.wait(), timeout=3.0)
     # Leaving must not clear a record that is no longer ours.

@@ -12,8 +12,12 @@ owner is gone:
 
 A live owner whose heartbeat is fresh is never evicted, however long it has run. The holder
 refreshes the heartbeat every ``heartbeat_every`` seconds and, should it find its claim taken
-(it was hung and got reclaimed), calls ``on_lost`` so the run stops. Waiting for a busy claim polls
-with ``asyncio.sleep`` and does the file work in a thread: the event loop never blocks.
+(it was hung and got reclaimed), calls ``on_lost`` with the new holder so the run stops. A hung
+holder that resumes may reach a commit before its heartbeat looks: ``ensure_held``, which the
+sync calls before each commit, reads the claim again whenever our last heartbeat is old enough
+for another process to have judged it stopped, and raises ``SyncLockLostError``. Waiting for a
+busy claim polls with ``asyncio.sleep`` and does the file work in a thread: the event loop never
+blocks.
 
 Example::
 
@@ -80,6 +84,23 @@ class SyncLockFileHeldError(SyncLockBusyError):
             "mirror (it does not answer for its claim); stop that process or try again later",
         )
         self.owner = None
+
+
+class SyncLockLostError(MirrorError):
+    """This run's claim was taken over while it hung: it must commit nothing more."""
+
+    exit_code = 4
+
+    def __init__(self, holder: LockOwner | None) -> None:
+        super().__init__(f"the sync lock was taken over by {describe_holder(holder)}")
+        self.holder = holder
+
+
+def describe_holder(holder: LockOwner | None) -> str:
+    """Who took a claim over, in words (``None``: it has been released again since)."""
+    if holder is None:
+        return "another process, which has released it since"
+    return f"pid {holder.pid} on {holder.host}, run {holder.run_id}"
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,8 @@ class SyncLock:
         self._file_lock = filelock.FileLock(self.lock_path, timeout=_FILE_LOCK_TIMEOUT, mode=0o600)
         self._heartbeat_every = heartbeat_every
         self._stale_after = stale_after
+        # When each held claim last wrote its heartbeat (monotonic), by run id.
+        self._beaten_at: dict[str, float] = {}
 
     def holder(self) -> LockOwner | None:
         """The live owner of the claim, if any (a dead or hung one counts as none)."""
@@ -169,15 +192,17 @@ class SyncLock:
         run_id: str,
         *,
         wait_seconds: float,
-        on_lost: Callable[[], None] | None = None,
+        on_lost: Callable[[LockOwner | None], None] | None = None,
     ) -> AsyncIterator[Claim]:
         """Hold the claim for a run; ``wait_seconds`` 0 fails at once when it is busy.
+        ``on_lost`` hears the new holder (``None``: released again since) if it is taken over.
 
         Raises:
             SyncLockBusyError: a live owner still holds it after ``wait_seconds``.
             SyncLockFileHeldError: another process keeps the lock file itself.
         """
         claim = await self._acquire(run_id, wait_seconds)
+        self._beaten_at[run_id] = time.monotonic()
         beating = asyncio.create_task(self._heartbeat(claim.owner, on_lost))
         try:
             yield claim
@@ -185,7 +210,24 @@ class SyncLock:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
+            self._beaten_at.pop(run_id, None)
             await asyncio.shield(asyncio.to_thread(self._release, claim.owner))
+
+    def ensure_held(self, owner: LockOwner) -> None:
+        """Before a commit: is the claim still ``owner``'s? Reads the claim (a small file,
+        written by rename, so no file lock is needed) only when the last heartbeat is old enough
+        that another process may have found it stopped; the margin of half the stale age covers
+        clocks that disagree a little between hosts.
+
+        Raises:
+            SyncLockLostError: the claim is someone else's now.
+        """
+        beaten_at = self._beaten_at.get(owner.run_id)
+        if beaten_at is not None and time.monotonic() - beaten_at < self._stale_after / 2:
+            return
+        current = self._read()
+        if current is None or current.run_id != owner.run_id or current.pid != owner.pid:
+            raise SyncLockLostError(current)
 
     async def _acquire(self, run_id: str, wait_seconds: float) -> Claim:
         import filelock
@@ -225,23 +267,33 @@ class SyncLock:
             self._write(me)
         return Claim(me, current, reason), None
 
-    async def _heartbeat(self, me: LockOwner, on_lost: Callable[[], None] | None) -> None:
+    async def _heartbeat(
+        self, me: LockOwner, on_lost: Callable[[LockOwner | None], None] | None
+    ) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_every)
-            still_mine = await asyncio.to_thread(self._beat, me)
+            beat_at = time.monotonic()
+            still_mine, holder = await asyncio.to_thread(self._beat, me)
             if not still_mine:
-                logger.error("sync run %s lost its lock to another process; stopping", me.run_id)
+                logger.error(
+                    "sync run %s: the sync lock was taken over by %s; stopping",
+                    me.run_id,
+                    describe_holder(holder),
+                )
                 if on_lost is not None:
-                    on_lost()
+                    on_lost(holder)
                 return
+            self._beaten_at[me.run_id] = beat_at
 
-    def _beat(self, me: LockOwner) -> bool:
+    def _beat(self, me: LockOwner) -> tuple[bool, LockOwner | None]:
+        """Refresh ``me``'s heartbeat; returns whether the claim is still ``me``'s, and the
+        claim's holder when it is not."""
         with self._file_lock:
             current = self._read()
             if current is None or current.run_id != me.run_id or current.pid != me.pid:
-                return False
+                return False, current
             self._write(LockOwner(**{**asdict(current), "heartbeat_at": _now_text()}))
-            return True
+            return True, None
 
     def _release(self, me: LockOwner) -> None:
         with self._file_lock:

@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from testio_mirror.errors import StoreError
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sync_state import (
     SyncEvent,
@@ -25,7 +26,7 @@ from testio_mirror.store.sync_state import (
     running_run_ids,
     update_run,
 )
-from testio_mirror.sync.lock import Claim
+from testio_mirror.sync.lock import Claim, SyncLockLostError
 from testio_mirror.sync.models import (
     PhaseStats,
     SyncOptions,
@@ -95,7 +96,7 @@ class ActiveRun:
     phases: list[SyncPhase]
     view: RunView
     listeners: list[OnProgress] = field(default_factory=list)
-    lost_lock: bool = False
+    lost_lock: SyncLockLostError | None = None  # set when another process took the lock over
     shutting_down: bool = False  # cancelled because the process ends: recorded interrupted
 
     @classmethod
@@ -244,5 +245,8 @@ class RunRecorder:
                     await add_event(
                         conn, SyncEvent(run.run_id, result.finished_at, "error", message=problem)
                     )
+        except StoreError as exc:
+            # The mirror is busy, damaged or full: the run's own error says so already.
+            logger.warning("could not record the end of sync %s: %s", run.run_id, exc)
         except Exception:
             logger.exception("could not record the end of sync %s", run.run_id)

@@ -21,11 +21,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 
+from testio_mirror.errors import StoreError
 from testio_mirror.settings import Settings
 from testio_mirror.store.mirror import Mirror
+from testio_mirror.store.sqlite.db import COMMIT_GUARD
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.sync_state import mark_interrupted
-from testio_mirror.sync.lock import SyncLock
+from testio_mirror.sync.lock import LockOwner, SyncLock, SyncLockLostError
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
     PHASE_ORDER,
@@ -280,8 +282,8 @@ class SyncService:
         status = SyncStatus.RUNNING
         me = asyncio.current_task()
 
-        def lost() -> None:
-            run.lost_lock = True
+        def lost(holder: LockOwner | None) -> None:
+            run.lost_lock = SyncLockLostError(holder)
             if me is not None:
                 me.cancel()
 
@@ -297,15 +299,19 @@ class SyncService:
             run.view.started_at = started_at
             try:
                 await self._recorder.begin(run, started_at, claim)
-                if context.options.nuke:
-                    await self._mirror.empty()
-                    context.warnings.append("the mirror was emptied (nuke) before this sync")
+                # Every commit of this run and of the tasks it starts first checks that the
+                # lock is still ours: a run that hung and was taken over commits nothing more.
+                guarded = COMMIT_GUARD.set(lambda: self._lock.ensure_held(claim.owner))
                 skipped: list[str] = []
                 told = SKIPPED_OBJECTS.set(skipped)
                 try:
+                    if context.options.nuke:
+                        await self._mirror.empty()
+                        context.warnings.append("the mirror was emptied (nuke) before this sync")
                     await self._phases.run(context, run.phases, entering)
                 finally:
                     SKIPPED_OBJECTS.reset(told)
+                    COMMIT_GUARD.reset(guarded)
                     _report_skipped(context.warnings, context.errors, skipped)
                 status = context.outcome()
             except asyncio.CancelledError:
@@ -313,15 +319,26 @@ class SyncService:
                 if run.shutting_down:
                     status = SyncStatus.INTERRUPTED
                     context.warnings.append(SHUT_DOWN)
-                if run.lost_lock:
-                    context.errors.append("the sync lock was taken over by another process")
+                elif run.lost_lock is not None and me is not None and me.uncancel() == 0:
+                    # Cancelled by the heartbeat alone: the run ends failed, with its result.
+                    context.errors.append(str(run.lost_lock))
                     status = SyncStatus.FAILED
-                raise
+                else:
+                    raise
+            except SyncLockLostError as exc:
+                context.errors.append(str(exc))
+                status = SyncStatus.FAILED
             except (UpstreamError, UnknownProductsError) as exc:
                 # Auth errors, failures no single product could absorb (the product list), and
                 # products the account does not have: nothing more can be done.
                 context.errors.append(str(exc))
                 status = SyncStatus.FAILED
+            except StoreError as exc:
+                # Busy, damaged, full: the user's own words for it; the caller maps it to an
+                # exit code or a tool error.
+                context.errors.append(exc.for_agent)
+                status = SyncStatus.FAILED
+                raise
             except Exception as exc:
                 context.errors.append(f"internal error: {type(exc).__name__}: {exc}")
                 status = SyncStatus.FAILED

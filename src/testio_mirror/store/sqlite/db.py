@@ -16,6 +16,10 @@ it is used. A full disk raises ``DiskFullError``; the transaction is rolled back
 committed stays. The files are made private and never reached through a symlink
 (``files.py``).
 
+A task may set ``COMMIT_GUARD`` (a context variable, so only its own writes and those of the
+tasks it starts are guarded): a sync sets it to "do I still hold the sync lock?", and a guard
+that raises rolls the transaction back instead of committing it.
+
 Example::
 
     db = await Database.open(settings.database_path)
@@ -34,6 +38,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Self
 
@@ -46,6 +51,9 @@ from testio_mirror.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS, mi
 from testio_mirror.store.sqlite.writer_marks import WriterMark, abandoned_marks, clear
 
 logger = logging.getLogger("testio_mirror.store")
+
+# Called before each commit of a write transaction by the task that set it; raising refuses it.
+COMMIT_GUARD: ContextVar[Callable[[], None] | None] = ContextVar("commit_guard", default=None)
 
 BUSY_TIMEOUT_SECONDS = 10.0
 READERS = 2
@@ -201,12 +209,16 @@ class Database:
         Raises:
             MirrorBusyError, MirrorDamagedError, DiskFullError, StoreError: what SQLite met,
                 said for the user (``failures.py``).
+            Whatever the task's ``COMMIT_GUARD`` raises (nothing is committed then).
         """
         self._refuse_if_unusable()
         async with self._write_lock:
             try:
                 await self._begin_immediate()
                 yield self._writer
+                guard = COMMIT_GUARD.get()
+                if guard is not None:
+                    guard()
                 await self._writer.commit()
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
