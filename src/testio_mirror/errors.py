@@ -21,6 +21,7 @@
     │                                   to fetch one; set TESTIO_CUSTOMER_API_TOKEN
     ├── SyncLockBusyError               (sync/lock.py) another live process is syncing; wait
     │   └── SyncLockFileHeldError       (sync/lock.py) another process keeps sync.lock itself
+    ├── SyncLockLostError               (sync/lock.py) this run's claim was taken over while it hung
     ├── UnknownProductsError            (sync/models.py) a sync named products the account
     │                                   does not have; nothing was synced
     ├── SandboxError                    (sandbox/server.py) the sandbox cannot start

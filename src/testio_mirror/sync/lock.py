@@ -87,9 +87,8 @@ class SyncLockFileHeldError(SyncLockBusyError):
 
 
 class SyncLockLostError(MirrorError):
-    """This run's claim was taken over while it hung: it must commit nothing more."""
-
-    exit_code = 4
+    """This run's claim was taken over while it hung: it must commit nothing more (the run
+    ends ``failed`` with this message; it never reaches a caller)."""
 
     def __init__(self, holder: LockOwner | None) -> None:
         super().__init__(f"the sync lock was taken over by {describe_holder(holder)}")
