@@ -132,6 +132,19 @@ class Settings(BaseSettings):
         le=3600,
         description="While TestIO is down, queries ask it again at most once in this many seconds.",
     )
+    removal_confirm_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="A product list that lacks more than this share of the products the mirror "
+        "holds (or all of them) is listed a second time before any is marked removed.",
+    )
+    removal_confirm_minimum: int = Field(
+        default=3,
+        ge=1,
+        description="The fewest missing products that the share above applies to (a list that "
+        "lacks every product is always listed twice).",
+    )
     sync_lock_timeout_seconds: float = Field(
         default=30.0,
         ge=0,

@@ -190,3 +190,84 @@ async def test_a_sync_taken_over_while_it_hung_ends_failed_and_commits_nothing_m
     assert after == snapshot[0], "the run committed after its lock was taken over"
     assert [r for r in caplog.records if r.exc_info] == []
     ledger.record("hostile sync", trials=1, faults=1)
+
+
+@pytest.mark.parametrize(
+    ("answers", "removed", "listings", "status"),
+    [
+        # One empty answer, then the real list: nothing is removed and the run says so.
+        pytest.param("empty-once", 0, 2, SyncStatus.PARTIAL, id="empty-once"),
+        # Empty twice: the listings agree, so the account really has no products any more.
+        pytest.param("empty-twice", 4, 2, SyncStatus.SUCCESS, id="empty-twice"),
+        # Three of four missing once (more than half, at least three): nothing is removed.
+        pytest.param("three-missing-once", 0, 2, SyncStatus.PARTIAL, id="three-missing-once"),
+        # One of four missing: too small a share to ask twice; it is removed at once.
+        pytest.param("one-missing", 1, 1, SyncStatus.SUCCESS, id="one-missing"),
+    ],
+)
+async def test_a_product_list_that_would_remove_much_is_listed_twice(
+    answers: str,
+    removed: int,
+    listings: int,
+    status: SyncStatus,
+    tmp_path: Path,
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = DatasetSpec(seed=13, products=4, section_products=0, tests_per_product=3)
+    with ReshapingSandbox(SandboxConfig(dataset=spec)) as sandbox:
+        world = sandbox.reshaped
+        every = world.products()
+        lies = {
+            "empty-once": [[]],
+            "empty-twice": [[], []],
+            "three-missing-once": [every[:1]],
+            "one-missing": [every[1:]],
+        }[answers]
+        settings = make_settings(sandbox, tmp_path / "home")
+        client = CustomerApiClient(settings)
+        mirror = await Mirror.open(settings, client)
+        try:
+            service = SyncService(settings, client, mirror)
+            assert (await service.execute_sync(phases=["products"])).status is SyncStatus.SUCCESS
+            real_products = world.products
+            monkeypatch.setattr(world, "products", lambda: lies.pop(0) if lies else real_products())
+            before = len(sandbox.requests.records())
+            result = await service.execute_sync(phases=["products"])
+            asked = [r for r in sandbox.requests.records()[before:] if r.path == "products"]
+            live = await mirror.products.stored_products()
+        finally:
+            await mirror.close()
+            await client.aclose()
+    ledger.record("hostile sync", trials=1, faults=1)
+    assert result.status is status, result
+    assert len(asked) == listings
+    assert len(live) == 4 - removed
+    said = " ".join([*result.warnings, *result.errors])
+    if listings == 2:
+        assert "a second listing" in said, said
+    if status is SyncStatus.PARTIAL:
+        assert any("nothing was removed" in e for e in result.errors), result.errors
+
+
+async def test_a_read_through_product_list_that_would_remove_all_is_listed_twice(
+    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = DatasetSpec(seed=13, products=3, section_products=0, tests_per_product=2)
+    with ReshapingSandbox(SandboxConfig(dataset=spec)) as sandbox:
+        world = sandbox.reshaped
+        settings = make_settings(sandbox, tmp_path / "home", product_ttl_seconds=0)
+        client = CustomerApiClient(settings)
+        mirror = await Mirror.open(settings, client)
+        try:
+            await SyncService(settings, client, mirror).execute_sync(phases=["products"])
+            lies: list[list[object]] = [[]]
+            real_products = world.products
+            monkeypatch.setattr(world, "products", lambda: lies.pop(0) if lies else real_products())
+            answer = await mirror.products.list_products()  # stale at once: read through
+        finally:
+            await mirror.close()
+            await client.aclose()
+    ledger.record("hostile sync", trials=1, faults=1)
+    assert not lies, "the read-through did not ask TestIO"
+    assert len(answer.value) == 3, answer

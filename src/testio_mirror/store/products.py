@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,9 @@ from testio_mirror.store.sqlite.upsert import (
     upsert,
 )
 from testio_mirror.upstream.models import Product, Section
+from testio_mirror.upstream.product_list import confirmed_product_list
+
+logger = logging.getLogger("testio_mirror.store")
 
 PRODUCT_COLUMNS = (
     "id",
@@ -212,10 +216,14 @@ class ProductRepository(ReadThroughRepository):
 
     async def _refresh_all(self) -> None:
         assert self._client is not None
-        products = await self._client.products()
+        held = {p.id for p in await self.stored_products()}
+        listed = await confirmed_product_list(self._client, held, self._policy.removal)
+        for note in (listed.warning, listed.error):
+            if note is not None:
+                logger.warning("read-through %s", note)
         fetched_at = self._policy.stamp()
         async with self._db.transaction() as conn:
-            await write_products(conn, products, fetched_at, complete=True)
+            await write_products(conn, listed.products, fetched_at, complete=listed.complete)
 
     async def _refresh_one(self, product_id: int) -> None:
         assert self._client is not None

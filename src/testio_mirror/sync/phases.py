@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -37,6 +38,9 @@ from testio_mirror.upstream.errors import (
     wrong_base_url,
 )
 from testio_mirror.upstream.models import SKIPPED_OBJECTS, Product, RejectReason
+from testio_mirror.upstream.product_list import ProductList, confirmed_product_list
+
+logger = logging.getLogger("testio_mirror.sync")
 
 
 class PhaseRunner:
@@ -98,8 +102,9 @@ class PhaseRunner:
     async def _products_phase(self, run: RunContext, stats: PhaseStats) -> list[Product]:
         run.tracker.expect(1)
         skipped_before = _skipped_count()
+        held = {p.id for p in await self._mirror.products.stored_products()}
         try:
-            products = await self._fetch_products()
+            listed = await self._fetch_products(held)
         except (AuthError, BaseUrlError):
             raise  # nothing else could succeed
         except UpstreamError as exc:
@@ -110,23 +115,29 @@ class PhaseRunner:
             run.errors.append(f"products: {exc}")
             await run.tracker.step("products: failed, using the mirror's copy")
             return self._in_scope(run, stored)
+        if listed.warning is not None:
+            run.warnings.append(listed.warning)
+        if listed.error is not None:
+            run.errors.append(listed.error)
+        products = listed.products
         async with self._mirror.db.transaction() as conn:
             # A product skipped for an out-of-range number is not gone: tombstone nothing then.
-            whole = _skipped_count() == skipped_before
+            whole = listed.complete and _skipped_count() == skipped_before
             add_written(stats, await write_products(conn, products, self._stamp(), complete=whole))
         run.succeeded_units += 1
         await run.tracker.step(f"products: {len(products)}")
         return self._in_scope(run, products)
 
-    async def _fetch_products(self) -> list[Product]:
-        """The account's product list.
+    async def _fetch_products(self, held: set[int]) -> ProductList:
+        """The account's product list, listed twice when it lacks much of ``held`` (the live
+        products the mirror holds).
 
         Raises:
             BaseUrlError: no API answers at the base URL (404, or no connection).
             UpstreamError: any other failure.
         """
         try:
-            return await self._client.products()
+            return await confirmed_product_list(self._client, held, self._mirror.policy.removal)
         except UpstreamError as exc:
             doomed = wrong_base_url(exc, str(self._settings.customer_api_base_url))
             if doomed is not None:
@@ -150,9 +161,13 @@ class PhaseRunner:
         products = await self._mirror.products.stored_products()
         wanted = set(product_ids or ())
         if not products or not wanted <= {p.id for p in products}:
-            products = await self._fetch_products()
+            listed = await self._fetch_products({p.id for p in products})
+            for note in (listed.warning, listed.error):
+                if note is not None:
+                    logger.warning("%s", note)
+            products = listed.products
             async with self._mirror.db.transaction() as conn:
-                await write_products(conn, products, self._stamp(), complete=True)
+                await write_products(conn, products, self._stamp(), complete=listed.complete)
         return _named(products, product_ids)
 
     async def _features_phase(

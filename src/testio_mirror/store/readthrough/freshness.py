@@ -15,21 +15,30 @@ from testio_mirror.settings import Settings
 from testio_mirror.store.records import Freshness
 from testio_mirror.store.sqlite.timefmt import to_db, utc_now
 from testio_mirror.upstream.models import FINAL_TEST_STATUSES
+from testio_mirror.upstream.product_list import RemovalRule
 
 Clock = Callable[[], datetime]
+DEFAULT_REMOVAL_RULE = RemovalRule()
 
 
 @dataclass(frozen=True)
 class FreshnessPolicy:
-    """TTLs by mutability, and the clock they are measured with."""
+    """TTLs by mutability, the clock they are measured with, and how large a removal from a
+    refreshed product list needs a second listing."""
 
     open_test_ttl: float
     product_ttl: float
     clock: Clock = utc_now
+    removal: RemovalRule = DEFAULT_REMOVAL_RULE
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = utc_now) -> FreshnessPolicy:
-        return cls(settings.open_test_ttl_seconds, settings.product_ttl_seconds, clock)
+        return cls(
+            settings.open_test_ttl_seconds,
+            settings.product_ttl_seconds,
+            clock,
+            RemovalRule.from_settings(settings),
+        )
 
     def stamp(self) -> str:
         """Now, as the mirror stores times."""
