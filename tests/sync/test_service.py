@@ -12,7 +12,13 @@ import pytest
 
 from testio_mirror.app import open_app
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs
-from testio_mirror.sync.models import PHASE_ORDER, SyncPhase, SyncStatus, SyncTrigger
+from testio_mirror.sync.models import (
+    PHASE_ORDER,
+    SyncPhase,
+    SyncResult,
+    SyncStatus,
+    SyncTrigger,
+)
 from testio_mirror.sync.service import normalize_phases
 from tests.conftest import SandboxFactory
 from tests.helpers.mirror_equality import mirror_differences
@@ -43,6 +49,31 @@ async def test_two_concurrent_syncs_in_one_process_share_one_run(
     assert first == second
     assert len(sandbox.requests.records("products")) == 1
     assert [r.run_id for r in runs] == [first.run_id]
+
+
+async def test_a_listener_of_a_runs_end_that_asks_for_a_sync_gets_a_new_run(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    """Told that a run ended, a listener may start the next one (the server's refresh does):
+    it must get a new run, not join the one that is only telling its listeners."""
+    sandbox = make_sandbox(MEDIUM)
+    settings = make_settings(sandbox, tmp_path / "home")
+    following: list[str] = []
+    async with open_app(settings) as app:
+
+        async def sync_again(result: SyncResult) -> None:
+            if not following:
+                following.append(result.run_id)
+                again = await asyncio.wait_for(
+                    app.sync.execute_sync(phases=["products"], wait_for_lock=False), 30
+                )
+                following.append(again.run_id)
+
+        app.sync.finish_listeners.append(sync_again)
+        first = await run_sync(app)
+    assert following[0] == first.run_id
+    assert len(following) == 2, following
+    assert following[1] != first.run_id
 
 
 async def test_start_sync_starts_once_and_then_joins(

@@ -98,6 +98,7 @@ class ActiveRun:
     listeners: list[OnProgress] = field(default_factory=list)
     lost_lock: SyncLockLostError | None = None  # set when another process took the lock over
     shutting_down: bool = False  # cancelled because the process ends: recorded interrupted
+    ended: bool = False  # recorded and its lock released; only its listeners are still told
 
     @classmethod
     def create(

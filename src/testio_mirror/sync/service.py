@@ -94,6 +94,8 @@ class SyncService:
         """The run in flight in this process, if any."""
         if self._inflight is None or self._inflight.done() or self._active is None:
             return None
+        if self._active.ended:
+            return None  # only telling its listeners: a new request starts a new run
         return self._active.view
 
     async def recover(self) -> int:
@@ -260,7 +262,7 @@ class SyncService:
         run_id: str | None = None,
     ) -> tuple[asyncio.Task[SyncResult], bool]:
         """The task of the run in flight (joined: True), or of a new run started now."""
-        if self._inflight is not None and not self._inflight.done():
+        if self.current is not None and self._inflight is not None:
             if on_progress is not None and self._active is not None:
                 self._active.listeners.append(on_progress)
             return self._inflight, True
@@ -292,69 +294,82 @@ class SyncService:
             await self._recorder.phase(run.run_id, phase)
 
         timeout = self._settings.sync_lock_timeout_seconds if wait_for_lock else 0.0
-        async with self._lock.hold(run.run_id, wait_seconds=timeout, on_lost=lost) as claim:
-            # The run starts once it holds the lock: waiting for another is not part of it.
-            started_at = self._clock()
-            started = time.perf_counter()
-            run.view.started_at = started_at
-            try:
-                await self._recorder.begin(run, started_at, claim)
-                # Every commit of this run and of the tasks it starts first checks that the
-                # lock is still ours: a run that hung and was taken over commits nothing more.
-                guarded = COMMIT_GUARD.set(lambda: self._lock.ensure_held(claim.owner))
-                skipped: list[str] = []
-                told = SKIPPED_OBJECTS.set(skipped)
+        result: SyncResult | None = None
+        try:
+            async with self._lock.hold(run.run_id, wait_seconds=timeout, on_lost=lost) as claim:
+                # The run starts once it holds the lock: waiting for another is not part of it.
+                started_at = self._clock()
+                started = time.perf_counter()
+                run.view.started_at = started_at
                 try:
-                    if context.options.nuke:
-                        await self._mirror.empty()
-                        context.warnings.append("the mirror was emptied (nuke) before this sync")
-                    await self._phases.run(context, run.phases, entering)
-                finally:
-                    SKIPPED_OBJECTS.reset(told)
-                    COMMIT_GUARD.reset(guarded)
-                    _report_skipped(context.warnings, context.errors, skipped)
-                status = context.outcome()
-            except asyncio.CancelledError:
-                status = SyncStatus.CANCELLED
-                if run.shutting_down:
-                    status = SyncStatus.INTERRUPTED
-                    context.warnings.append(SHUT_DOWN)
-                elif run.lost_lock is not None and me is not None and me.uncancel() == 0:
-                    # Cancelled by the heartbeat alone: the run ends failed, with its result.
-                    context.errors.append(str(run.lost_lock))
+                    await self._recorder.begin(run, started_at, claim)
+                    # Every commit of this run and of the tasks it starts first checks that the
+                    # lock is still ours: a run that hung and was taken over commits nothing more.
+                    guarded = COMMIT_GUARD.set(lambda: self._lock.ensure_held(claim.owner))
+                    skipped: list[str] = []
+                    told = SKIPPED_OBJECTS.set(skipped)
+                    try:
+                        if context.options.nuke:
+                            await self._mirror.empty()
+                            context.warnings.append(
+                                "the mirror was emptied (nuke) before this sync"
+                            )
+                        await self._phases.run(context, run.phases, entering)
+                    finally:
+                        SKIPPED_OBJECTS.reset(told)
+                        COMMIT_GUARD.reset(guarded)
+                        _report_skipped(context.warnings, context.errors, skipped)
+                    status = context.outcome()
+                except asyncio.CancelledError:
+                    status = SyncStatus.CANCELLED
+                    if run.shutting_down:
+                        status = SyncStatus.INTERRUPTED
+                        context.warnings.append(SHUT_DOWN)
+                    elif run.lost_lock is not None and me is not None and me.uncancel() == 0:
+                        # Cancelled by the heartbeat alone: the run ends failed, with its result.
+                        context.errors.append(str(run.lost_lock))
+                        status = SyncStatus.FAILED
+                    else:
+                        raise
+                except SyncLockLostError as exc:
+                    context.errors.append(str(exc))
                     status = SyncStatus.FAILED
-                else:
+                except (UpstreamError, UnknownProductsError) as exc:
+                    # Auth errors, failures no single product could absorb (the product list), and
+                    # products the account does not have: nothing more can be done.
+                    context.errors.append(str(exc))
+                    status = SyncStatus.FAILED
+                except StoreError as exc:
+                    # Busy, damaged, full: the user's own words for it; the caller maps it to an
+                    # exit code or a tool error.
+                    context.errors.append(exc.for_agent)
+                    status = SyncStatus.FAILED
                     raise
-            except SyncLockLostError as exc:
-                context.errors.append(str(exc))
-                status = SyncStatus.FAILED
-            except (UpstreamError, UnknownProductsError) as exc:
-                # Auth errors, failures no single product could absorb (the product list), and
-                # products the account does not have: nothing more can be done.
-                context.errors.append(str(exc))
-                status = SyncStatus.FAILED
-            except StoreError as exc:
-                # Busy, damaged, full: the user's own words for it; the caller maps it to an
-                # exit code or a tool error.
-                context.errors.append(exc.for_agent)
-                status = SyncStatus.FAILED
-                raise
-            except Exception as exc:
-                context.errors.append(f"internal error: {type(exc).__name__}: {exc}")
-                status = SyncStatus.FAILED
-                raise
-            finally:
-                result = run_result(run, status, started_at, time.perf_counter() - started)
-                await asyncio.shield(self._finish(run, result))
+                except Exception as exc:
+                    context.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+                    status = SyncStatus.FAILED
+                    raise
+                finally:
+                    result = run_result(run, status, started_at, time.perf_counter() - started)
+                    await asyncio.shield(self._finish(run, result))
+        finally:
+            if result is not None:
+                # Announced once the lock is released and the run can no longer be joined: a
+                # listener that starts the next sync gets a new run, not this one.
+                run.ended = True
+                await asyncio.shield(self._announce(result))
         return result
 
     async def _finish(self, run: ActiveRun, result: SyncResult) -> None:
         await self._recorder.finish(run, result)
         level = logging.INFO if result.status is SyncStatus.SUCCESS else logging.WARNING
         logger.log(level, result.summary())
+        if result.status is not SyncStatus.INTERRUPTED:
+            self.last_result = result  # the process ending has no last result to keep
+
+    async def _announce(self, result: SyncResult) -> None:
         if result.status is SyncStatus.INTERRUPTED:
-            return  # the process is ending: neither the last result nor news to announce
-        self.last_result = result
+            return  # the process is ending: no news to announce
         for listener in list(self.finish_listeners):
             try:
                 await listener(result)
