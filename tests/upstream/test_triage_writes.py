@@ -17,7 +17,7 @@ from testio_mirror.upstream.triage_writes import (
     TriageRefused,
     TriageUnknown,
 )
-from tests.helpers.fake_upstream import BUG, make_client
+from tests.helpers.fake_upstream import BUG, Sleeps, make_client
 
 
 @pytest.mark.parametrize(
@@ -90,3 +90,18 @@ async def test_a_refusal_never_quotes_the_answer(api: respx.MockRouter) -> None:
     assert isinstance(outcome, TriageRefused)
     assert "xyzzy" not in outcome.reason
     assert "reject reason is unknown" in outcome.reason
+
+
+async def test_a_pause_a_read_met_holds_the_write(api: respx.MockRouter) -> None:
+    throttled = httpx.Response(429, headers={"Retry-After": "4"})
+    api.get("products").mock(side_effect=[throttled, httpx.Response(200, json={"products": []})])
+    write = api.put("bugs/7/accept").respond(200, json=BUG)
+    sleeps = Sleeps()  # never really waits, so the pause is still on when the write comes
+    async with make_client(sleeps) as client:
+        await client.products()
+        assert len(sleeps.delays) == 1
+        outcome = await client.send_triage(7, "accept")
+    assert isinstance(outcome, TriageApplied)
+    assert len(sleeps.delays) == 2
+    assert 0 < sleeps.delays[1] <= 4.0
+    assert write.call_count == 1
