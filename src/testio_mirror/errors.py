@@ -31,6 +31,7 @@
     └── UpstreamError                   (upstream/errors.py) a call to TestIO failed:
         ├── AuthError                   the token is missing, wrong or lacks rights
         ├── NotFoundError               the id does not exist in the account
+        │   └── BugNotFoundError        GET bugs/{id} answered 404: the bug is gone
         ├── RequestRejectedError        the API refused the request as asked
         ├── RateLimitedError            still rate limited after every retry
         ├── UpstreamUnavailableError    TestIO down or unreachable after every retry

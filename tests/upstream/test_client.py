@@ -1,8 +1,8 @@
-"""CustomerApiClient's endpoints against a faked network: triage, features, health, prefetch."""
+"""CustomerApiClient's endpoints against a faked network: features, health, prefetch (triage
+writes: test_triage_writes.py)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
@@ -12,34 +12,8 @@ import respx
 from testio_mirror.upstream import client as client_module
 from testio_mirror.upstream.errors import AuthError, RequestRejectedError
 from testio_mirror.upstream.models import Product
-from tests.helpers.fake_upstream import BUG, make_client
+from tests.helpers.fake_upstream import make_client
 from tests.helpers.polling import settle
-
-
-@pytest.mark.parametrize(
-    ("method", "action"),
-    [
-        ("accept_bug", "accept"),
-        ("mark_bug_as_known", "mark_as_known"),
-        ("mark_bug_as_fixed", "mark_as_fixed"),
-        ("mark_bug_as_exported", "mark_as_exported"),
-    ],
-)
-async def test_triage_puts_to_the_action(api: respx.MockRouter, method: str, action: str) -> None:
-    route = api.put(f"bugs/7/{action}").respond(200, json=BUG)
-    async with make_client() as client:
-        bug = await getattr(client, method)(7)
-    assert (bug.id, bug.status, route.call_count) == (7, "accepted", 1)
-    assert route.calls.last.request.method == "PUT"
-
-
-async def test_reject_sends_reason_and_comment(api: respx.MockRouter) -> None:
-    route = api.put("bugs/7/reject").respond(200, json=BUG)
-    async with make_client() as client:
-        assert (await client.reject_bug(7, "duplicate", "see #6")).id == 7
-        await client.reject_bug(7, "duplicate")
-    sent = [json.loads(call.request.content) for call in route.calls]
-    assert sent == [{"reason": "duplicate", "comment": "see #6"}, {"reason": "duplicate"}]
 
 
 async def test_features_of_a_product_without_sections(api: respx.MockRouter) -> None:

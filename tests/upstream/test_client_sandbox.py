@@ -1,5 +1,5 @@
 """CustomerApiClient against the sandbox over real HTTP: paging, retries, bug batches, errors,
-triage, health and the bound on requests in flight."""
+health and the bound on requests in flight."""
 
 from __future__ import annotations
 
@@ -330,41 +330,6 @@ async def test_bugs_for_product_returns_every_bug_of_it(sandbox: SandboxServer) 
     got = [b.id for b in bugs]
     assert len(got) == len(set(got)) == len(expected) > 0
     assert set(got) == expected
-
-
-# -- triage --------------------------------------------------------------------------------
-
-
-async def test_triage_changes_the_bugs_in_the_sandbox(sandbox: SandboxServer) -> None:
-    world = sandbox.world
-    bugs = world.snapshot()["bugs"]
-    fresh = [i for i, b in bugs.items() if b["status"] == "forwarded" and not b["known"]]
-    accept, reject, known, fixed, exported = fresh[:5]
-    assert all(not bugs[i]["comments"] and bugs[i]["exported_at"] is None for i in fresh[:5])
-    async with connect(sandbox) as client:
-        accepted = await client.accept_bug(accept)
-        rejected = await client.reject_bug(reject, "duplicate", comment="Same as the login crash.")
-        marked_known = await client.mark_bug_as_known(known)
-        marked_fixed = await client.mark_bug_as_fixed(fixed)
-        marked_exported = await client.mark_bug_as_exported(exported)
-        reasons = await client.reject_reasons()
-    assert accepted.status == world.bug(accept)["status"] == "accepted"
-    assert rejected.status == world.bug(reject)["status"] == "rejected"
-    comments = world.bug(reject)["comments"]
-    assert len(comments) == 1
-    assert comments[0]["body"].endswith("Same as the login crash.")
-    reason = rejected.reject_reason(reasons)
-    assert reason is not None
-    assert reason.key == "duplicate"
-    assert marked_known.known is True
-    assert world.bug(known)["known"] is True
-    assert world.bug(fixed).get("fixed_at") is not None
-    assert marked_fixed.raw.get("fixed_at") == world.bug(fixed)["fixed_at"]
-    assert world.bug(exported)["exported_at"] is not None
-    assert marked_exported.exported_at is not None
-    puts = [r for r in sandbox.requests.records() if r.method == "PUT"]
-    assert len(puts) == 5
-    assert all(r.status == 200 for r in puts)
 
 
 # -- health --------------------------------------------------------------------------------

@@ -120,31 +120,6 @@ async def test_500_then_200_succeeds_with_one_retry(api: respx.MockRouter) -> No
 
 
 @pytest.mark.parametrize(
-    ("action", "failure", "calls"),
-    [
-        ("reject", httpx.Response(500), 1),
-        ("reject", httpx.ReadTimeout("slow"), 1),
-        ("reject", httpx.Response(429, headers={"Retry-After": "0"}), 2),
-        ("reject", httpx.ConnectError("refused"), 2),
-        ("accept", httpx.Response(500), 2),
-        ("accept", httpx.ReadTimeout("slow"), 2),
-    ],
-)
-async def test_triage_retries_only_what_cannot_apply_twice(
-    api: respx.MockRouter, action: str, failure: Any, calls: int
-) -> None:
-    route = api.put(f"bugs/7/{action}").mock(side_effect=[failure, httpx.Response(200, json=BUG)])
-    async with make_client() as client:
-        call = client.reject_bug(7, "duplicate") if action == "reject" else client.accept_bug(7)
-        if calls == 1:
-            with pytest.raises(UpstreamUnavailableError, match="check the bug"):
-                await call
-        else:
-            assert (await call).id == 7
-    assert route.call_count == calls
-
-
-@pytest.mark.parametrize(
     ("retry_after", "expected"),
     [("3", 3.0), (None, DEFAULT_RETRY_AFTER_SECONDS), ("3600", 7.5)],
 )

@@ -14,6 +14,7 @@ process steer a running sandbox:
 ``GET|PUT config``         read / change the runtime knobs (``SandboxKnobs`` fields)
 ``POST evolve?steps=N``    move the account forward N steps
 ``GET snapshot``           everything the account holds now
+``POST bugs/{id}/triage``  triage a bug as another TestIO user would (not an API write)
 =========================  =========================================================
 """
 
@@ -39,11 +40,18 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from testio_mirror.sandbox.errors import NotFoundError, UnprocessableError
-from testio_mirror.sandbox.faults import FaultPlan, FaultRule, RequestLog, RequestRecord
-from testio_mirror.sandbox.triage import TRIAGE_ACTIONS
+from testio_mirror.sandbox.faults import (
+    APPLYING_KINDS,
+    FaultPlan,
+    FaultRule,
+    RequestLog,
+    RequestRecord,
+)
+from testio_mirror.sandbox.triage import TRIAGE_ACTIONS, wire_action
 from testio_mirror.sandbox.wire_faults import (
     echo_body,
     hang,
+    send_after_applying,
     send_fault,
     send_half,
     send_raw,
@@ -211,6 +219,10 @@ class SandboxApp:
                 await send_half(lambda sink: self._respond(scope, receive, sink), recording_send)
             elif fault.kind == "trickle":
                 await send_trickled(
+                    lambda sink: self._respond(scope, receive, sink), recording_send, fault, receive
+                )
+            elif fault.kind in APPLYING_KINDS:
+                await send_after_applying(
                     lambda sink: self._respond(scope, receive, sink), recording_send, fault, receive
                 )
             elif fault.kind == "echo_secret":
@@ -385,6 +397,11 @@ class SandboxApp:
             Route(f"{a}/config", self._admin(self._config), methods=["GET", "PUT"]),
             Route(f"{a}/evolve", self._admin(self._evolve), methods=["POST"]),
             Route(f"{a}/snapshot", self._admin(self._snapshot)),
+            Route(
+                f"{a}/bugs/{{bid:int}}/triage",
+                self._admin(self._as_person),
+                methods=["POST"],
+            ),
         ]
 
     def _admin(self, handler: Handler) -> Handler:
@@ -395,6 +412,8 @@ class SandboxApp:
                 return await handler(request)
             except (ValueError, TypeError) as exc:
                 return _error(422, str(exc))
+            except NotFoundError as exc:
+                return _error(404, str(exc))
 
         return endpoint
 
@@ -426,6 +445,17 @@ class SandboxApp:
 
     async def _snapshot(self, request: Request) -> Response:
         return JSONResponse({"snapshot": self.world.snapshot()})
+
+    async def _as_person(self, request: Request) -> Response:
+        # Another TestIO user's decision: the account changes, the request log does not.
+        body = await _read_body(request)
+        bug = self.world.triage(
+            request.path_params["bid"],
+            wire_action(str(body.get("action", ""))),
+            reason=_optional_str(body.get("reason")),
+            comment=_optional_str(body.get("comment")),
+        )
+        return JSONResponse({"bug": bug})
 
 
 async def _read_body(request: Request) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Example::
     plan.add(FaultRule(kind="error", path="bugs", status=524, times=1))
     plan.add(FaultRule(kind="trickle", path="bugs", trickle_bytes=36, trickle_interval=0.35))
     plan.add(FaultRule(kind="echo_secret", status=422, echo_form="base64"))
+    plan.add(FaultRule(kind="apply_then_error", method="PUT", path="bugs/*/accept", status=503))
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 FaultKind = Literal[
-    "rate_limit", "error", "hang", "malformed", "truncated", "disconnect", "trickle", "echo_secret"
+    "rate_limit",
+    "error",
+    "hang",
+    "malformed",
+    "truncated",
+    "disconnect",
+    "trickle",
+    "echo_secret",
+    "apply_then_hang",
+    "apply_then_error",
+    "apply_then_disconnect",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "rate_limit",  # 429, with Retry-After when retry_after is set
@@ -34,6 +45,14 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "disconnect",  # the status line and headers, then the connection closes: no body
     "trickle",  # the normal answer, trickle_bytes every trickle_interval seconds (slow-loris)
     "echo_secret",  # an error whose body echoes a secret in the form echo_form (a leaky server)
+    # The request is answered (a write is applied), then the answer is lost: held hang_seconds
+    # (longer than a client's deadline), replaced by an error of status, or cut off.
+    "apply_then_hang",
+    "apply_then_error",
+    "apply_then_disconnect",
+)
+APPLYING_KINDS: frozenset[FaultKind] = frozenset(
+    {"apply_then_hang", "apply_then_error", "apply_then_disconnect"}
 )
 
 # How an ``echo_secret`` fault alters the secret it echoes, as leaky servers and proxies do.
@@ -167,6 +186,11 @@ class RequestLog:
     def append(self, record: RequestRecord) -> None:
         with self._lock:
             self._records.append(record)
+
+    def writes(self, bug_id: int | None = None) -> list[RequestRecord]:
+        """The ``PUT`` requests (the triage writes), or those to one bug."""
+        pattern = "bugs/*/*" if bug_id is None else f"bugs/{bug_id}/*"
+        return [r for r in self.records(pattern) if r.method == "PUT"]
 
     def records(self, path: str | None = None) -> list[RequestRecord]:
         """All records, or those whose path matches the ``fnmatch`` pattern ``path``."""

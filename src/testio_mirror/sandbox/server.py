@@ -23,8 +23,9 @@ import uvicorn
 
 from testio_mirror.errors import MirrorError
 from testio_mirror.sandbox.app import ADMIN_PREFIX, API_PREFIX, SandboxApp, SandboxKnobs
-from testio_mirror.sandbox.dataset import DatasetSpec
+from testio_mirror.sandbox.dataset import JSON, DatasetSpec
 from testio_mirror.sandbox.faults import FaultPlan, RequestLog
+from testio_mirror.sandbox.triage import wire_action
 from testio_mirror.sandbox.wire_faults import quiet_deliberate_disconnects
 from testio_mirror.sandbox.world import SandboxWorld
 
@@ -121,6 +122,19 @@ class SandboxServer:
     @property
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Token {self.token}"}
+
+    def triage_as_person(
+        self, bug_id: int, action: str, reason: str | None = None, comment: str | None = None
+    ) -> JSON:
+        """Triage a bug as another TestIO user would (a conflict for the mirror): the account
+        changes, no API request is logged. ``action`` as the API (``mark_as_known``) or the
+        mirror's tools (``mark_known``) name it; answers the bug as it is now.
+
+        Raises:
+            NotFoundError: unknown bug.
+            UnprocessableError: unknown action, or a reject without a known reason key.
+        """
+        return self.world.triage(bug_id, wire_action(action), reason=reason, comment=comment)
 
     def bind(self) -> None:
         """Take the port now, so its address is known before serving starts.

@@ -1,7 +1,7 @@
 """How the sandbox delivers an injected fault on the wire, below Starlette, as raw ASGI messages:
 a hang that notices the client hanging up, an answer cut half-way, a connection dropped after the
 status line, a status with the body a proxy would send, an answer trickled a few bytes at a time
-(slow-loris), an error that echoes a secret back."""
+(slow-loris), an error that echoes a secret back, an answer lost after the request was applied."""
 
 from __future__ import annotations
 
@@ -41,13 +41,7 @@ async def send_fault(fault: FaultRule, send: Send) -> None:
             headers.append((b"retry-after", fault.retry_after.encode("latin-1")))
         await send_raw(send, 429, headers, b'{"error": "rate limit exceeded"}')
     elif fault.kind == "error":
-        if fault.status == 524:
-            # What a proxy in front of the API answers: HTML, not JSON.
-            body = b"<html><body><h1>524: A timeout occurred</h1></body></html>"
-            await send_raw(send, 524, [(b"content-type", b"text/html")], body)
-        else:
-            body = json.dumps({"error": f"injected {fault.status}"}).encode()
-            await send_raw(send, fault.status, [(b"content-type", b"application/json")], body)
+        await _send_error(fault.status, send)
     elif fault.kind == "malformed":
         body = b'{"error": "this is not valid JSON'
         await send_raw(send, 200, [(b"content-type", b"application/json")], body)
@@ -60,6 +54,38 @@ async def send_fault(fault: FaultRule, send: Send) -> None:
             }
         )
         raise DeliberateDisconnectError
+
+
+async def _send_error(status: int, send: Send) -> None:
+    if status == 524:
+        # What a proxy in front of the API answers: HTML, not JSON.
+        body = b"<html><body><h1>524: A timeout occurred</h1></body></html>"
+        await send_raw(send, 524, [(b"content-type", b"text/html")], body)
+    else:
+        body = json.dumps({"error": f"injected {status}"}).encode()
+        await send_raw(send, status, [(b"content-type", b"application/json")], body)
+
+
+async def send_after_applying(
+    respond: Callable[[Send], Awaitable[None]], send: Send, fault: FaultRule, receive: Receive
+) -> None:
+    """Let ``respond`` answer (a write is applied), then lose its answer as ``fault`` says:
+    hold it ``hang_seconds`` (sent after, if the client still waits), answer ``status``
+    instead, or send the status line and cut the connection."""
+    messages: list[Message] = []
+
+    async def buffer(message: Message) -> None:
+        messages.append(message)
+
+    await respond(buffer)
+    if fault.kind == "apply_then_error":
+        await _send_error(fault.status, send)
+    elif fault.kind == "apply_then_disconnect":
+        await send(messages[0])
+        raise DeliberateDisconnectError
+    elif await hang(fault.hang_seconds, receive) is not None:
+        for message in messages:
+            await send(message)
 
 
 def echo_body(fault: FaultRule, presented: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

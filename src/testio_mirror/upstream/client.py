@@ -4,9 +4,8 @@ One client per App: it owns the ``httpx.AsyncClient`` (pooled connections, timeo
 settings), the ``Sender`` that sends every call (the process-wide bound on requests in flight,
 retries, the pause after a 429: ``sending.py``) and the metrics.
 
-- Triage PUTs that only set a state (accept, known, fixed, exported) retry like reads; a reject,
-  which adds a comment, is retried only when the request surely never reached TestIO (a refused
-  connection or a 429).
+- Triage PUTs (``send_triage``) are sent once, never retried, and answer a classified
+  ``TriageOutcome`` (``triage_writes.py``): the API has no idempotency key.
 - Bugs of many tests are asked for in batches by ``bug_batches.py``, above this client.
 
 Errors are those of ``errors.py``. The token is sent, never logged: logs show the method, path,
@@ -24,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -31,13 +31,19 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 
 from testio_mirror.settings import Settings
+from testio_mirror.triage import TriageAction
 from testio_mirror.upstream.bodies import json_of, member
-from testio_mirror.upstream.errors import RequestRejectedError
+from testio_mirror.upstream.errors import (
+    AuthError,
+    BugNotFoundError,
+    NotFoundError,
+    RequestRejectedError,
+)
 from testio_mirror.upstream.health import HealthReport, report_for_status
 from testio_mirror.upstream.metrics import RequestMetrics
 from testio_mirror.upstream.models import (
@@ -55,15 +61,23 @@ from testio_mirror.upstream.retry import RetryPolicy, TimeoutBudget
 from testio_mirror.upstream.sending import (
     AnswerTooLateError,
     ApiCall,
-    Retry,
     Sender,
     describe,
     http_client_for,
+    logger,
+)
+from testio_mirror.upstream.triage_writes import (
+    TriageApplied,
+    TriageOutcome,
+    TriageUnknown,
+    classify,
+    missing_reason,
+    no_token,
+    triage_call,
 )
 
 HEALTH_TIMEOUT_SECONDS = 5.0
 
-TriageAction = Literal["accept", "reject", "mark_as_known", "mark_as_fixed", "mark_as_exported"]
 M = TypeVar("M", bound=WireModel)
 
 # How long a prefetched product list stays good for the ``products()`` call that takes it.
@@ -263,41 +277,55 @@ class CustomerApiClient:
         return await self._get_list("bugs", "bugs", Bug, params={"filter_product_ids": product_id})
 
     async def bug(self, bug_id: int) -> Bug:
-        return await self._get_one(f"bugs/{bug_id}", "bug", Bug)
+        """One bug as TestIO holds it now (how a write whose answer was lost is reconciled).
+
+        Raises:
+            BugNotFoundError: 404, the bug is gone or not visible to this token.
+        """
+        try:
+            return await self._get_one(f"bugs/{bug_id}", "bug", Bug)
+        except NotFoundError:
+            raise BugNotFoundError(bug_id) from None
 
     async def reject_reasons(self) -> list[RejectReason]:
         return await self._get_list("bugs/reject_reasons", "reject_reasons", RejectReason)
 
     # -- triage ------------------------------------------------------------------------------
 
-    async def accept_bug(self, bug_id: int) -> Bug:
-        return await self._triage(bug_id, "accept")
-
-    async def reject_bug(self, bug_id: int, reason: str, comment: str | None = None) -> Bug:
-        body: dict[str, Any] = {"reason": reason}
-        if comment:
-            body["comment"] = comment
-        return await self._triage(bug_id, "reject", body, retry="unsent-only")
-
-    async def mark_bug_as_known(self, bug_id: int) -> Bug:
-        return await self._triage(bug_id, "mark_as_known")
-
-    async def mark_bug_as_fixed(self, bug_id: int) -> Bug:
-        return await self._triage(bug_id, "mark_as_fixed")
-
-    async def mark_bug_as_exported(self, bug_id: int) -> Bug:
-        return await self._triage(bug_id, "mark_as_exported")
-
-    async def _triage(
+    async def send_triage(
         self,
         bug_id: int,
         action: TriageAction,
-        body: dict[str, Any] | None = None,
-        retry: Retry = "always",
-    ) -> Bug:
-        path = f"bugs/{bug_id}/{action}"
-        answer = await self._request_json(ApiCall("PUT", path, json_body=body, retry=retry))
-        return Bug.from_wire(member(answer, "bug", dict, "PUT", path))
+        *,
+        reason: str | None = None,
+        comment: str | None = None,
+    ) -> TriageOutcome:
+        """Send one triage PUT, once (never retried: ``triage_writes.py``), and classify what
+        came of it: applied, not applied, refused or unknown (maybe applied: read the bug before
+        sending again). Raises nothing for an upstream failure: that is the outcome."""
+        call = triage_call(bug_id, action, reason=reason, comment=comment)
+        if action == "reject" and not reason:
+            outcome: TriageOutcome = missing_reason(call)
+        else:
+            started = time.perf_counter()
+            try:
+                attempt = await self._sender.send_single(call)
+            except AuthError:
+                outcome = no_token(call)
+            else:
+                self._tally().writes += 1
+                outcome = classify(call, attempt)
+                if isinstance(outcome, TriageUnknown):
+                    self._tally().writes_unanswered += 1
+                logger.log(
+                    logging.INFO if isinstance(outcome, TriageApplied) else logging.WARNING,
+                    "%s -> %s in %.1f ms: %s",
+                    call.where,
+                    outcome.kind,
+                    (time.perf_counter() - started) * 1000,
+                    outcome.reason,
+                )
+        return outcome
 
     # -- health ------------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@
     ├── AuthError                   401/403: the token is missing, wrong or lacks rights;
     │                               set TESTIO_CUSTOMER_API_TOKEN to a valid customer API token
     ├── NotFoundError               404: the id does not exist (or is not visible to this token)
+    │   └── BugNotFoundError        ``GET bugs/{id}`` answered 404: the bug was deleted or this
+    │                               token cannot see it
     ├── RequestRejectedError        other 4xx (400, 409, 422 ...): the API refused the request
     │                               as asked; the message gives the status's reason
     ├── RateLimitedError            429 still answered after every retry; wait and try again,
@@ -54,6 +56,20 @@ class AuthError(UpstreamError):
 
 class NotFoundError(UpstreamError):
     """The requested object does not exist in the account (404)."""
+
+
+class BugNotFoundError(NotFoundError):
+    """``GET bugs/{id}`` answered 404: the bug is gone from TestIO, or this token cannot see it."""
+
+    def __init__(self, bug_id: int) -> None:
+        super().__init__(
+            f"GET bugs/{bug_id}: bug {bug_id} is not in TestIO (HTTP 404): it was deleted, or "
+            "this token cannot see it",
+            method="GET",
+            path=f"bugs/{bug_id}",
+            status=404,
+        )
+        self.bug_id = bug_id
 
 
 class RequestRejectedError(UpstreamError):

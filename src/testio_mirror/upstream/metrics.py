@@ -27,6 +27,8 @@ class RequestMetrics:
     rate_limited: int = 0  # 429 answers
     failures: int = 0  # attempts that ended in a 5xx, a timeout or a broken connection
     bytes_received: int = 0
+    writes: int = 0  # triage PUTs sent (each once: writes are never retried)
+    writes_unanswered: int = 0  # of those, how many ended without a usable answer ("unknown")
     rate_limit_wait_seconds: float = 0.0  # summed over requests that waited
     statuses: Counter[int] = field(default_factory=Counter)
 

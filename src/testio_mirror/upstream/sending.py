@@ -9,10 +9,12 @@
   trickling its answer cannot hold it longer), its metrics and log line, its answer mapped to a
   response or to the errors of ``errors.py``.
 
-A call that may not be repeated (``retry="unsent-only"``) is retried only when it surely never
-reached TestIO; a call made with ``raise_on_524`` raises ``TooBigError`` on a 524 instead of
-retrying, so that its caller can ask for less; calls that share a ``TimeoutBudget`` stop with
-``EndpointDownError`` once they met its number of timeouts.
+A write (``send_single``) is one attempt and never repeated: it waits out the 429 pause inside the
+bound on requests in flight like any call, a 429 it meets pauses the others, and it tells whether
+any byte of the request may have gone out (httpx's ``trace`` extension), which is how the caller
+knows a failed write surely was not applied. A call made with ``raise_on_524`` raises
+``TooBigError`` on a 524 instead of retrying, so that its caller can ask for less; calls that
+share a ``TimeoutBudget`` stop with ``EndpointDownError`` once they met its number of timeouts.
 
 Error messages are ours: the request, the status and a reason in our words. No text of an
 answer (body or header) is ever copied into a message or a log line, so nothing a server echoes
@@ -33,7 +35,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -55,8 +57,6 @@ logger = logging.getLogger("testio_mirror.upstream")
 
 USER_AGENT = f"testio-mirror/{__version__} (+httpx/{httpx.__version__})"
 _SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-
-Retry = Literal["always", "unsent-only"]
 
 
 def redacted(headers: Mapping[str, str]) -> dict[str, str]:
@@ -128,7 +128,6 @@ class ApiCall:
     path: str
     params: Mapping[str, Any] | None = None
     json_body: Any = None
-    retry: Retry = "always"
     raise_on_524: bool = False  # a 524 raises TooBigError, never retried
     timeout: float | None = None  # None: the client's timeout
     timeouts: TimeoutBudget | None = None  # shared by calls to one endpoint (see the module)
@@ -161,6 +160,38 @@ class _AttemptFailedError(Exception):
         self.status = status  # the HTTP status, None when no answer came
         self.slow = slow  # a 524 or a timeout
         self.maybe_sent = maybe_sent  # TestIO may have received (and applied) the request
+
+
+@dataclass(frozen=True)
+class SingleAttempt:
+    """What one attempt of ``Sender.send_single`` came to: an answer (any status), or a failure
+    in our words; ``sent`` is False only when no byte of the request can have gone out;
+    ``retry_after`` is the pause a 429 set."""
+
+    response: httpx.Response | None
+    failure: str | None
+    sent: bool
+    retry_after: float | None = None
+
+
+class _SendWatch:
+    """httpx's ``trace`` extension for one request: notes whether sending its headers began."""
+
+    def __init__(self) -> None:
+        self.traced = False  # the transport reports its steps (httpcore does; a mock does not)
+        self.sending = False
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        self.traced = True
+        if ".send_request_headers." in event:
+            self.sending = True
+
+    def maybe_sent(self, exc: httpx.TransportError | AnswerTooLateError) -> bool:
+        """Whether any byte of the request may have reached the server before ``exc``."""
+        if self.traced:
+            return self.sending
+        # A transport that does not report: only failures before any connection prove it.
+        return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 class RateLimitPause:
@@ -231,6 +262,37 @@ class Sender:
         async with self._in_flight:
             return await self._exchange(call)
 
+    async def send_single(self, call: ApiCall) -> SingleAttempt:
+        """One attempt, never repeated (a write): the token check, a place among the requests in
+        flight, the 429 pause waited out, one exchange under the deadline, counted. A 429 answer
+        pauses every request of this client, as a read's does. Returns the answer whatever its
+        status, or the failure and whether any byte of the request may have gone out.
+
+        Raises:
+            AuthError: no token (nothing was sent).
+        """
+        if self._token is None:
+            raise AuthError(
+                "no TestIO API token: set TESTIO_CUSTOMER_API_TOKEN",
+                method=call.method,
+                path=call.path,
+            )
+        watch = _SendWatch()
+        failed: SingleAttempt | None = None
+        async with self._in_flight:
+            await self._wait_out_pause()
+            try:
+                response = await self._exchange(call, trace=watch)
+            except (httpx.TransportError, AnswerTooLateError) as exc:
+                failed = SingleAttempt(None, describe(exc), sent=watch.maybe_sent(exc))
+        if failed is not None:
+            # Returned outside the handler: no chain back to httpx's exception and its text.
+            return failed
+        if response.status_code == 429:
+            delay = self._pause_for(call, response.headers.get("retry-after"))
+            return SingleAttempt(response, None, sent=True, retry_after=delay)
+        return SingleAttempt(response, None, sent=True)
+
     # -- retries -----------------------------------------------------------------------------
 
     async def _send_retrying(self, call: ApiCall) -> httpx.Response:
@@ -259,18 +321,22 @@ class Sender:
                 retry_after=delay,
             )
         self._tally().retries += 1
-        # Every request of this client waits, not only this one: hammering on is what got us here.
+        self._pause_for(call, throttled.retry_after)
+
+    def _pause_for(self, call: ApiCall, retry_after: str | None) -> float:
+        """Pause every request of this client after a 429 (hammering on is what got us here);
+        the delay set."""
+        delay = self._policy.rate_limit_delay(retry_after)
         self._pause.extend(delay)
         # The header's value is not shown: it is the server's text, and could hold anything.
-        asked = (
-            "unreadable or absent" if parse_retry_after(throttled.retry_after) is None else "read"
-        )
+        asked = "unreadable or absent" if parse_retry_after(retry_after) is None else "read"
         logger.warning(
             "%s: rate limited (429, Retry-After %s); pausing requests for %.2f s",
             call.where,
             asked,
             delay,
         )
+        return delay
 
     async def _back_off(self, call: ApiCall, failed: _AttemptFailedError, attempt: int) -> None:
         if failed.status == 524 and call.raise_on_524:
@@ -279,14 +345,6 @@ class Sender:
             call.timeouts.spend()
             if call.timeouts.exhausted:
                 raise self._endpoint_down(call)
-        if failed.maybe_sent and call.retry == "unsent-only":
-            raise UpstreamUnavailableError(
-                f"{call.where}: {failed.problem}; not retried because it may have been applied: "
-                "check the bug before trying again",
-                method=call.method,
-                path=call.path,
-                status=failed.status,
-            )
         if attempt >= self._policy.max_attempts:
             raise UpstreamUnavailableError(
                 f"{call.where}: {failed.problem} after {attempt} attempts; TestIO is unavailable "
@@ -313,16 +371,19 @@ class Sender:
 
     async def _send_paced(self, call: ApiCall) -> httpx.Response:
         async with self._in_flight:
-            # Checked once the place is taken: a request queued before a 429 waits it out too.
-            # A pause extended meanwhile (another 429) is waited for again.
-            waited_for = None
-            while (wait := self._pause.remaining()) > 0 and self._pause.resume_at != waited_for:
-                waited_for = self._pause.resume_at
-                self._tally().rate_limit_wait_seconds += wait
-                await self._sleep(wait)
+            await self._wait_out_pause()
             if call.timeouts is not None and call.timeouts.exhausted:
                 raise self._endpoint_down(call)  # another call used the budget up meanwhile
             return await self._send_once(call)
+
+    async def _wait_out_pause(self) -> None:
+        # Checked once the place is taken: a request queued before a 429 waits it out too.
+        # A pause extended meanwhile (another 429) is waited for again.
+        waited_for = None
+        while (wait := self._pause.remaining()) > 0 and self._pause.resume_at != waited_for:
+            waited_for = self._pause.resume_at
+            self._tally().rate_limit_wait_seconds += wait
+            await self._sleep(wait)
 
     @staticmethod
     def _endpoint_down(call: ApiCall) -> EndpointDownError:
@@ -357,7 +418,7 @@ class Sender:
         )
         return self._checked(call, response)
 
-    async def _exchange(self, call: ApiCall) -> httpx.Response:
+    async def _exchange(self, call: ApiCall, trace: _SendWatch | None = None) -> httpx.Response:
         """One request under one deadline, counted in the metrics (a transport failure or a
         missed deadline as a failure).
 
@@ -372,7 +433,12 @@ class Sender:
             # sending a few bytes just often enough cannot hold the attempt.
             async with asyncio.timeout(deadline) as limit:
                 response = await self._http.request(
-                    call.method, call.path, params=call.params, json=call.json_body, timeout=timeout
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.json_body,
+                    timeout=timeout,
+                    extensions={"trace": trace} if trace is not None else None,
                 )
         except (httpx.TransportError, TimeoutError) as exc:
             metrics = self._tally()
