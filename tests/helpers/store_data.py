@@ -118,7 +118,7 @@ async def write_bugs_before_outbox(
 
 
 async def write_old_world(db: Database, world: SandboxWorld, stamp: str = STAMP_1) -> None:
-    """``write_world`` into a mirror before migration 7 (its bugs by ``write_bugs_before_outbox``)."""
+    """``write_world`` into a mirror before migration 7 (bugs by ``write_bugs_before_outbox``)."""
     products = products_of(world)
     async with db.transaction() as conn:
         await write_reject_reasons(conn, reasons_of(world), stamp)
