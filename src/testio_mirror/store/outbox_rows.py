@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import aiosqlite
+import orjson
 
 from testio_mirror.store.outbox_records import (
     Change,
@@ -39,8 +40,10 @@ KEEP_TRIAGE_SEEN = {
 def triage_text(state: TriageState) -> str:
     """The stored form (``bugs.triage``): ``[status, known, fixed, exported]``, the flags as 0
     or 1, exactly as migration 7's ``json_array`` writes it for rows it backfills."""
+    # orjson: every bug a sync writes goes through here; its text is json_array's (no spaces,
+    # UTF-8 as is).
     flags = [int(state.known), int(state.fixed), int(state.exported)]
-    return json.dumps([state.status, *flags], separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps([state.status, *flags]).decode("utf-8")
 
 
 def triage_of_text(text: str) -> TriageState:
