@@ -17,6 +17,12 @@
     ├── RemovedError                    the thing asked for was removed from the account
     │                                   (tombstoned); list what the mirror holds, or sync
     ├── CursorError                     a cursor this mirror did not hand out
+    ├── OutboxError                     (store/outbox_records.py) a triage change cannot be
+    │   │                               stored or moved as asked; nothing was changed
+    │   ├── UnknownBugsError            bugs not in the mirror (or removed); sync or read them
+    │   ├── ChangeNotFoundError         no change has that id; list_changes shows them
+    │   └── ChangeStateError            the change's state does not allow it (cancelling an
+    │                                   applied one), or a live change decides the same thing
     ├── OfflineError                    the mirror has no copy and no TestIO token is configured
     │                                   to fetch one; set TESTIO_CUSTOMER_API_TOKEN
     ├── SyncLockBusyError               (sync/lock.py) another live process is syncing; wait

@@ -86,6 +86,51 @@ async def write_world(db: Database, world: SandboxWorld, stamp: str = STAMP_1) -
             await write_bugs(conn, bugs_of(world, ids), stamp, complete_for_tests=ids)
 
 
+async def write_bugs_before_outbox(
+    conn: aiosqlite.Connection, bugs: Sequence[Bug], stamp: str, test_ids: Sequence[int]
+) -> None:
+    """Bugs as a mirror before migration 7 held them (no triage columns, no outbox): the columns
+    every version has, for tests of older versions upgraded; the tests' bug lists marked
+    fetched."""
+    for bug in bugs:
+        raw = json.dumps(bug.raw, sort_keys=True, separators=(",", ":"))
+        await conn.execute(
+            "INSERT INTO bugs (id, test_id, product_id, title, status, known, actual_result, "
+            "expected_result, raw, content_hash, fetched_at, changed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                bug.id,
+                bug.test_id,
+                bug.product_id,
+                bug.title,
+                bug.status,
+                None if bug.known is None else int(bug.known),
+                bug.actual_result,
+                bug.expected_result,
+                raw,
+                hashlib.sha256(raw.encode()).hexdigest()[:32],
+                stamp,
+                stamp,
+            ),
+        )
+    for test_id in test_ids:
+        await conn.execute("UPDATE tests SET bugs_fetched_at = ? WHERE id = ?", (stamp, test_id))
+
+
+async def write_old_world(db: Database, world: SandboxWorld, stamp: str = STAMP_1) -> None:
+    """``write_world`` into a mirror before migration 7 (bugs by ``write_bugs_before_outbox``)."""
+    products = products_of(world)
+    async with db.transaction() as conn:
+        await write_reject_reasons(conn, reasons_of(world), stamp)
+        await write_products(conn, products, stamp, complete=True)
+        for product in products:
+            await write_features(conn, product.id, features_of(world, product.id), stamp)
+            tests = listing_of(world, product.id)
+            await write_tests(conn, tests, stamp, product_id=product.id)
+            ids = [t.id for t in tests]
+            await write_bugs_before_outbox(conn, bugs_of(world, ids), stamp, ids)
+
+
 async def table_digest(conn: aiosqlite.Connection, table: str) -> tuple[int, str]:
     """(row count, sha256 over every row ordered by id of every column but ``fetched_at``)."""
     info = await conn.execute_fetchall(f"PRAGMA table_info({table})")

@@ -16,8 +16,9 @@ from testio_mirror.sandbox import SandboxWorld
 from testio_mirror.settings import load_settings
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.sqlite.db import Database
+from tests.helpers.outbox_data import OutboxMirror, TickingClock
 from tests.helpers.seeded_mirror import JSON, PRODUCT_TTL, SPEC, FakeClock, Seeded, Statement, seed
-from tests.helpers.store_data import open_database, small_world
+from tests.helpers.store_data import open_database, small_world, write_world
 
 
 @pytest.fixture
@@ -67,3 +68,17 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[Statement]:
 
     monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", recording)
     return seen
+
+
+@pytest.fixture
+async def outbox_mirror(tmp_path: Path) -> AsyncIterator[OutboxMirror]:
+    """An offline mirror holding the small account, its clock moved on by every stamp."""
+    world = small_world()
+    mirror = await Mirror.open(
+        load_settings(mirror_home=tmp_path / "home"), None, clock=TickingClock()
+    )
+    try:
+        await write_world(mirror.db, world, mirror.policy.stamp())
+        yield OutboxMirror(mirror, world.snapshot())
+    finally:
+        await mirror.close()

@@ -14,6 +14,8 @@ import orjson
 from testio_mirror.errors import OfflineError
 from testio_mirror.store.bug_stats import GROUPS, count_groups, stats_page
 from testio_mirror.store.exploratory_tests import write_tests
+from testio_mirror.store.outbox_rows import KEEP_TRIAGE_SEEN, triage_text
+from testio_mirror.store.outbox_sync import note_sync_conflicts
 from testio_mirror.store.readthrough.repository import ReadThroughRepository, live
 from testio_mirror.store.readthrough.rule import Local, fetch_in_time, read_through, stale_reason
 from testio_mirror.store.records import (
@@ -39,6 +41,7 @@ from testio_mirror.store.sqlite.upsert import (
     tombstone_missing,
     upsert,
 )
+from testio_mirror.triage import TriageState
 from testio_mirror.upstream.bug_batches import bug_batches
 from testio_mirror.upstream.errors import UpstreamError
 from testio_mirror.upstream.models import FINAL_TEST_STATUSES, Bug, RejectReason
@@ -62,6 +65,8 @@ BUG_COLUMNS = (
     "reject_reason",
     "raw",
     "content_hash",
+    "triage",
+    "triage_seen_at",
 )
 MAX_LIMIT = 200
 _FINAL = tuple(sorted(FINAL_TEST_STATUSES))
@@ -77,7 +82,13 @@ def _bool(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _row(bug: Bug, test_products: dict[int, int], reasons: list[RejectReason]) -> tuple[Any, ...]:
+def _row(
+    bug: Bug,
+    test_products: dict[int, int],
+    reasons: list[RejectReason],
+    triage: TriageState,
+    fetched_at: str,
+) -> tuple[Any, ...]:
     product_id = bug.product_id or None
     if product_id is None and bug.test_id is not None:
         product_id = test_products.get(bug.test_id)
@@ -104,6 +115,8 @@ def _row(bug: Bug, test_products: dict[int, int], reasons: list[RejectReason]) -
         raw,
         # The derived reason is part of the content: reasons learned later must fill it in.
         hash_canonical(raw, canonical_json(product_id), canonical_json(reason_key)),
+        triage_text(triage),
+        fetched_at,
     )
 
 
@@ -130,11 +143,15 @@ async def write_bugs(
     fetched_at: str,
     complete_for_tests: Sequence[int] | None = None,
     reasons: list[RejectReason] | None = None,
+    *,
+    from_upstream_read: bool = True,
 ) -> WriteStats:
     """Store bugs. ``complete_for_tests``: these are *all* the bugs of those tests, so their
     bugs missing here are tombstoned and the tests' bug lists are marked fetched. ``reasons``:
     the stored reject reasons, when the caller has them already (one load per sync, not per
-    batch)."""
+    batch). A bug whose triage state changes gets ``triage_seen_at = fetched_at``; when it was
+    read from TestIO (``from_upstream_read``; False for the answer to our own write) its live
+    outbox changes are checked for a conflict (``outbox_sync.note_sync_conflicts``)."""
     # A bug that does not name its product takes its test's: look up only those tests.
     test_ids = sorted({b.test_id for b in bugs if b.test_id is not None and not b.product_id})
     test_products: dict[int, int] = {}
@@ -146,9 +163,11 @@ async def write_bugs(
         test_products.update({row[0]: row[1] for row in found})
     if reasons is None:
         reasons = await load_reject_reasons(conn)
-    stats, _ = await upsert(
-        conn, "bugs", BUG_COLUMNS, [_row(b, test_products, reasons) for b in bugs], fetched_at
-    )
+    triage = {b.id: TriageState.of_bug(b.raw) for b in bugs}
+    if from_upstream_read:
+        await note_sync_conflicts(conn, triage, fetched_at)
+    rows = [_row(b, test_products, reasons, triage[b.id], fetched_at) for b in bugs]
+    stats, _ = await upsert(conn, "bugs", BUG_COLUMNS, rows, fetched_at, updates=KEEP_TRIAGE_SEEN)
     if complete_for_tests:
         stats.deleted = await tombstone_missing(
             conn,

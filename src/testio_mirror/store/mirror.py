@@ -14,6 +14,8 @@ from testio_mirror.store.account import Account, bind_account, check_account
 from testio_mirror.store.bugs import BugRepository
 from testio_mirror.store.exploratory_tests import ExploratoryTestRepository
 from testio_mirror.store.features import FeatureRepository
+from testio_mirror.store.outbox import Outbox
+from testio_mirror.store.outbox_sync import cancel_live_changes
 from testio_mirror.store.products import ProductRepository
 from testio_mirror.store.readthrough.freshness import Clock, FreshnessPolicy
 from testio_mirror.store.readthrough.repository import ClientSource
@@ -46,6 +48,7 @@ class Mirror:
         self.bugs = BugRepository(db, client, policy, gate)
         self.search = SearchRepository(db)
         self.sync_state = SyncStateRepository(db)
+        self.outbox = Outbox(db, policy.stamp)
 
     @classmethod
     async def open(
@@ -93,10 +96,14 @@ class Mirror:
         return cls(db, client, policy, gate, account)
 
     async def empty(self) -> None:
-        """Delete every mirrored entity (the sync history stays), bind the mirror to the
-        account it was opened for, and give the freed space back to the file system: the first
-        step of a nuke, run while holding the sync lock."""
+        """Delete every mirrored entity (the sync history and the outbox's audit stay), cancel
+        every live triage change (never sent to the account the mirror is refilled from), bind
+        the mirror to the account it was opened for, and give the freed space back to the file
+        system: the first step of a nuke, run while holding the sync lock."""
         async with self.db.transaction() as conn:
+            await cancel_live_changes(
+                conn, self.policy.stamp(), "nuke", "the mirror was emptied (sync --nuke)"
+            )
             await empty_mirror(conn)
             if self.account is not None:
                 await bind_account(conn, self.account, self.policy.stamp())

@@ -29,6 +29,7 @@ from tests.helpers.store_data import (
     close_stray_connections,
     column_by_id,
     schema_of,
+    write_bugs_before_outbox,
 )
 
 TABLES = {
@@ -44,6 +45,8 @@ TABLES = {
     "sync_events",
     "listing_state",
     "search_index",
+    "changes",
+    "change_events",
 }
 ROUNDS = 60
 PRODUCT = {"id": 7, "name": "Legacy Shop", "sections": [], "sections_with_default": []}
@@ -106,7 +109,7 @@ async def write_sample(database: Database) -> None:
     async with database.transaction() as conn:
         await write_products(conn, [Product.from_wire(PRODUCT)], STAMP_1, complete=True)
         await write_tests(conn, [ExploratoryTest.from_wire(TEST)], STAMP_1, product_id=7)
-        await write_bugs(conn, [Bug.from_wire(BUG)], STAMP_1, complete_for_tests=[70])
+        await write_bugs_before_outbox(conn, [Bug.from_wire(BUG)], STAMP_1, [70])
 
 
 @pytest.mark.parametrize("version", range(LATEST_VERSION))

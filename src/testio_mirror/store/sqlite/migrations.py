@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 import aiosqlite
 
+from testio_mirror.store.sqlite.outbox_migration import OUTBOX
+
 _ENTITY_COLUMNS = """
     raw TEXT NOT NULL,
     content_hash TEXT NOT NULL,
@@ -331,6 +333,7 @@ MIGRATIONS: tuple[str, ...] = (
     STATS_INDEX,
     NEWEST_FIRST_INDEXES,
     ACCOUNT_AND_PRODUCT_REMOVAL,
+    OUTBOX,  # 7: the outbox of triage changes (outbox_migration.py)
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -130,11 +130,15 @@ async def upsert(
     columns: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     fetched_at: str,
+    *,
+    updates: Mapping[str, str] | None = None,
 ) -> tuple[WriteStats, list[int]]:
     """Write ``rows`` (tuples in ``columns`` order; ``id`` first, ``content_hash`` included,
     ``fetched_at`` and ``changed_at`` added here) and return the stats and the ids written.
+    ``updates``: the SQL a changed row's column takes instead of ``excluded.<column>`` (a
+    column that keeps its value unless another changes).
 
-    ``table`` and ``columns`` are the store's own constants, never user input.
+    ``table``, ``columns`` and ``updates`` are the store's own constants, never user input.
     """
     stats = WriteStats(fetched=len(rows))
     if not rows:
@@ -161,13 +165,16 @@ async def upsert(
         writes.append((*row, fetched_at, fetched_at))
     if writes:
         names = [*columns, "fetched_at", "changed_at"]
-        updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+        special = updates or {}
+        assignments = ", ".join(
+            f"{name} = {special.get(name, f'excluded.{name}')}" for name in names[1:]
+        )
         await insert_rows(
             conn,
             table,
             names,
             writes,
-            conflict=f"ON CONFLICT (id) DO UPDATE SET {updates}, deleted_at = NULL",
+            conflict=f"ON CONFLICT (id) DO UPDATE SET {assignments}, deleted_at = NULL",
         )
     for part in chunks(touched):
         marks = ",".join("?" * len(part))
