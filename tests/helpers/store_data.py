@@ -72,8 +72,11 @@ def reasons_of(world: SandboxWorld) -> list[RejectReason]:
     return [RejectReason.from_wire(r) for r in world.reject_reasons()]
 
 
-async def write_world(db: Database, world: SandboxWorld, stamp: str = STAMP_1) -> None:
-    """Write the whole account: products, features, reject reasons, tests and their bugs."""
+async def write_world(
+    db: Database, world: SandboxWorld, stamp: str = STAMP_1, *, before_outbox: bool = False
+) -> None:
+    """Write the whole account: products, features, reject reasons, tests and their bugs.
+    ``before_outbox``: into a mirror before migration 7 (bugs by ``write_bugs_before_outbox``)."""
     products = products_of(world)
     async with db.transaction() as conn:
         await write_reject_reasons(conn, reasons_of(world), stamp)
@@ -83,7 +86,10 @@ async def write_world(db: Database, world: SandboxWorld, stamp: str = STAMP_1) -
             tests = listing_of(world, product.id)
             await write_tests(conn, tests, stamp, product_id=product.id)
             ids = [t.id for t in tests]
-            await write_bugs(conn, bugs_of(world, ids), stamp, complete_for_tests=ids)
+            if before_outbox:
+                await write_bugs_before_outbox(conn, bugs_of(world, ids), stamp, ids)
+            else:
+                await write_bugs(conn, bugs_of(world, ids), stamp, complete_for_tests=ids)
 
 
 async def write_bugs_before_outbox(
@@ -115,20 +121,6 @@ async def write_bugs_before_outbox(
         )
     for test_id in test_ids:
         await conn.execute("UPDATE tests SET bugs_fetched_at = ? WHERE id = ?", (stamp, test_id))
-
-
-async def write_old_world(db: Database, world: SandboxWorld, stamp: str = STAMP_1) -> None:
-    """``write_world`` into a mirror before migration 7 (bugs by ``write_bugs_before_outbox``)."""
-    products = products_of(world)
-    async with db.transaction() as conn:
-        await write_reject_reasons(conn, reasons_of(world), stamp)
-        await write_products(conn, products, stamp, complete=True)
-        for product in products:
-            await write_features(conn, product.id, features_of(world, product.id), stamp)
-            tests = listing_of(world, product.id)
-            await write_tests(conn, tests, stamp, product_id=product.id)
-            ids = [t.id for t in tests]
-            await write_bugs_before_outbox(conn, bugs_of(world, ids), stamp, ids)
 
 
 async def table_digest(conn: aiosqlite.Connection, table: str) -> tuple[int, str]:

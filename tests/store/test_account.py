@@ -16,7 +16,7 @@ from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.sync_state import SyncEvent, add_event
-from tests.helpers.store_data import small_world, write_old_world, write_world
+from tests.helpers.store_data import small_world, write_world
 
 TOKEN = "tok-ACCOUNT-A-0123456789"
 OTHER_TOKEN = "tok-ACCOUNT-B-9876543210"
@@ -104,7 +104,7 @@ async def test_a_mirror_from_before_the_binding_adopts_the_current_account(
 ) -> None:
     # Version 5, the last before mirror_account; its bugs as that version held them.
     db = await Database.open(tmp_path / "mirror.db", target_version=5)
-    await write_old_world(db, small_world())
+    await write_world(db, small_world(), before_outbox=True)
     await db.close()
     await reopen(settings_for(tmp_path, token=None))  # offline: binds the base URL only
     await reopen(settings_for(tmp_path))  # the first token seen is adopted

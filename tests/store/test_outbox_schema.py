@@ -18,7 +18,7 @@ from testio_mirror.triage import TriageState
 from testio_mirror.upstream.models import Bug
 from tests.helpers.outbox_data import OutboxMirror
 from tests.helpers.seeded_mirror import Statement
-from tests.helpers.store_data import STAMP_1, small_world, write_old_world
+from tests.helpers.store_data import STAMP_1, small_world, write_world
 
 
 async def seen_at(box: OutboxMirror, bug_id: int) -> str:
@@ -52,7 +52,7 @@ async def test_migration_7_backfills_a_mirror_of_version_6(tmp_path: Path) -> No
     world = small_world()
     old = await Database.open(path, target_version=6)
     try:
-        await write_old_world(old, world, STAMP_1)
+        await write_world(old, world, STAMP_1, before_outbox=True)
         async with old.transaction() as conn:
             await conn.execute("UPDATE bugs SET changed_at = '2026-01-01T00:00:00.000000Z'")
     finally:

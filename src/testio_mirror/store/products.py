@@ -216,7 +216,7 @@ class ProductRepository(ReadThroughRepository):
 
     async def _refresh_all(self) -> None:
         assert self._client is not None
-        held = {p.id for p in await self.stored_products()}
+        held = set(await self.known_ids())
         listed = await confirmed_product_list(self._client, held, self._policy.removal)
         for note in (listed.warning, listed.error):
             if note is not None:

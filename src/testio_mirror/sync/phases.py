@@ -102,7 +102,7 @@ class PhaseRunner:
     async def _products_phase(self, run: RunContext, stats: PhaseStats) -> list[Product]:
         run.tracker.expect(1)
         skipped_before = _skipped_count()
-        held = {p.id for p in await self._mirror.products.stored_products()}
+        held = set(await self._mirror.products.known_ids())
         try:
             listed = await self._fetch_products(held)
         except (AuthError, BaseUrlError):
