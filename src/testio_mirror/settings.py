@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from testio_mirror.errors import SettingsError
 from testio_mirror.limits import DEFAULT_MAX_ANSWER_BYTES
+from testio_mirror.triage import ConflictStrategy
 
 ENV_PREFIX = "TESTIO_"
 DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
@@ -30,6 +31,7 @@ _SECRET_FIELDS = frozenset({"customer_api_token", "mirror_http_token"})
 OTHER_TESTIO_VARIABLES = frozenset({"TESTIO_RELIABILITY"})  # the reliability tests' size
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+MirrorWrites = Literal["off", "confirm", "on"]
 
 
 class Settings(BaseSettings):
@@ -144,6 +146,16 @@ class Settings(BaseSettings):
         ge=1,
         description="The fewest missing products that the share above applies to (a list that "
         "lacks every product is always listed twice).",
+    )
+    conflict_strategy: ConflictStrategy = Field(
+        default="manual",
+        description="What a triage change does when TestIO's bug changed since the caller saw "
+        "it: manual (park it for a person), server_wins, local_wins or latest (docs/triage.md).",
+    )
+    mirror_writes: MirrorWrites = Field(
+        default="confirm",
+        description="Triage writes to TestIO: off (no write tool is listed), confirm (a person "
+        "confirms each change set) or on.",
     )
     sync_lock_timeout_seconds: float = Field(
         default=30.0,

@@ -9,7 +9,7 @@ from pathlib import Path
 from testio_mirror.app import open_app
 from testio_mirror.sandbox import SandboxServer
 from testio_mirror.store.outbox_records import ChangeRequest
-from testio_mirror.sync.models import SyncOptions
+from testio_mirror.sync.models import SyncDirection, SyncOptions
 from testio_mirror.triage import TriageState
 from tests.helpers.settings import make_settings
 from tests.helpers.sync_runs import run_sync
@@ -42,7 +42,7 @@ async def test_a_sync_records_conflicts_with_pending_changes(
         reason = sandbox.world.reject_reasons()[0]["key"]
         for bug_id in (manual_bug, latest_bug):
             sandbox.world.triage(bug_id, "reject", reason=reason, comment="another user")  # type: ignore[arg-type]
-        await run_sync(app, options=SyncOptions(force_refresh=True))
+        await run_sync(app, options=SyncOptions(force_refresh=True, direction=SyncDirection.DOWN))
 
         parked = await outbox.get(manual.id)
         assert parked.state == "conflict"

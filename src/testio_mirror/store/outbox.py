@@ -161,6 +161,20 @@ class Outbox:
             await mark_applied(conn, change, at, by, http_status=http_status, via=via)
             return await load_change(conn, change_id)
 
+    async def record_read(self, bug_raw: Mapping[str, Any]) -> None:
+        """A bug the push read from TestIO before sending: written through the sync's bug path,
+        so a triage state that differs from a live change's base is a conflict recorded exactly
+        as a sync records it (``manual`` parks the change, other strategies note the server
+        side and leave it ``pending`` for the push to settle).
+
+        Raises:
+            BadResponseError: ``bug_raw`` is not a usable bug.
+            StoreError: the mirror could not be written.
+        """
+        bug = Bug.from_wire(dict(bug_raw))
+        async with self._db.transaction() as conn:
+            await write_bugs(conn, [bug], self._stamp(), from_upstream_read=True)
+
     async def record_not_applied(
         self,
         change_id: int,

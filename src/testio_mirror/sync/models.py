@@ -49,6 +49,28 @@ DEFAULT_PHASES: tuple[SyncPhase, ...] = (
 )
 
 
+class SyncDirection(StrEnum):
+    """Which way a run moves data: ``down`` pulls TestIO into the mirror, ``up`` pushes the
+    outbox's pending triage changes to TestIO, ``both`` pushes first, then pulls (so the pull
+    already sees what the push changed)."""
+
+    DOWN = "down"
+    UP = "up"
+    BOTH = "both"
+
+    @property
+    def pushes(self) -> bool:
+        return self is not SyncDirection.DOWN
+
+    @property
+    def pulls(self) -> bool:
+        return self is not SyncDirection.UP
+
+    def covers(self, asked: SyncDirection) -> bool:
+        """Does a run going this way do what a run going ``asked`` would?"""
+        return self is SyncDirection.BOTH or self is asked
+
+
 class SyncTrigger(StrEnum):
     """Who started a run."""
 
@@ -104,6 +126,10 @@ class SyncOptions(CompactSchema):
     nuke: bool = Field(
         default=False, description="empty the mirror first, then sync everything in scope"
     )
+    direction: SyncDirection = Field(
+        default=SyncDirection.BOTH,
+        description="down: pull only; up: push pending triage changes only; both: push, then pull",
+    )
 
 
 class PhaseStats(CompactSchema):
@@ -116,6 +142,27 @@ class PhaseStats(CompactSchema):
     deleted: int = 0
     api_requests: int = 0
     retries: int = 0
+
+
+class PushSummary(CompactSchema):
+    """What one push of the outbox did (``sync/push.py``)."""
+
+    considered: int = Field(default=0, description="changes it looked at (pending or sending)")
+    sent: int = Field(default=0, description="triage writes sent to TestIO")
+    applied: int = Field(default=0, description="changes now applied (answered or reconciled)")
+    conflicts: int = Field(default=0, description="changes parked for a person (manual)")
+    settled_for_server: int = Field(
+        default=0, description="changes dropped by their strategy: TestIO's decision kept"
+    )
+    failed: int = Field(default=0, description="changes TestIO refused: they will not succeed")
+    pending: int = Field(default=0, description="changes left pending: sent by the next push")
+    unresolved: int = Field(
+        default=0, description="changes whose answer was lost and the bug could not be read yet"
+    )
+    stopped: str | None = Field(
+        default=None, description="why the push stopped before the end (TestIO unreachable ...)"
+    )
+    change_ids: list[int] = Field(default_factory=list, description="the changes it handled")
 
 
 class SyncResult(CompactSchema):
@@ -134,6 +181,9 @@ class SyncResult(CompactSchema):
     started_at: datetime
     finished_at: datetime
     duration_seconds: float
+    push: PushSummary | None = Field(
+        default=None, description="what the push of pending triage changes did (up, both)"
+    )
 
     @property
     def items_synced(self) -> int:

@@ -29,6 +29,7 @@ from testio_mirror.store.sync_state import (
 from testio_mirror.sync.lock import Claim, SyncLockLostError
 from testio_mirror.sync.models import (
     PhaseStats,
+    PushSummary,
     SyncOptions,
     SyncPhase,
     SyncResult,
@@ -79,6 +80,7 @@ class RunContext:
     # Units of work that succeeded (a product list, a product's features or tests, a bug
     # batch): a run with errors and none of these is failed, not partial.
     succeeded_units: int = 0
+    push: PushSummary | None = None  # what the push before the pull did (directions up, both)
 
     def outcome(self) -> SyncStatus:
         """How a run that went through its phases ended."""
@@ -162,6 +164,7 @@ def run_result(
         started_at=started_at,
         finished_at=started_at + timedelta(seconds=duration),
         duration_seconds=round(duration, 3),
+        push=context.push,
     )
 
 

@@ -41,7 +41,16 @@ from testio_mirror.sync.models import (
 )
 from testio_mirror.sync.phases import PhaseRunner
 from testio_mirror.sync.progress import OnProgress
-from testio_mirror.sync.run import DIED, SHUT_DOWN, ActiveRun, RunRecorder, RunView, run_result
+from testio_mirror.sync.push import Pusher, PushLockBusyError
+from testio_mirror.sync.run import (
+    DIED,
+    SHUT_DOWN,
+    ActiveRun,
+    RunContext,
+    RunRecorder,
+    RunView,
+    run_result,
+)
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import UpstreamError
 from testio_mirror.upstream.models import SKIPPED_OBJECTS
@@ -74,6 +83,7 @@ class SyncService:
         self._settings = settings
         self._mirror = mirror
         self._lock = lock or SyncLock(settings.mirror_home)
+        self.pusher = Pusher(settings, client, mirror, clock=clock)
         self._clock = clock
         self._phases = PhaseRunner(settings, client, mirror, clock)
         self._recorder = RunRecorder(mirror.db)
@@ -267,6 +277,8 @@ class SyncService:
                 self._active.listeners.append(on_progress)
             return self._inflight, True
         chosen = normalize_phases(phases)
+        if options is not None and not options.direction.pulls:
+            chosen = []  # a push alone: no phase runs
         self._active = ActiveRun.create(
             run_id=run_id or self._new_run_id(),
             trigger=trigger,
@@ -314,6 +326,8 @@ class SyncService:
                             context.warnings.append(
                                 "the mirror was emptied (nuke) before this sync"
                             )
+                        if context.options.direction.pushes:
+                            await self._push(context)
                         await self._phases.run(context, run.phases, entering)
                     finally:
                         SKIPPED_OBJECTS.reset(told)
@@ -360,6 +374,30 @@ class SyncService:
                 await asyncio.shield(self._announce(result))
         return result
 
+    async def _push(self, context: RunContext) -> None:
+        """The push before the pull: its summary goes into the run's result, and what a person
+        must know into its warnings (a push that could not finish is an error of the run)."""
+        try:
+            summary = await self.pusher.push()
+        except PushLockBusyError as exc:
+            context.errors.append(str(exc))
+            return
+        context.push = summary
+        if summary.stopped:
+            context.errors.append(f"push: {summary.stopped}")
+        if summary.applied:
+            context.succeeded_units += 1
+        if summary.conflicts:
+            context.warnings.append(
+                f"{summary.conflicts} triage change(s) wait for a person: TestIO's bug changed "
+                "since they were asked for (list_changes state=conflict, then resolve_conflict)"
+            )
+        if summary.failed:
+            context.warnings.append(
+                f"{summary.failed} triage change(s) failed: TestIO refused them "
+                "(list_changes state=failed says why)"
+            )
+
     async def _finish(self, run: ActiveRun, result: SyncResult) -> None:
         await self._recorder.finish(run, result)
         level = logging.INFO if result.status is SyncStatus.SUCCESS else logging.WARNING
@@ -387,12 +425,14 @@ def _covers(
     scope = scope or SyncScope()
     options = options or SyncOptions()
     try:
-        wanted = normalize_phases(phases)
+        wanted = normalize_phases(phases) if options.direction.pulls else []
     except ValueError:
         return True  # let _start report the bad request
+    ran = run.context
+    if not ran.options.direction.covers(options.direction):
+        return False
     if not set(wanted) <= set(run.phases):
         return False
-    ran = run.context
     if ran.scope.product_ids is not None and (
         scope.product_ids is None or not set(scope.product_ids) <= set(ran.scope.product_ids)
     ):
