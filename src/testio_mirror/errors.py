@@ -28,6 +28,8 @@
     ├── SyncLockBusyError               (sync/lock.py) another live process is syncing; wait
     │   └── SyncLockFileHeldError       (sync/lock.py) another process keeps sync.lock itself
     ├── SyncLockLostError               (sync/lock.py) this run's claim was taken over while it hung
+    ├── PushLockBusyError               (sync/push.py) another process kept sending triage
+    │                                   changes for 30 s; they stay pending, try again
     ├── UnknownProductsError            (sync/models.py) a sync named products the account
     │                                   does not have; nothing was synced
     ├── SandboxError                    (sandbox/server.py) the sandbox cannot start

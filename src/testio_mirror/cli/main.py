@@ -101,6 +101,13 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     sync.add_argument(
         "--force", action="store_true", help="list every test and re-fetch every bug list"
     )
+    sync.add_argument(
+        "--direction",
+        choices=("down", "up", "both"),
+        default="both",
+        help="down: pull only; up: send pending triage changes only; both (default): send, "
+        "then pull",
+    )
     sync.add_argument("--nuke", action="store_true", help="empty the mirror first (needs --yes)")
     sync.add_argument("--yes", action="store_true", help="confirm --nuke")
     sync.add_argument(
@@ -328,6 +335,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     from testio_mirror.console import stderr_console
     from testio_mirror.logs import configure_logging
     from testio_mirror.settings import load_settings
+    from testio_mirror.sync.models import SyncDirection
 
     if args.nuke and not args.yes:
         stderr_console().print(
@@ -348,6 +356,7 @@ def _run_sync(args: argparse.Namespace) -> int:
         bugs=args.bugs,
         force=args.force,
         nuke=args.nuke,
+        direction=SyncDirection(args.direction),
         wait=not args.no_wait,
         as_json=args.json,
         steps=args.steps,

@@ -28,6 +28,7 @@ from testio_mirror.settings import Settings, check_mirror_home
 from testio_mirror.sync.lock import SyncLock, SyncLockBusyError
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
+    SyncDirection,
     SyncOptions,
     SyncPhase,
     SyncResult,
@@ -77,6 +78,7 @@ def run_sync(
     force: bool,
     nuke: bool,
     wait: bool,
+    direction: SyncDirection = SyncDirection.BOTH,
     as_json: bool,
     steps: bool = False,
     out: ConsoleFactory = stdout_console,
@@ -99,7 +101,7 @@ def run_sync(
         return EXIT_USAGE
     phases = [*DEFAULT_PHASES, SyncPhase.BUGS] if bugs else list(DEFAULT_PHASES)
     scope = SyncScope(product_ids=tuple(product_ids) if product_ids else None, since=since)
-    options = SyncOptions(force_refresh=force or nuke, nuke=nuke)
+    options = SyncOptions(force_refresh=force or nuke, nuke=nuke, direction=direction)
     tune_interpreter()
     try:
         result = asyncio.run(

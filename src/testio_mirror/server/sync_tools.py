@@ -16,6 +16,7 @@ from testio_mirror.server.query_tools import Id, ToolContext, answer
 from testio_mirror.server.state import ServerState
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
+    SyncDirection,
     SyncOptions,
     SyncPhase,
     SyncScope,
@@ -57,6 +58,13 @@ async def sync_data(
     force: Annotated[
         bool, Field(description="list every test and re-fetch every bug list")
     ] = False,
+    direction: Annotated[
+        Literal["down", "up", "both"],
+        Field(
+            description="down: pull TestIO into the mirror; up: send pending triage changes "
+            "only; both: send them, then pull"
+        ),
+    ] = "both",
     wait: Annotated[
         bool,
         Field(
@@ -79,7 +87,7 @@ async def sync_data(
             )
         phases = [*DEFAULT_PHASES, SyncPhase.BUGS] if include_bugs else list(DEFAULT_PHASES)
         scope = SyncScope(product_ids=tuple(product_ids) if product_ids else None, since=since)
-        options = SyncOptions(force_refresh=force)
+        options = SyncOptions(force_refresh=force, direction=SyncDirection(direction))
         service = (await state.app()).sync
         try:
             # Before any run: a typo must not sync nothing and answer success.

@@ -182,7 +182,10 @@ class SyncResult(CompactSchema):
     finished_at: datetime
     duration_seconds: float
     push: PushSummary | None = Field(
-        default=None, description="what the push of pending triage changes did (up, both)"
+        default=None,
+        description="what the push of pending triage changes did (absent: nothing to push)",
+        # Absent rather than null: a pull's result reads the same wherever it is shown.
+        exclude_if=lambda value: value is None,
     )
 
     @property

@@ -43,6 +43,7 @@ from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.outbox_records import Change, ChangeStateError, RecordedResolution
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.sync.models import PushSummary
+from testio_mirror.sync.progress import ProgressTracker
 from testio_mirror.triage import TriageState
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import AuthError, BugNotFoundError, UpstreamError
@@ -99,9 +100,12 @@ class Pusher:
         )
         self.last_push_at: datetime | None = None
 
-    async def push(self, change_ids: Sequence[int] | None = None) -> PushSummary:
+    async def push(
+        self, change_ids: Sequence[int] | None = None, tracker: ProgressTracker | None = None
+    ) -> PushSummary:
         """Reconcile the changes left ``sending``, then send the pending ones (only
-        ``change_ids`` when given), oldest first.
+        ``change_ids`` when given), oldest first. ``tracker`` hears a step per change (and one
+        when the push stops early); an empty outbox reports nothing.
 
         Raises:
             PushLockBusyError: another process kept pushing for ``PUSH_LOCK_WAIT_SECONDS``.
@@ -112,10 +116,12 @@ class Pusher:
             try:
                 summary = PushSummary()
                 try:
-                    await self._reconcile(summary)
-                    await self._send_pending(summary, change_ids)
+                    await self._reconcile(summary, tracker)
+                    await self._send_pending(summary, change_ids, tracker)
                 except _PushStoppedError as stop:
                     summary.stopped = str(stop)
+                    if tracker is not None:
+                        await tracker.step("push: stopped, the rest stays pending")
                 await self._count_left(summary)
                 self.last_push_at = self._clock()
                 if summary.considered:
@@ -135,10 +141,14 @@ class Pusher:
                 f"{PUSH_LOCK_WAIT_SECONDS:.0f} s; the changes stay pending: try again shortly"
             ) from None
 
-    async def _reconcile(self, summary: PushSummary) -> None:
-        for change in await self._mirror.outbox.sending_changes():
+    async def _reconcile(self, summary: PushSummary, tracker: ProgressTracker | None) -> None:
+        sending = await self._mirror.outbox.sending_changes()
+        if tracker is not None:
+            tracker.expect(len(sending))
+        for change in sending:
             _handled(summary, change)
-            await self._reconcile_one(change)
+            after = await self._reconcile_one(change)
+            await _step(tracker, after)
 
     async def _reconcile_one(self, change: Change) -> Change:
         """A change whose answer is unknown: applied if the bug shows it, else pending again.
@@ -170,13 +180,24 @@ class Pusher:
             via="reconciled",
         )
 
-    async def _send_pending(self, summary: PushSummary, change_ids: Sequence[int] | None) -> None:
+    async def _send_pending(
+        self,
+        summary: PushSummary,
+        change_ids: Sequence[int] | None,
+        tracker: ProgressTracker | None,
+    ) -> None:
         wanted = set(change_ids) if change_ids is not None else None
-        for change in await self._mirror.outbox.pending_changes():
-            if wanted is not None and change.id not in wanted:
-                continue
+        pending = [
+            c
+            for c in await self._mirror.outbox.pending_changes()
+            if wanted is None or c.id in wanted
+        ]
+        if tracker is not None:
+            tracker.expect(len(pending))
+        for change in pending:
             _handled(summary, change)
             await self._push_one(change, summary)
+            await _step(tracker, await self._mirror.outbox.get(change.id))
 
     async def _push_one(self, change: Change, summary: PushSummary) -> None:
         for attempt in range(1, self._policy.max_attempts + 1):
@@ -295,6 +316,11 @@ class Pusher:
                 summary.pending += 1
             elif state == "sending":
                 summary.unresolved += 1
+
+
+async def _step(tracker: ProgressTracker | None, change: Change) -> None:
+    if tracker is not None:
+        await tracker.step(f"push: change {change.id} (bug {change.bug_id}) {change.state}")
 
 
 def _first_seen(change: Change, server: TriageState) -> datetime | None:

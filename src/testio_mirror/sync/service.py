@@ -378,11 +378,12 @@ class SyncService:
         """The push before the pull: its summary goes into the run's result, and what a person
         must know into its warnings (a push that could not finish is an error of the run)."""
         try:
-            summary = await self.pusher.push()
+            summary = await self.pusher.push(tracker=context.tracker)
         except PushLockBusyError as exc:
             context.errors.append(str(exc))
             return
-        context.push = summary
+        if summary.considered or summary.stopped:
+            context.push = summary  # an empty outbox leaves the result as a pull's
         if summary.stopped:
             context.errors.append(f"push: {summary.stopped}")
         if summary.applied:
