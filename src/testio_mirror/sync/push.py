@@ -44,7 +44,7 @@ from testio_mirror.store.outbox_records import Change, ChangeStateError, Recorde
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.sync.models import PushSummary
 from testio_mirror.sync.progress import ProgressTracker
-from testio_mirror.triage import TriageState
+from testio_mirror.triage import ChangeState, TriageState
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import AuthError, BugNotFoundError, UpstreamError
 from testio_mirror.upstream.models import Bug
@@ -60,6 +60,15 @@ logger = logging.getLogger("testio_mirror.push")
 
 PUSH_LOCK_NAME = "push.lock"
 PUSH_LOCK_WAIT_SECONDS = 30.0
+# Where a handled change stands after the push, as the summary counts it.
+_SUMMARY_FIELD: dict[ChangeState, str] = {
+    "applied": "applied",
+    "conflict": "conflicts",
+    "cancelled": "settled_for_server",
+    "failed": "failed",
+    "pending": "pending",
+    "sending": "unresolved",
+}
 
 
 class PushLockBusyError(MirrorError):
@@ -304,18 +313,8 @@ class Pusher:
         """Tally where the handled changes stand now."""
         for change_id in summary.change_ids:
             state = (await self._mirror.outbox.get(change_id)).state
-            if state == "applied":
-                summary.applied += 1
-            elif state == "conflict":
-                summary.conflicts += 1
-            elif state == "cancelled":
-                summary.settled_for_server += 1
-            elif state == "failed":
-                summary.failed += 1
-            elif state == "pending":
-                summary.pending += 1
-            elif state == "sending":
-                summary.unresolved += 1
+            counter = _SUMMARY_FIELD[state]
+            setattr(summary, counter, getattr(summary, counter) + 1)
 
 
 async def _step(tracker: ProgressTracker | None, change: Change) -> None:
