@@ -68,6 +68,8 @@ VOLATILE = {
     "last_complete_listing",
     "last_full_listing",
     "database",
+    "confirm_token",
+    "confirm_expires_at",
 }
 # Durations written inside texts ("Sync completed in 0.2s: ...").
 DURATION_IN_TEXT = re.compile(r"\b\d+(\.\d+)?s\b")

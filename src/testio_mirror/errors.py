@@ -21,8 +21,12 @@
     │   │                               stored or moved as asked; nothing was changed
     │   ├── UnknownBugsError            bugs not in the mirror (or removed); sync or read them
     │   ├── ChangeNotFoundError         no change has that id; list_changes shows them
-    │   └── ChangeStateError            the change's state does not allow it (cancelling an
-    │                                   applied one), or a live change decides the same thing
+    │   ├── ChangeStateError            the change's state does not allow it (cancelling an
+    │   │                               applied one), or a live change decides the same thing
+    │   ├── RejectReasonError           (sync/triage_desk.py) a rejection without a reason, or
+    │   │                               with one the account lacks; the message lists them
+    │   └── RejectReasonsUnknownError   (sync/triage_desk.py) no reject reasons mirrored and
+    │                                   TestIO cannot be asked; sync once when it answers
     ├── OfflineError                    the mirror has no copy and no TestIO token is configured
     │                                   to fetch one; set TESTIO_CUSTOMER_API_TOKEN
     ├── SyncLockBusyError               (sync/lock.py) another live process is syncing; wait

@@ -29,6 +29,9 @@ WIRE_SEGMENT: Mapping[TriageAction, str] = {
     "mark_exported": "mark_as_exported",
 }
 
+# One call decides at most this many bugs: a confirmation form stays readable, a push short.
+MAX_CHANGES_PER_CALL = 50
+
 ChangeState = Literal["pending", "sending", "applied", "conflict", "failed", "cancelled"]
 CHANGE_STATES: tuple[ChangeState, ...] = (
     "pending",

@@ -31,7 +31,13 @@ TOOLS = {
     "get_bug",
     "search",
     "bug_stats",
+    "list_changes",
+    "triage_bugs",
+    "resolve_conflict",
+    "cancel_change",
 }
+# The triage tools: the outbox's, listed (but for list_changes) unless TESTIO_MIRROR_WRITES=off.
+TRIAGE_TOOLS = {"list_changes", "triage_bugs", "resolve_conflict", "cancel_change"}
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,

@@ -19,6 +19,7 @@ from tests.helpers.expected_answers import (
     words,
 )
 from tests.helpers.mcp_session import JSON, Mirrored, call, connect, pages, synced_sandbox, text_of
+from tests.helpers.serving import TOOLS
 
 DATASET = DatasetSpec(
     seed=11, products=3, section_products=1, tests_per_product=40, bugs_per_test=4
@@ -290,9 +291,11 @@ async def test_bug_stats_and_list_bugs_choose_the_same_bugs(mirrored: Mirrored) 
 async def test_no_tool_asks_for_its_context(mirrored: Mirrored) -> None:
     async with connect(mirrored.settings) as client:
         tools = (await client.list_tools()).tools
-    assert len(tools) == 10
+    assert {tool.name for tool in tools} == TOOLS
     for tool in tools:
-        assert "ctx" not in tool.input_schema.get("properties", {}), tool.name
+        # Neither the context nor a confirmation the server asks the person for (Resolve).
+        properties = tool.input_schema.get("properties", {})
+        assert not {"ctx", "confirmation"} & set(properties), tool.name
 
 
 async def test_a_hundred_items_stay_well_under_the_token_budget(mirrored: Mirrored) -> None:

@@ -17,13 +17,13 @@ from testio_mirror.cli.sync import run_status
 from testio_mirror.sandbox import DatasetSpec, SandboxKnobs, SandboxServer
 from tests.conftest import SandboxFactory
 from tests.helpers.mcp_session import call, connect, poll, run_rows, text_of, wait_idle
-from tests.helpers.serving import TOOLS
+from tests.helpers.serving import TOOLS, TRIAGE_TOOLS
 from tests.helpers.settings import make_settings
 
 TINY = DatasetSpec(seed=5, products=2, section_products=1, tests_per_product=30, bugs_per_test=2)
 SLOW = SandboxKnobs(latency_ms=300)
 LISTING = "products/*/exploratory_tests"
-QUERY_TOOLS = TOOLS - {"sync_data", "sync_status"}
+QUERY_TOOLS = TOOLS - {"sync_data", "sync_status"} - TRIAGE_TOOLS
 
 
 def expected_counts(sandbox: SandboxServer, *, bugs: bool) -> dict[str, int]:

@@ -15,12 +15,14 @@ from mcp_types import Tool
 from testio_mirror.sandbox import DatasetSpec
 from tests.conftest import SandboxFactory
 from tests.helpers.mcp_session import JSON, Mirrored, call, connect, synced_sandbox
+from tests.helpers.serving import TOOLS
 from tests.helpers.settings import make_settings
 
 TINY = DatasetSpec(seed=6, products=2, section_products=1, tests_per_product=20, bugs_per_test=3)
 JS_SAFE = 2**53 - 1
 # Arguments that really are free text; every other string argument has a closed set of values.
-FREE_TEXT = {"cursor", "text", "query"}
+# confirm: the one-time token of a needs_confirmation answer.
+FREE_TEXT = {"cursor", "text", "query", "confirm"}
 NUMERIC_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
@@ -111,7 +113,7 @@ def branches(schema: JSON) -> list[JSON]:
 
 async def test_every_schema_is_portable(make_sandbox: SandboxFactory, tmp_path: Path) -> None:
     tools = await listed_tools(make_sandbox, tmp_path / "home")
-    assert len(tools) == 10
+    assert {tool.name for tool in tools} == TOOLS
     found = []
     for tool in tools:
         assert tool.output_schema is not None, tool.name

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from testio_mirror.errors import MirrorError
+from testio_mirror.server.triage_confirm import ConfirmationTokens
 from testio_mirror.settings import Settings
 from testio_mirror.sync.models import (
     DEFAULT_PHASES,
@@ -63,6 +64,8 @@ class ServerState:
         self.next_refresh_at: datetime | None = None
         self.run_end_listeners: list[OnRunEnd] = []
         self._stopping = False
+        # One-time tokens of triage_bugs' needs_confirmation answers (server/triage_confirm.py).
+        self.confirmations = ConfirmationTokens()
 
     @property
     def has_token(self) -> bool:
