@@ -15,7 +15,7 @@ import pytest
 from testio_mirror.cli.main import build_parsers, main
 from tests.helpers.command_line import env_without_testio, run_command
 
-COMMANDS = ("serve", "demo", "sync", "status", "config", "sandbox")
+COMMANDS = ("serve", "demo", "sync", "status", "triage", "changes", "resolve", "config", "sandbox")
 
 
 @pytest.mark.parametrize(

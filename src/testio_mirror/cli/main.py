@@ -21,6 +21,7 @@ from testio_mirror.cli.arguments import (
     whole_number,
 )
 from testio_mirror.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from testio_mirror.cli.triage_commands import add_triage_commands
 from testio_mirror.errors import MirrorError
 from testio_mirror.limits import MAX_ID
 
@@ -139,6 +140,8 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     status.set_defaults(handler=_run_status)
 
+    triage_parsers = add_triage_commands(commands)
+
     config = commands.add_parser(
         "config",
         help="show the effective settings (the token is never shown)",
@@ -154,7 +157,14 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     _add_sandbox_arguments(sandbox)
     sandbox.set_defaults(handler=_run_sandbox)
-    named = {"demo": demo, "serve": serve, "sync": sync, "status": status, "config": config}
+    named = {
+        "demo": demo,
+        "serve": serve,
+        "sync": sync,
+        "status": status,
+        **triage_parsers,
+        "config": config,
+    }
     return parser, {**named, "sandbox": sandbox}
 
 
