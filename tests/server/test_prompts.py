@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from testio_mirror.sandbox import DatasetSpec
@@ -30,3 +31,22 @@ async def test_prompts_name_the_given_ids(make_sandbox: SandboxFactory, tmp_path
     assert f"product_id={product['id']}" in review_text
     assert "2026-09-01" in review_text
     assert "bug_stats" in review_text
+
+
+async def test_the_triage_prompt_walks_forwarded_bugs_with_tools_the_server_lists(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(TINY)
+    product_id = sandbox.world.products()[0]["id"]
+    async with connect(make_settings(sandbox, tmp_path / "home")) as client:
+        names = {p.name for p in (await client.list_prompts()).prompts}
+        tools = {t.name for t in (await client.list_tools()).tools}
+        prompt = await client.get_prompt("triage_forwarded_bugs", {"product_id": str(product_id)})
+    text = getattr(prompt.messages[0].content, "text", "")
+    assert "triage_forwarded_bugs" in names
+    assert f"product_id={product_id}" in text
+    assert "status=['forwarded']" in text
+    # The tools the prompt tells the agent to call are ones the server lists.
+    called = set(re.findall(r"\b[a-z_]+\b", text)) & tools
+    assert {"list_bugs", "triage_bugs", "resolve_conflict", "sync_data", "search"} <= called
+    assert "Never send a decision they did not confirm" in text

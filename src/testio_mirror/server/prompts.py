@@ -1,4 +1,5 @@
-"""Prompts for the common jobs: a test's status report, a product's quality review.
+"""Prompts for the common jobs: a test's status report, a product's quality review, triage of a
+product's forwarded bugs.
 
 Prompt arguments are strings (the protocol says so) and the SDK renders a prompt with whatever it
 is given, failing an unknown name or a missing argument with a ``ValueError`` that reaches the
@@ -62,6 +63,7 @@ SINCE = Argument("since", "start of the period (optional)", DATE_ACCEPTS, _is_da
 ARGUMENTS: Mapping[str, tuple[Argument, ...]] = {
     "test_status_report": (TEST_ID,),
     "product_quality_review": (PRODUCT_ID, SINCE),
+    "triage_forwarded_bugs": (PRODUCT_ID,),
 }
 
 
@@ -97,6 +99,34 @@ def quality_review_prompt(
         "4. Summarise: bug trends over the months, the features with the most bugs and the "
         "lowest acceptance rates, the open critical bugs, and recommendations.\n"
         "If sync_status shows the mirror was never synced, call sync_data first."
+    )
+
+
+def triage_prompt(
+    product_id: Annotated[str, Field(description=PRODUCT_ID.description)],
+) -> str:
+    """Triage of a product's forwarded bugs: evidence, proposed decisions, a person confirms."""
+    return (
+        f"Help triage the forwarded bugs of TestIO product {product_id}: the bugs testers "
+        "reported that wait for the customer to accept or reject them.\n"
+        f"1. Call list_bugs with product_id={product_id}, status=['forwarded'] and "
+        "detail='full' (follow next_cursor for all of them). If the answer is stale, call "
+        f"sync_data with product_ids=[{product_id}] and include_bugs=true first.\n"
+        "2. For each bug weigh its evidence: the steps, the actual and expected result, the "
+        "severity, the feature (list_features), and similar bugs (search with the title's key "
+        "words) that were accepted, rejected or are known.\n"
+        "3. Propose one decision per bug with a one-line reason: accept; reject with a reject "
+        "reason (duplicate when search found the same bug, not_reproducible when the steps "
+        "cannot be followed, intended_behavior, out_of_scope ...: triage_bugs with "
+        "dry_run=true lists the valid reasons in its error when one is wrong); or leave it "
+        "for a person when the evidence is thin. Mark known the ones already known.\n"
+        "4. Show the proposals as a table (bug, title, severity, decision, reason) and ask the "
+        "person which to send. Never send a decision they did not confirm.\n"
+        "5. Send the confirmed ones with one triage_bugs call (changes=[{bug_id, action, "
+        "reason?, comment?}]). If it answers needs_confirmation, show the plan and repeat the "
+        "call with confirm=<confirm_token> once the person agrees. Report each change's "
+        "state; for a conflict show both sides and let the person choose keep_local or "
+        "keep_server (resolve_conflict)."
     )
 
 
@@ -147,4 +177,5 @@ async def prompt_errors(ctx: ServerRequestContext[Any, Any], call_next: CallNext
 def register(server: MCPServer[Any]) -> None:
     server.prompt(name="test_status_report")(status_report_prompt)
     server.prompt(name="product_quality_review")(quality_review_prompt)
+    server.prompt(name="triage_forwarded_bugs")(triage_prompt)
     server.middleware.append(prompt_errors)
