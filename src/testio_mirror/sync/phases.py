@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from testio_mirror.settings import Settings
-from testio_mirror.store.bugs import load_reject_reasons, write_bugs, write_reject_reasons
+from testio_mirror.store.bugs import write_bugs
 from testio_mirror.store.features import write_features
 from testio_mirror.store.mirror import Mirror
 from testio_mirror.store.products import write_products
@@ -304,10 +304,9 @@ class PhaseRunner:
         except UpstreamError as exc:
             run.warnings.append(f"reject reasons: {exc}")
         else:
-            async with self._mirror.db.transaction() as conn:
-                await write_reject_reasons(conn, reasons, self._stamp())
-        async with self._mirror.db.reader() as conn:
-            return await load_reject_reasons(conn)
+            # Exactly the account's now: a reason it dropped must not pass a triage check.
+            await self._mirror.outbox.replace_reject_reasons(reasons)
+        return await self._mirror.outbox.reject_reasons()
 
     async def _each(self, items: Sequence[Product], work: Callable[[Product], object]) -> None:
         """Run ``work`` for every product, at most ``max_concurrent_requests`` at once."""
