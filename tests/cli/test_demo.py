@@ -19,6 +19,8 @@ def test_demo_runs_an_mcp_session_and_exits_zero(tmp_path: Path) -> None:
     assert "mirror holds 3 products, 18 features, 180 tests, 720 bugs" in out
     assert "critical bugs of" in out
     assert "bug_stats by severity" in out
+    assert re.search(r"triage_bugs accept bug \d+ .*: needs_confirmation", out)
+    assert re.search(r"change \d+ applied, bug \d+ now accepted", out)
     # The injected 503 was ridden out by the server, and said so on its stderr.
     assert "retry 1 of" in result.stderr
     # The counts printed are true: the run that met the 503 reports its retry.

@@ -5,8 +5,9 @@ starts ``testio-mirror serve`` as a subprocess over stdio exactly as Claude Desk
 drives it through a real MCP client: ``tools/list``, ``sync_status`` while the start-up sync runs,
 the start-up sync's result (the run that met the 503), ``sync_data`` with a live progress bar,
 ``sync_status`` again, then the questions an agent asks: the products, a test's report, the
-critical bugs of a product, bug statistics by severity. Words a new user may not know (sections,
-testing type, forwarded, acceptance) are explained where they first appear.
+critical bugs of a product, bug statistics by severity, and a triage decision sent back to
+TestIO (confirmed with the one-time token a client without forms gets). Words a new user may
+not know (sections, testing type, forwarded, acceptance) are explained where they first appear.
 """
 
 from __future__ import annotations
@@ -206,6 +207,31 @@ async def _questions(console: Console, client: Client) -> None:
             f"{rate:.0%}" if rate is not None else "-",
         )
     console.print(table)
+    await _triage(console, client, product)
+
+
+async def _triage(console: Console, client: Client, product: dict[str, Any]) -> None:
+    """Accept one forwarded bug the way an agent does under TESTIO_MIRROR_WRITES=confirm."""
+    listed = await _call(
+        client, "list_bugs", {"product_id": product["id"], "status": ["forwarded"], "limit": 1}
+    )
+    if not listed["bugs"]:
+        return
+    bug = listed["bugs"][0]
+    asked = {"changes": [{"bug_id": bug["id"], "action": "accept"}]}
+    needs = await _call(client, "triage_bugs", asked)
+    console.print(
+        f"[bold]triage_bugs[/bold] accept bug {bug['id']} {bug['title']!r}: {needs['outcome']}"
+        "\n  writes wait for a person: this client shows no forms, so the server"
+        "\n  answers the plan and a one-time token; nothing is stored yet"
+    )
+    done = await _call(client, "triage_bugs", {**asked, "confirm": needs["confirm_token"]})
+    change = done["changes"][0]
+    console.print(
+        f"  confirmed (confirm=<token>): change {change['change_id']} {change['state']}, "
+        f"bug {bug['id']} now {change['bug_status_now']}"
+        "\n  (stored in the outbox first, then sent once; list_changes shows the audit)"
+    )
 
 
 async def _call(
