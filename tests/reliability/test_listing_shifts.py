@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -28,7 +29,7 @@ from testio_mirror.sandbox import SandboxConfig, SandboxServer
 from testio_mirror.sandbox.dataset import DatasetSpec
 from testio_mirror.sync.models import SyncStatus
 from tests.helpers.mirror_equality import mirror_differences
-from tests.helpers.reliability_ledger import Ledger
+from tests.helpers.reliability_ledger import Ledger, Scale
 from tests.helpers.settings import PAGE_SIZE, make_settings
 from tests.helpers.sync_runs import listing_pages, pages_asked, run_sync
 
@@ -92,6 +93,20 @@ def gated_sandbox() -> tuple[SandboxServer, OrderedPages, int]:
     gate = OrderedPages(server.app, product_id)
     server.app = gate  # type: ignore[assignment]
     return server, gate, product_id
+
+
+def upstream_change(
+    server: SandboxServer, product_id: int, doomed: int | None
+) -> Callable[[], None]:
+    """Delete ``doomed`` upstream, or add a test at the product's head when it is None."""
+
+    def change() -> None:
+        if doomed is not None:
+            server.world.remove_test(doomed)
+        else:
+            server.world.add_test(product_id)
+
+    return change
 
 
 def ordered_tests(server: SandboxServer, product_id: int) -> list[int]:
@@ -164,6 +179,43 @@ async def test_a_test_added_between_two_answers_is_stored_once_and_nothing_is_sk
     assert sorted(stored) == sorted(before)
     assert second.status == SyncStatus.SUCCESS
     assert after_second == []
+
+
+async def test_seeded_deletions_and_additions_between_any_two_answers_cost_nothing(
+    tmp_path: Path, scale: Scale, ledger: Ledger
+) -> None:
+    """Seeded trials: two neighbouring pages of the first window, answered in either order, with
+    a test deleted (anywhere before the later page) or added between their answers."""
+    rng = random.Random(1717)
+    problems: list[str] = []
+    trials = 4 * scale.fault_rounds
+    for trial in range(trials):
+        server, gate, product_id = gated_sandbox()
+        with server:
+            order = ordered_tests(server, product_id)
+            page = rng.randint(2, 8)
+            first, then = (page, page + 1) if rng.random() < 0.5 else (page + 1, page)
+            deleting = rng.random() < 0.5
+            doomed = order[rng.randrange(max(first, then) * PAGE_SIZE)]
+            change = upstream_change(server, product_id, doomed if deleting else None)
+            gate.between = Between(first, then, change)
+            settings = make_settings(server, tmp_path / f"home-{trial}")
+            async with open_app(settings) as app:
+                result = await run_sync(app)
+            stored = stored_tests(settings.database_path)
+            wanted = set(order) - {doomed} if deleting else set(order)
+            done = f"deleted {doomed}" if deleting else "added a test"
+            what = f"trial {trial}: {done} between page {first} and page {then}"
+            if not gate.between.kept:
+                problems.append(f"{what}: page {then} was not answered after the change")
+            if result.status is not SyncStatus.SUCCESS:
+                problems.append(f"{what}: {result.status.value} {result.errors}")
+            if sorted(stored) != sorted(wanted):
+                missing = sorted(wanted - set(stored))
+                extra = sorted(set(stored) - wanted)
+                problems.append(f"{what}: missing {missing}, extra {extra}")
+    ledger.record(AREA, trials=trials, faults=trials, mismatches=len(problems))
+    assert problems == []
 
 
 async def test_a_list_that_keeps_moving_ends_partial_and_the_next_sync_lists_it_in_full(

@@ -445,6 +445,32 @@ async def test_a_test_vanishing_inside_a_window_is_found_and_the_skipped_one_col
     assert not pager.unsettled
 
 
+class FailingProbes(Listing):
+    """An honest listing whose boundary probes (any ``per_page`` but 10) fail while ``failing``."""
+
+    failing = True
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        if self.failing and per_page != 10:
+            raise BadResponseError("probe failed")
+        return await super().__call__(page, per_page)
+
+
+async def test_a_failed_last_round_of_probes_hands_out_the_pages_and_settle_raises() -> None:
+    fetch = FailingProbes(35)
+    pager = ExploratoryTestPager(fetch, 10, check_boundaries=True, window=4)
+    handed: list[ExploratoryTestPage] = []
+    async for window in pager.windows():
+        handed += window
+    assert ids_of(handed) == list(range(35, 0, -1))
+    assert handed[-1].last
+    with pytest.raises(BadResponseError, match="probe failed"):
+        await pager.settle()
+    fetch.failing = False
+    assert await pager.settle() == []  # the boundaries stayed queued: probed now, all held
+    assert len([call for call in fetch.calls if call[1] != 10]) == 3
+
+
 @pytest.mark.parametrize("window", [0, -1])
 async def test_a_window_below_one_is_refused(window: int) -> None:
     with pytest.raises(ValueError, match=">= 1"):
