@@ -10,6 +10,7 @@ import pytest
 import respx
 
 from testio_mirror.upstream.errors import BadResponseError
+from testio_mirror.upstream.models import SKIPPED_OBJECTS
 from testio_mirror.upstream.paging import (
     ExploratoryTestPage,
     ExploratoryTestPager,
@@ -469,6 +470,33 @@ async def test_a_failed_last_round_of_probes_hands_out_the_pages_and_settle_rais
     fetch.failing = False
     assert await pager.settle() == []  # the boundaries stayed queued: probed now, all held
     assert len([call for call in fetch.calls if call[1] != 10]) == 3
+
+
+class WithUnreadable(Shrinking):
+    """``Shrinking``, with test ``odd`` sent with an id the mirror cannot store."""
+
+    def __init__(self, count: int, vanishing: int, after: int, odd: int) -> None:
+        super().__init__(count, vanishing, after)
+        self.odd = odd
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        answer = await super().__call__(page, per_page)
+        return [{"id": 2**64 - 1} if item["id"] == self.odd else item for item in answer]
+
+
+async def test_probes_and_pages_read_again_never_tell_an_unreadable_test_twice() -> None:
+    # 33 vanishes after page 1 is read: page 1 is read again and boundary 1|2 probed, both
+    # holding the unreadable test 27 again; it was told once, with page 1.
+    fetch = WithUnreadable(35, vanishing=33, after=1, odd=27)
+    told: list[str] = []
+    token = SKIPPED_OBJECTS.set(told)
+    try:
+        listed = await _all_ids(ExploratoryTestPager(fetch, 10, check_boundaries=True))
+    finally:
+        SKIPPED_OBJECTS.reset(token)
+    assert sorted(listed) == sorted(set(range(1, 36)) - {27})  # 25 collected
+    assert fetch.calls.count((1, 10)) == 2
+    assert len(told) == 1, told
 
 
 @pytest.mark.parametrize("window", [0, -1])

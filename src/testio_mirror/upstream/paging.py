@@ -37,9 +37,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from testio_mirror.limits import MAX_ID
 from testio_mirror.upstream.errors import BadResponseError, UpstreamError
 from testio_mirror.upstream.models import ExploratoryTest, read_each
 from testio_mirror.upstream.paging_probes import (
@@ -168,11 +170,19 @@ class _Look:
     looks: int = 0
 
 
+def _raw_id(item: Any) -> int | None:
+    """An item's id as sent, or None when the mirror cannot read it (it is skipped, and told,
+    where its page is read: probes must neither anchor on it nor read it again)."""
+    test_id = item.get("id") if isinstance(item, dict) else None
+    return test_id if type(test_id) is int and -MAX_ID - 1 <= test_id <= MAX_ID else None
+
+
 def _raw_ids(answer: Sequence[Any]) -> tuple[int | None, ...]:
-    return tuple(
-        item.get("id") if isinstance(item, dict) and type(item.get("id")) is int else None
-        for item in answer
-    )
+    return tuple(_raw_id(item) for item in answer)
+
+
+def _items_of(answer: Sequence[Any], wanted: AbstractSet[int]) -> list[Any]:
+    return [item for item in answer if _raw_id(item) in wanted]
 
 
 class ExploratoryTestPager:
@@ -396,9 +406,10 @@ class ExploratoryTestPager:
                     self.unsettled.append(look.boundary.page)
                 continue
             self.suspects.update(verdict.lost)
-            missed = set(verdict.missed)
+            # Only the skipped items are read: the others were read (and any unreadable one
+            # told) with their page.
             collected += self._collect(
-                t for t in read_each(ExploratoryTest, answer) if t.id in missed
+                read_each(ExploratoryTest, _items_of(answer, set(verdict.missed)))
             )
         for number in pages_to_read_again(verdicts):
             collected += await self._read_again(number)
@@ -416,10 +427,10 @@ class ExploratoryTestPager:
         onto it and are collected."""
         again = await self._fetch(number, self._asked)
         self.pages_fetched += 1
-        now = set(_raw_ids(again))
+        now = {t for t in _raw_ids(again) if t is not None}
         before = self._read_pages[number].ids
         self.suspects.update(t for t in before if t is not None and t not in now)
-        return self._collect(read_each(ExploratoryTest, again))
+        return self._collect(read_each(ExploratoryTest, _items_of(again, now - self._seen)))
 
     async def _answers_everything(self, known: int) -> bool:
         """True when the server ignores ``per_page`` as well as ``page``: asked for fewer tests
