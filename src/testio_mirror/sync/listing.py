@@ -11,6 +11,11 @@ The API has no "changed since" and pages newest first by ``end_at``, so a listin
 - resumed: a listing that did not finish (error, cancel, crash) goes on as a full listing from the
   page after the last one committed, then an incremental pass picks up what appeared at the head.
 
+Every listing probes the boundaries between its pages (``upstream/paging_probes.py``): tests
+skipped because the list moved while a window was answered are stored, listed tests that went
+missing are asked for by id (a 404 tombstones them), and a list that kept moving ends the run
+``partial`` and marks the product to be listed in full by the next sync, plain or not.
+
 Each window of pages is written in one transaction together with the product's listing state, so
 a killed run loses nothing it committed and the next run resumes instead of starting over.
 
