@@ -223,6 +223,7 @@ class ExploratoryTestPager:
         self._seen: set[int] = set()
         self._read_pages: dict[int, _ReadPage] = {}
         self._to_probe: list[_Look] = []
+        self._late: list[ExploratoryTest] = []  # collected, not handed out yet
         self.complete = False
         self.pages_fetched = 0
         self.slid_back = 0  # tests collected after sliding onto a page already read
@@ -275,6 +276,8 @@ class ExploratoryTestPager:
                         collected += await self.settle()
                 if pages and collected:
                     pages[-1] = replace(pages[-1], tests=pages[-1].tests + collected)
+                elif collected:
+                    self._late += collected  # no page to carry them: the next settle() does
                 if pages:
                     # Set before the last page is handed out: a caller may stop on ``page.last``.
                     self.complete = pages[-1].last
@@ -296,7 +299,6 @@ class ExploratoryTestPager:
         Raises:
             UpstreamError: a probe could not be fetched.
         """
-        collected: list[ExploratoryTest] = []
         while self._to_probe:
             looks, self._to_probe = self._to_probe, []
             try:
@@ -304,8 +306,10 @@ class ExploratoryTestPager:
             except BaseException:
                 self._to_probe[:0] = looks
                 raise
-            collected += await self._judge(probes)
-        return collected
+            # Kept until handed out: a later round that fails must not lose them.
+            self._late += await self._judge(probes)
+        late, self._late = self._late, []
+        return late
 
     def _request(self, first: int, state: ListingState) -> WindowRequest:
         return window_request(state, first, start=self._start, window=self._window)
