@@ -5,6 +5,7 @@ a list that moves while it is paged; and where an incremental listing stops."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from testio_mirror.sandbox import DatasetSpec, SandboxKnobs, SandboxServer
 from testio_mirror.store.sqlite.upsert import WriteStats
 from testio_mirror.sync.listing import FULL_LISTING_WINDOW, incremental_end
 from testio_mirror.sync.models import SyncOptions, SyncStatus
+from testio_mirror.upstream.errors import UpstreamUnavailableError
 from testio_mirror.upstream.models import ExploratoryTest
 from testio_mirror.upstream.paging import ExploratoryTestPage
 from tests.conftest import SandboxFactory
@@ -164,9 +166,7 @@ def remove_after_first_page(
 ) -> None:
     """Remove ``victim`` upstream as soon as product 101's first page has been answered, before
     the pager asks for the next window: the listing moves between two windows of requests.
-
-    (A test that vanishes while a window's requests are still being answered can be skipped
-    until the next full listing: docs/sync.md says why.)"""
+    (Inside a window: tests/reliability/test_listing_shifts.py.)"""
     get_json = app.client._get_json
 
     async def answered_then_removed(path: str, **kwargs: Any) -> Any:
@@ -201,10 +201,11 @@ async def test_a_test_removed_mid_listing_costs_a_first_sync_no_other_test(
         assert removed == [victim]
         assert first.status is SyncStatus.SUCCESS, first.errors
         # The listing shifted left under the pager: the test that slid from page 2 onto page 1
-        # (never seen before, so no sweep can ask for it) must not be lost; only the removed one
-        # may linger until the next full listing.
+        # (never seen before, so no sweep can ask for it) is collected by the probe of that
+        # boundary, and the removed one, listed before it went, is asked for by id.
         assert mirrored(database, skipped)[1] is None
-        assert mirror_differences(database, sandbox.world) in ([], only_extra(victim))
+        assert mirrored(database, victim)[1] is not None
+        assert mirror_differences(database, sandbox.world) == []
 
         healed = await run_sync(app, options=SyncOptions(force_refresh=True))
     assert healed.status is SyncStatus.SUCCESS
@@ -229,14 +230,46 @@ async def test_a_test_removed_mid_relisting_costs_the_mirror_no_other_test(
         assert removed == [victim]
         assert again.status is SyncStatus.SUCCESS, again.errors
         # The test that slid from page 2 onto page 1 behind the pager is still there (the sweep
-        # asks for each test a full listing did not show).
+        # asks for each test a full listing did not show), and the removed one is gone.
         assert mirrored(database, skipped)[1] is None
-        assert mirror_differences(database, sandbox.world) in ([], only_extra(victim))
+        assert mirror_differences(database, sandbox.world) == []
 
         healed = await run_sync(app, options=SyncOptions(force_refresh=True))
     assert healed.status is SyncStatus.SUCCESS
     assert mirrored(database, victim)[1] is not None
     assert mirror_differences(database, sandbox.world, bugs=True) == []
+
+
+async def test_a_boundary_probe_that_fails_makes_the_next_plain_sync_list_in_full(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(ONE_PRODUCT)
+    settings = make_settings(sandbox, tmp_path / "home")
+    async with open_app(settings) as app:
+        get_json = app.client._get_json
+        failing = [True]
+
+        async def probes_fail(path: str, **kwargs: Any) -> Any:
+            params = kwargs.get("params") or {}
+            listing = path == "products/101/exploratory_tests"
+            if failing[0] and listing and params.get("per_page") != PAGE_SIZE:
+                raise UpstreamUnavailableError("GET exploratory_tests: 503 (test)")
+            return await get_json(path, **kwargs)
+
+        app.client._get_json = probes_fail  # type: ignore[method-assign]
+        first = await run_sync(app)
+        state = await app.mirror.sync_state.listing_state(101)
+        failing[0] = False
+        since = time.time()
+        second = await run_sync(app)
+    # Every page was read and stored, but the boundaries were not checked: not trusted.
+    assert first.status is SyncStatus.PARTIAL, first
+    assert any("503" in e for e in first.errors), first.errors
+    assert state is not None
+    assert (state.complete, state.next_page) == (False, 1)
+    assert second.status is SyncStatus.SUCCESS, second.errors
+    assert listing_pages(sandbox, 101, since) == pages_asked(5)  # 100 tests: page 5 is empty
+    assert mirror_differences(settings.database_path, sandbox.world) == []
 
 
 # -- where an incremental listing stops ------------------------------------------------------------

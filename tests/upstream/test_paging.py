@@ -10,13 +10,14 @@ import pytest
 import respx
 
 from testio_mirror.upstream.errors import BadResponseError
+from testio_mirror.upstream.models import SKIPPED_OBJECTS
 from testio_mirror.upstream.paging import (
     ExploratoryTestPage,
     ExploratoryTestPager,
     ListingState,
     WindowRequest,
     judge_page,
-    slid_onto_read_page,
+    page_first_slot,
     window_request,
 )
 from tests.helpers.fake_upstream import make_client
@@ -236,17 +237,77 @@ async def test_boundary_checks_recover_the_test_that_slid_back() -> None:
     assert sorted(listed) == list(range(1, 36))  # 33 was read before it vanished; 25 recovered
     assert len(listed) == len(set(listed))
     assert pager.slid_back == 1
-    assert (10, 1) in fetch.calls  # the probe of page 1's last slot
+    # 33 vanished from page 1 after it was read: page 1 is read again, and 33 is a suspect.
+    assert pager.suspects == {33}
+    assert fetch.calls.count((1, 10)) == 2
+    assert not pager.unsettled
 
 
-async def test_boundary_checks_cost_nothing_more_when_nothing_moves() -> None:
+async def test_boundary_checks_cost_one_probe_per_boundary_when_nothing_moves() -> None:
     fetch = Listing(35)
     pager = ExploratoryTestPager(fetch, page_size=10, check_boundaries=True)
     assert sorted(await _all_ids(pager)) == list(range(1, 36))
-    assert pager.slid_back == 0
-    probes = [call for call in fetch.calls if call[1] == 1]
+    assert (pager.slid_back, pager.suspects, pager.unsettled) == (0, set(), [])
+    probes = [call for call in fetch.calls if call[1] != 10]
     pages = [call for call in fetch.calls if call[1] == 10]
-    assert len(probes) == len(pages) - 1  # one probe per page after the first, no re-reads
+    assert len(probes) == len(pages) - 1  # boundaries 1|2, 2|3, 3|4 (page 4 is short)
+    assert len(pages) == len(set(pages))  # no page read again
+
+
+class Growing(Listing):
+    """A listing that gains a test at its head right after page ``after`` was read."""
+
+    def __init__(self, count: int, after: int) -> None:
+        super().__init__(count)
+        self.count = count
+        self.after = after
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        answer = await super().__call__(page, per_page)
+        if (page, per_page) == (self.after, 10) and len(self.ids) == self.count:
+            self.ids.insert(0, self.count + 1)
+        return answer
+
+
+async def test_a_test_arriving_mid_listing_repeats_one_and_skips_none() -> None:
+    fetch = Growing(35, after=2)
+    pager = ExploratoryTestPager(fetch, page_size=10, check_boundaries=True, window=3)
+    listed = await _all_ids(pager)
+    assert sorted(listed) == list(range(1, 36))  # 36 came after page 1 was read
+    assert len(listed) == len(set(listed))  # the repeated test is handed out once
+    assert (pager.slid_back, pager.suspects, pager.unsettled) == (0, set(), [])
+
+
+class Restless(Listing):
+    """A listing that loses its newest test after every answer once page 1 was read."""
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        answer = await super().__call__(page, per_page)
+        if len(self.calls) > 1 and len(self.ids) > 20:
+            self.ids.pop(0)
+        return answer
+
+
+async def test_a_listing_that_keeps_moving_is_told_unsettled() -> None:
+    pager = ExploratoryTestPager(Restless(120), page_size=10, check_boundaries=True, window=4)
+    await _all_ids(pager)
+    assert pager.unsettled  # boundaries that moved past both looks
+    assert pager.complete  # the listing itself reached its end
+
+
+async def test_a_caller_that_stops_early_settles_the_boundaries_left() -> None:
+    fetch = Shrinking(60, vanishing=58, after=1)
+    pager = ExploratoryTestPager(fetch, page_size=10, check_boundaries=True)
+    listed: list[int] = []
+    async for page in pager:
+        listed += [t.id for t in page.tests]
+        if page.number == 2:
+            break  # an incremental listing that reached known tests
+    late = await pager.settle()
+    assert [t.id for t in late] == [50]  # slid from page 2 onto page 1 after page 1 was read
+    assert 50 not in listed
+    assert pager.suspects == {58}
+    assert await pager.settle() == []  # nothing left to probe
 
 
 # -- windows: several pages at once --------------------------------------------------------------
@@ -346,8 +407,96 @@ async def test_boundary_checks_guard_each_window() -> None:
     listed = await _all_ids(pager)
     assert sorted(listed) == list(range(1, 76))  # 65 slid back onto page 1 and was recovered
     assert pager.slid_back == 1
-    probes = sorted(call[0] for call in fetch.calls if call[1] == 1)
-    assert probes == [10, 40, 70]  # the slot before each window: pages 2-4, 5-7, 8-10
+    probes = [call for call in fetch.calls if call[1] != 10]
+    assert len(probes) == 7  # boundaries 1|2 to 7|8: page 8 is short and ends the listing
+
+
+class ShrinkingMidWindow(Listing):
+    """A listing from which test ``vanishing`` goes once page ``first`` was answered, before
+    page ``then`` (of the same window) is."""
+
+    def __init__(self, count: int, vanishing: int, first: int, then: int) -> None:
+        super().__init__(count)
+        self.vanishing, self.first, self.then = vanishing, first, then
+        self.answered = asyncio.Event()
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        if (page, per_page) == (self.then, 10):
+            await self.answered.wait()
+        answer = await super().__call__(page, per_page)
+        if (page, per_page) == (self.first, 10) and not self.answered.is_set():
+            self.ids.remove(self.vanishing)
+            self.answered.set()
+        return answer
+
+
+@pytest.mark.parametrize("vanishing", [75, 55, 51])
+async def test_a_test_vanishing_inside_a_window_is_found_and_the_skipped_one_collected(
+    vanishing: int,
+) -> None:
+    # 80 tests, pages of 10: page 1 (80..71), then pages 2-5 at once; page 3 (60..51) is
+    # answered, then a test on page 1 or 3 vanishes, then page 4 comes shifted: 50 slid onto
+    # page 3. The vanished test was listed before it went: it is a suspect, asked for by id.
+    fetch = ShrinkingMidWindow(80, vanishing, first=3, then=4)
+    pager = ExploratoryTestPager(fetch, page_size=10, check_boundaries=True, window=4)
+    listed = await _all_ids(pager)
+    assert sorted(listed) == list(range(1, 81))  # 50 collected, nothing twice
+    assert pager.slid_back == 1
+    assert pager.suspects == {vanishing}
+    assert not pager.unsettled
+
+
+class FailingProbes(Listing):
+    """An honest listing whose boundary probes (any ``per_page`` but 10) fail while ``failing``."""
+
+    failing = True
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        if self.failing and per_page != 10:
+            raise BadResponseError("probe failed")
+        return await super().__call__(page, per_page)
+
+
+async def test_a_failed_last_round_of_probes_hands_out_the_pages_and_settle_raises() -> None:
+    fetch = FailingProbes(35)
+    pager = ExploratoryTestPager(fetch, 10, check_boundaries=True, window=4)
+    handed: list[ExploratoryTestPage] = []
+    async for window in pager.windows():
+        handed += window
+    assert ids_of(handed) == list(range(35, 0, -1))
+    assert handed[-1].last
+    with pytest.raises(BadResponseError, match="probe failed"):
+        await pager.settle()
+    fetch.failing = False
+    assert await pager.settle() == []  # the boundaries stayed queued: probed now, all held
+    assert len([call for call in fetch.calls if call[1] != 10]) == 3
+
+
+class WithUnreadable(Shrinking):
+    """``Shrinking``, with test ``odd`` sent with an id the mirror cannot store."""
+
+    def __init__(self, count: int, vanishing: int, after: int, odd: int) -> None:
+        super().__init__(count, vanishing, after)
+        self.odd = odd
+
+    async def __call__(self, page: int, per_page: int) -> list[Any]:
+        answer = await super().__call__(page, per_page)
+        return [{"id": 2**64 - 1} if item["id"] == self.odd else item for item in answer]
+
+
+async def test_probes_and_pages_read_again_never_tell_an_unreadable_test_twice() -> None:
+    # 33 vanishes after page 1 is read: page 1 is read again and boundary 1|2 probed, both
+    # holding the unreadable test 27 again; it was told once, with page 1.
+    fetch = WithUnreadable(35, vanishing=33, after=1, odd=27)
+    told: list[str] = []
+    token = SKIPPED_OBJECTS.set(told)
+    try:
+        listed = await _all_ids(ExploratoryTestPager(fetch, 10, check_boundaries=True))
+    finally:
+        SKIPPED_OBJECTS.reset(token)
+    assert sorted(listed) == sorted(set(range(1, 36)) - {27})  # 25 collected
+    assert fetch.calls.count((1, 10)) == 2
+    assert len(told) == 1, told
 
 
 @pytest.mark.parametrize("window", [0, -1])
@@ -408,29 +557,30 @@ def test_judge_page_leaves_its_state_alone() -> None:
 
 
 @pytest.mark.parametrize(
-    ("first", "state", "check", "expected"),
+    ("first", "expected"),
     [
-        (1, FRESH, True, WindowRequest(1, 1, None)),  # the start page comes alone, unprobed
-        (2, FRESH, False, WindowRequest(2, 4, None)),
-        (2, FRESH, True, WindowRequest(2, 4, 25)),  # the last slot of page 1
-        (6, ListingState(25, 20), True, WindowRequest(6, 4, 100)),  # a cap moves the slots
-        (6, ListingState(25, 20, size_known=False), True, WindowRequest(6, 4, None)),
+        (1, WindowRequest(1, 1)),  # the start page comes alone
+        (2, WindowRequest(2, 4)),
+        (6, WindowRequest(6, 4)),
     ],
 )
-def test_window_request(
-    first: int, state: ListingState, check: bool, expected: WindowRequest
-) -> None:
-    assert window_request(state, first, start=1, window=4, check_boundaries=check) == expected
+def test_window_request(first: int, expected: WindowRequest) -> None:
+    assert window_request(FRESH, first, start=1, window=4) == expected
 
 
 def test_a_resumed_listing_starts_with_one_page() -> None:
-    request = window_request(FRESH, 7, start=7, window=4, check_boundaries=True)
-    assert request == WindowRequest(7, 1, None)
+    assert window_request(FRESH, 7, start=7, window=4) == WindowRequest(7, 1)
 
 
 @pytest.mark.parametrize(
-    ("probe", "seen", "slid"),
-    [([], {1, 2}, False), ([2], {1, 2}, False), ([3], {1, 2}, True)],
+    ("state", "number", "received", "slot"),
+    [
+        (FRESH, 1, 25, 0),
+        (FRESH, 3, 25, 50),
+        (ListingState(25, 20), 6, 20, 100),  # a cap moves the slots
+        (FRESH, 3, 20, None),  # a short page: no boundary after it
+        (ListingState(25, 20, size_known=False), 6, 20, None),  # slots unknown (resumed)
+    ],
 )
-def test_slid_onto_read_page(probe: list[int], seen: set[int], slid: bool) -> None:
-    assert slid_onto_read_page(probe, seen) is slid
+def test_page_first_slot(state: ListingState, number: int, received: int, slot: int | None) -> None:
+    assert page_first_slot(state, number, received) == slot

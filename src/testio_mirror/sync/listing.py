@@ -11,6 +11,11 @@ The API has no "changed since" and pages newest first by ``end_at``, so a listin
 - resumed: a listing that did not finish (error, cancel, crash) goes on as a full listing from the
   page after the last one committed, then an incremental pass picks up what appeared at the head.
 
+Every listing probes the boundaries between its pages (``upstream/paging_probes.py``): tests
+skipped because the list moved while a window was answered are stored, listed tests that went
+missing are asked for by id (a 404 tombstones them), and a list that kept moving ends the run
+``partial`` and marks the product to be listed in full by the next sync, plain or not.
+
 Each window of pages is written in one transaction together with the product's listing state, so
 a killed run loses nothing it committed and the next run resumes instead of starting over.
 
@@ -22,7 +27,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from testio_mirror.settings import Settings
@@ -33,7 +38,7 @@ from testio_mirror.store.sync_state import ListingState, save_listing_state
 from testio_mirror.sync.run import RunContext
 from testio_mirror.upstream.client import CustomerApiClient
 from testio_mirror.upstream.errors import NotFoundError, UpstreamError
-from testio_mirror.upstream.paging import ExploratoryTestPage
+from testio_mirror.upstream.paging import ExploratoryTestPage, ExploratoryTestPager
 
 # Pages of one product asked for at once in a full listing (after its first page). Larger
 # windows save round trips on big products and waste up to window - 1 empty pages at the end.
@@ -100,8 +105,9 @@ class ProductLister:
     ) -> WriteStats:
         stats = WriteStats()
         since = run.scope.since
-        # Boundary checks cost one tiny request per window of pages; they guard tests the
-        # mirror does not know yet (known ones are re-checked by the sweep after a full listing).
+        # Boundary checks cost one small request per boundary between two pages, sent with the
+        # next window: a test skipped because the list moved while a window was answered is
+        # collected, one listed and then gone is asked for by id (upstream/paging_probes.py).
         # A full listing reads every page, so it asks for several at once; an incremental one
         # usually stops after its first page, so it asks for one at a time.
         pager = self._client.test_pages(
@@ -150,39 +156,114 @@ class ProductLister:
             run.tracker.expect(len(window))
             if reached_end:
                 break
+        # Boundaries not probed yet (a listing that stopped before its end), and what the probes
+        # found: skipped tests to store, listed tests that went missing to ask for by id.
+        settled, healed = await self._settle(run, product_id, pager, state, started_at)
+        stats += healed
         if reached_end and full:
             deleted, checked = await self._sweep(run, product_id, started_at)
             stats.deleted += deleted
             finished = self._clock()
+            complete = checked and settled
             async with self._mirror.db.transaction() as conn:
                 await save_listing_state(
                     conn,
                     ListingState(
                         product_id=product_id,
                         next_page=1,
-                        # Tests the sweep could not check may be gone: list in full next time.
-                        complete=checked,
+                        # Tests the sweep could not check may be gone, a list that kept moving
+                        # may hide some: list in full next time.
+                        complete=complete,
                         full_listing=True,
                         run_id=run.run_id,
                         started_at=started_at,
                         finished_at=finished,
                         last_full_listing_at=finished
-                        if checked
+                        if complete
                         else (state.last_full_listing_at if state else None),
                     ),
                 )
+        elif not settled:
+            await self._list_in_full_next_time(run, product_id, state, started_at)
         return stats
+
+    async def _settle(
+        self,
+        run: RunContext,
+        product_id: int,
+        pager: ExploratoryTestPager,
+        state: ListingState | None,
+        started_at: datetime,
+    ) -> tuple[bool, WriteStats]:
+        """Finish the boundary probes of a listing and apply what they found: tests skipped
+        because the list moved are stored, listed tests that went missing are asked for by id
+        (a 404 tombstones them). Returns whether the listing can be trusted, and what it wrote;
+        when it cannot, the product is listed in full by the next sync.
+
+        Raises:
+            UpstreamError: a probe could not be fetched (the next sync lists in full).
+        """
+        try:
+            late = await pager.settle()
+        except UpstreamError:
+            await self._list_in_full_next_time(run, product_id, state, started_at)
+            raise
+        written = WriteStats()
+        if late:
+            async with self._mirror.db.transaction() as conn:
+                written += await write_tests(conn, late, self._stamp(), product_id)
+        deleted, checked = await self._check_by_id(run, product_id, sorted(pager.suspects))
+        written.deleted += deleted
+        settled = checked
+        if pager.unsettled:
+            # An error, not a warning: tests may be missing or kept although deleted.
+            run.errors.append(
+                f"the test list of product {product_id} kept moving while it was read; "
+                "the next sync lists it in full"
+            )
+            settled = False
+        return settled, written
+
+    async def _list_in_full_next_time(
+        self,
+        run: RunContext,
+        product_id: int,
+        state: ListingState | None,
+        started_at: datetime,
+    ) -> None:
+        """Mark the product's listing incomplete from page 1: the next sync, plain or not,
+        lists every page and sweeps (``list_product``)."""
+        async with self._mirror.db.transaction() as conn:
+            await save_listing_state(
+                conn,
+                ListingState(
+                    product_id=product_id,
+                    next_page=1,
+                    complete=False,
+                    full_listing=True,
+                    run_id=run.run_id,
+                    started_at=started_at,
+                    finished_at=state.finished_at if state else None,
+                    last_full_listing_at=state.last_full_listing_at if state else None,
+                ),
+            )
 
     async def _sweep(
         self, run: RunContext, product_id: int, listing_started: datetime
     ) -> tuple[int, bool]:
         """Tests of the product the full listing did not show: gone, or skipped by a moving list?
-        Each one is asked for; only a 404 tombstones it. Returns how many were tombstoned and
-        whether every one could be checked."""
+        Returns how many were tombstoned and whether every one could be checked."""
         candidates = await self._mirror.sync_state.tests_fetched_before(product_id, listing_started)
+        return await self._check_by_id(run, product_id, candidates)
+
+    async def _check_by_id(
+        self, run: RunContext, product_id: int, test_ids: Sequence[int]
+    ) -> tuple[int, bool]:
+        """Each test asked for by id: only a 404 tombstones it, an answer stores it. Returns how
+        many were tombstoned and whether every one could be checked."""
         deleted = 0
         unchecked = 0
-        for test_id in candidates:
+        for test_id in test_ids:
             try:
                 test = await self._client.test(test_id)
             except NotFoundError:
