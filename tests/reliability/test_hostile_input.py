@@ -14,15 +14,15 @@ portal thread, so hypothesis drives it from ordinary (sync) test functions.
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import functools
 import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Literal
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import anyio
 import pytest
@@ -33,8 +33,27 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp_types import CallToolResult, Tool
 
-from testio_mirror.sandbox import DatasetSpec
+from testio_mirror.sandbox import DatasetSpec, SandboxServer
 from tests.helpers.expected_answers import parse_time
+from tests.helpers.hostile_arguments import (
+    EDGE_MOMENTS,
+    FTS,
+    JSON_TEXT,
+    MOMENTS,
+    NUMERIC_TEXT,
+    SQL,
+    TEXT,
+    UNICODE,
+    Example,
+    Expect,
+    Known,
+    arguments,
+    boundary_examples,
+    cursor_of,
+    inline_refs,
+    iso,
+    shown,
+)
 from tests.helpers.mcp_session import (
     JSON,
     Mirrored,
@@ -68,370 +87,12 @@ TOOLS: dict[str, str] = {
     "get_bug": "query",
     "search": "query",
     "bug_stats": "query",
+    "list_changes": "query",
+    "triage_bugs": "triage",
+    "resolve_conflict": "triage",
+    "cancel_change": "triage",
 }
-
-# --- hostile values -------------------------------------------------------------------------
-
-SQL = [
-    "' OR 1=1 --",
-    "'; DROP TABLE bugs; --",
-    "; DROP TABLE bugs",
-    "1; DELETE FROM tests",
-    '" OR ""="',
-    "x') OR ('1'='1",
-    "' UNION SELECT name FROM sqlite_master --",
-    "%",
-    "_",
-    "\\",
-    "'",
-]
-FTS = [
-    '"',
-    '""',
-    '"unbalanced',
-    "NEAR(",
-    "NEAR(crash freezes, 2)",
-    "NEAR/3",
-    "*",
-    "crash*",
-    "AND OR NOT",
-    "NOT",
-    "crash AND",
-    "OR",
-    "col:term",
-    "title:crash",
-    "{title goal}: crash",
-    "(",
-    ")",
-    "((crash)",
-    "^crash",
-    "+",
-    "-crash",
-    "a:b:c",
-]
-UNICODE = [
-    "\u202eevil\u202c",
-    "مرحبا بالعالم",
-    "שלום עולם",
-    "🐛💥🔥",
-    "👩\u200d👩\u200d👧\u200d👦",
-    "e\u0301",
-    "\u200b",
-    "\ufeff",
-    "a\x00b",
-    "\x00",
-    "\x00" * 10,
-    "\uff23\uff52\uff41\uff53\uff48",
-    "\u00df \u0130 \u0131 \u01c5",
-    "\t\n\r",
-    "\u2028\u2029",
-    "Recherche avancée",
-]
-NUMERIC_TEXT = ["0", "-1", "1e309", "0x10", "9" * 40, "NaN", "Infinity"]
-# Text that is also JSON: still text to a string argument (the SDK json-decodes some strings).
-JSON_TEXT = ["null", "true", "[]", "{}", '["crash"]', '{"crash": 1}', '"crash"']
-DATE_TEXT = [
-    "yesterday",
-    "2026-13-45",
-    "2026-02-30T00:00:00Z",
-    "31/12/2026",
-    "2026-11-01T25:00:00Z",
-]
-LONG = ["x" * 10_000, "🐛" * 10_000, "crash " * 2_000, "(" * 10_000, "y" * 100_000]
-HOSTILE_TEXT = ["", " ", *SQL, *FTS, *UNICODE, *NUMERIC_TEXT, *JSON_TEXT, *DATE_TEXT, *LONG]
-LONE_SURROGATE = "\ud800"  # valid in JSON ("\\ud800"), not a Python-encodable string
-
-HOSTILE_SCALARS: list[object] = [
-    None,
-    True,
-    False,
-    0,
-    -1,
-    -(2**63),
-    2**63,
-    2**64,
-    10**30,
-    -(10**30),
-    1.5,
-    -0.0,
-    1e308,
-    float("nan"),
-    float("inf"),
-    LONE_SURROGATE,
-]
-# Keys a tool does not declare; "ctx" is the name of the tools' injected Context parameter.
-EXTRA_KEYS = ["ctx", "context", "self", "kwargs", "__class__", "", "x" * 10_000, "limit ", "LIMIT"]
-
-# Readable text (no surrogates), weighted towards the characters that break things.
-TEXT = st.text(
-    alphabet=st.one_of(
-        st.characters(codec="utf-8"),
-        st.sampled_from(list("\"'*():^+-%_\\\x00\u202e🐛 ")),
-    ),
-    max_size=60,
-)
-
-
-def nested(depth: int) -> object:
-    value: object = []
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-def cursor_of(value: object) -> str:
-    """A well-formed base64 cursor around any JSON value (not one the mirror handed out)."""
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-
-SCALARS = st.one_of(st.sampled_from(HOSTILE_SCALARS), st.sampled_from(HOSTILE_TEXT), TEXT)
-HOSTILE: st.SearchStrategy[object] = st.one_of(
-    st.sampled_from(HOSTILE_SCALARS),
-    st.sampled_from(HOSTILE_TEXT),
-    TEXT,
-    st.integers(),
-    st.floats(),
-    st.lists(SCALARS, max_size=5),
-    # Longer than any list argument may be (built in one go: drawing 600 items is slow).
-    st.tuples(st.integers(), st.integers(201, 600)).map(lambda p: [p[0] + i for i in range(p[1])]),
-    st.dictionaries(st.text(max_size=10), SCALARS, max_size=4),
-    st.just({"$gt": 0}),
-    st.integers(1, 50).map(nested),
-)
-
-# --- valid values ---------------------------------------------------------------------------
-
-OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m)))
-# The ends of the calendar, where a conversion to UTC leaves datetime's range or years lose
-# their leading zeros.
-EDGE_MOMENTS = [
-    datetime(1, 1, 1, tzinfo=UTC),
-    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
-    datetime(1, 1, 1, 3, tzinfo=timezone(timedelta(hours=23, minutes=59))),
-    datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC),
-    datetime(1970, 1, 1, tzinfo=UTC),
-    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-    datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14))),
-    datetime(9999, 12, 31, 12, tzinfo=timezone(-timedelta(hours=23, minutes=59))),
-]
-MOMENTS: st.SearchStrategy[datetime] = st.one_of(
-    st.sampled_from(EDGE_MOMENTS),
-    st.datetimes(timezones=OFFSETS),
-    st.datetimes(datetime(2026, 1, 1), datetime(2027, 1, 1), timezones=OFFSETS),
-)
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-DATE_TIMES: st.SearchStrategy[object] = st.one_of(
-    MOMENTS.map(iso),
-    st.sampled_from(["2026-11-01", "2026-11-01T00:00:00", "2026-11-01T00:00:00.123456+05:30"]),
-)
-
-
-@dataclass
-class Known:
-    """Real values from the mirror, so valid examples also reach rows that exist."""
-
-    by_argument: dict[str, list[object]] = field(default_factory=dict)
-
-    def values(self, argument: str) -> list[object]:
-        singular = argument.removesuffix("s")
-        return self.by_argument.get(argument) or self.by_argument.get(singular) or []
-
-
-Expect = Literal["allowed", "refused", "either"]
-
-
-@dataclass(frozen=True)
-class Example:
-    """Arguments, and what the server must do with them: ``allowed`` by the tool's schema (so
-    never refused as invalid arguments), ``refused`` by it (so an error), or ``either``."""
-
-    args: JSON
-    expect: Expect
-
-    def __repr__(self) -> str:
-        return f"Example({shown(self.args)}, {self.expect!r})"
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(repr(self))  # hypothesis prints a failing example so: short, not 100k chars
-
-
-class UnknownSchemaError(AssertionError):
-    """A schema construct these strategies do not cover: extend them, do not skip the tool."""
-
-
-def valid_value(schema: JSON, argument: str, known: Known) -> st.SearchStrategy[object]:
-    """Values ``schema`` allows (so the server must not refuse them as invalid arguments)."""
-    if "anyOf" in schema:
-        return st.one_of([valid_value(s, argument, known) for s in schema["anyOf"]])
-    if "enum" in schema:
-        return st.sampled_from(schema["enum"])
-    kind = schema.get("type")
-    real = known.values(argument)
-    if kind == "null":
-        return st.none()
-    if kind == "boolean":
-        return st.booleans()
-    if kind == "integer":
-        low, high = schema.get("minimum"), schema.get("maximum")
-        edges = [v for v in (low, high) if v is not None]
-        choices: list[st.SearchStrategy[object]] = [st.integers(low, high)]
-        if edges:
-            choices.append(st.sampled_from(edges))
-        if real:
-            choices.append(st.sampled_from(real))
-        return st.one_of(choices)
-    if kind == "string":
-        if schema.get("format") == "date-time":
-            return DATE_TIMES
-        low, high = schema.get("minLength", 0), schema.get("maxLength")
-        fits = [t for t in HOSTILE_TEXT if low <= len(t) and (high is None or len(t) <= high)]
-        words = st.lists(st.sampled_from([*FTS, *SQL, "crash", "checkout", "freezes"]), max_size=6)
-        choices = [
-            st.text(alphabet=st.characters(codec="utf-8"), min_size=low, max_size=80),
-            st.sampled_from(fits),
-            words.map(" ".join).filter(lambda t: low <= len(t) <= (high or len(t))),
-        ]
-        if real:
-            choices.append(st.sampled_from(real))
-        if high is None:  # only unbounded strings take the very long ones
-            choices.append(st.sampled_from(LONG))
-        return st.one_of(choices)
-    if kind == "array":
-        items = valid_value(schema.get("items", {}), argument, known)
-        most = schema.get("maxItems")
-        lists = [st.lists(items, max_size=min(most or 8, 8))]
-        if most is not None:
-            lists.append(items.map(lambda v: [v] * most))  # exactly at the limit
-        return st.one_of(lists)
-    raise UnknownSchemaError(f"no strategy for {argument}: {schema}")
-
-
-@st.composite
-def _with_extras(draw: st.DrawFn, base: st.SearchStrategy[JSON], declared: set[str]) -> JSON:
-    args = dict(draw(base))
-    keys = st.one_of(st.sampled_from(EXTRA_KEYS), st.text(max_size=20))
-    for key in draw(st.lists(keys.filter(lambda k: k not in declared), min_size=1, max_size=3)):
-        args[key] = draw(HOSTILE)
-    return args
-
-
-@st.composite
-def _one_bad(draw: st.DrawFn, base: st.SearchStrategy[JSON], declared: list[str]) -> JSON:
-    args = dict(draw(base))
-    if declared:
-        args[draw(st.sampled_from(declared))] = draw(HOSTILE)
-    return args
-
-
-def arguments(schema: JSON, known: Known) -> st.SearchStrategy[Example]:
-    """Arguments for a tool's input schema, each with what the server must do with them."""
-    properties: dict[str, JSON] = schema.get("properties", {})
-    required = set(schema.get("required", []))
-    valid = {name: valid_value(s, name, known) for name, s in properties.items()}
-    any_value = {name: st.one_of(v, HOSTILE) for name, v in valid.items()}
-    valid_args = st.fixed_dictionaries(
-        {n: v for n, v in valid.items() if n in required},
-        optional={n: v for n, v in valid.items() if n not in required},
-    )
-    chaos = st.fixed_dictionaries(
-        {n: v for n, v in any_value.items() if n in required},
-        optional={n: v for n, v in any_value.items() if n not in required},
-    )
-    # Extra keys are allowed by the schema (no additionalProperties: false) and must be ignored.
-    allowed = st.one_of(valid_args, _with_extras(valid_args, set(properties)))
-    hostile = [_one_bad(valid_args, sorted(properties)), chaos]
-    if required:
-        hostile.append(st.just({}))  # a required argument missing
-    return st.one_of(
-        allowed.map(lambda a: Example(a, "allowed")),
-        st.one_of(hostile).map(lambda a: Example(a, "either")),
-    )
-
-
-def edges(schema: JSON, argument: str) -> list[tuple[object, Expect]]:
-    """The values at and just beyond what ``schema`` allows, each with its expected fate."""
-    if "anyOf" in schema:
-        return [e for s in schema["anyOf"] for e in edges(s, argument)]
-    if "enum" in schema:
-        return [(v, "allowed") for v in schema["enum"]] + [("NOT_A_CHOICE", "refused")]
-    kind = schema.get("type")
-    if kind == "null":
-        return [(None, "allowed")]
-    if kind == "boolean":
-        return [(True, "allowed"), (False, "allowed"), ([True], "refused")]
-    if kind == "integer":
-        found: list[tuple[object, Expect]] = [
-            (2**64, "refused"),
-            (10**30, "refused"),
-            (-(10**30), "refused"),
-            (1.5, "refused"),
-        ]
-        if "minimum" in schema:
-            found += [(schema["minimum"], "allowed"), (schema["minimum"] - 1, "refused")]
-        if "maximum" in schema:
-            found += [(schema["maximum"], "allowed"), (schema["maximum"] + 1, "refused")]
-        return found
-    if kind == "string":
-        if schema.get("format") == "date-time":
-            dates: list[tuple[object, Expect]] = [(iso(m), "allowed") for m in EDGE_MOMENTS]
-            return dates + [(t, "refused") for t in DATE_TEXT]
-        low, high = schema.get("minLength", 0), schema.get("maxLength")
-        found = [(LONE_SURROGATE, "refused"), ("\x00", "allowed" if low <= 1 else "refused")]
-        found.append(("", "allowed" if low == 0 else "refused"))
-        found += [(t, "allowed") for t in JSON_TEXT if low <= len(t)]
-        if high is None:
-            found.append((LONG[-1], "allowed"))
-        else:
-            found += [("\u00e9" * high, "allowed"), ("x" * (high + 1), "refused")]
-        return found
-    if kind == "array":
-        items = edges(schema.get("items", {}), argument)
-        found = [([], "allowed"), ({"0": 1}, "refused")]
-        found += [([value], fate) for value, fate in items]
-        if "maxItems" in schema:
-            most = schema["maxItems"]
-            good = next(value for value, fate in items if fate == "allowed")
-            found += [([good] * most, "allowed"), ([good] * (most + 1), "refused")]
-        return found
-    raise UnknownSchemaError(f"no edges for {argument}: {schema}")
-
-
-def typical(schema: JSON, argument: str, known: Known) -> object:
-    """One ordinary valid value, to fill the other arguments around an edge."""
-    if "anyOf" in schema:
-        branches = [s for s in schema["anyOf"] if s.get("type") != "null"]
-        return typical(branches[0], argument, known)
-    real = known.values(argument)
-    if schema.get("type") == "array":
-        return [typical(schema.get("items", {}), argument, known)]
-    if schema.get("format") == "date-time":
-        return "2026-11-01T00:00:00Z"
-    if real:
-        return real[0]
-    for value, fate in edges(schema, argument):
-        if fate == "allowed" and value is not None:
-            return value
-    raise UnknownSchemaError(f"no typical value for {argument}: {schema}")
-
-
-def boundary_examples(schema: JSON, known: Known) -> list[Example]:
-    """Every argument at each of its edges, with the required ones ordinary and every boolean
-    switch on around it (switches open the longer paths: bugs, forced refetch); an unknown
-    argument; nothing at all."""
-    properties: dict[str, JSON] = schema.get("properties", {})
-    required = {n: typical(properties[n], n, known) for n in schema.get("required", [])}
-    base = {**required, **{n: True for n, p in properties.items() if p.get("type") == "boolean"}}
-    found = [Example({**base, "ctx": "not a context"}, "allowed")]
-    found.append(Example({}, "refused" if required else "allowed"))
-    for name, prop in properties.items():
-        found += [Example({**base, name: value}, fate) for value, fate in edges(prop, name)]
-    return found
-
+WRITES = {"sync", "triage"}  # the tools whose annotations say they are not read-only
 
 # --- the served mirror ----------------------------------------------------------------------
 
@@ -469,6 +130,11 @@ class Served:
     crashes: CrashLog
     baseline: dict[str, int]
 
+    @functools.cached_property
+    def schemas(self) -> dict[str, JSON]:
+        """Each tool's input schema with its ``$ref``s in place, as the strategies read it."""
+        return {name: inline_refs(tool.input_schema) for name, tool in self.tools.items()}
+
     @property
     def token(self) -> str:
         return self.mirrored.sandbox.token
@@ -495,11 +161,6 @@ class Served:
         for table in COUNTED:  # the module's own table names, nothing from the examples
             (found[table],) = self.db.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
         return found
-
-
-def shown(args: JSON) -> str:
-    text = repr(args)
-    return text if len(text) < 300 else text[:300] + "..."
 
 
 async def _harvest(client: Client) -> Known:
@@ -532,6 +193,24 @@ async def _harvest(client: Client) -> Known:
     )
 
 
+async def _seed_conflicts(client: Client, sandbox: SandboxServer) -> list[int]:
+    """Two triage changes parked as conflicts (a person marked the bugs known first), stored
+    through the token flow of TESTIO_MIRROR_WRITES=confirm: what the settling tools act on."""
+    bugs = sorted(
+        b["id"]
+        for b in sandbox.world.snapshot()["bugs"].values()
+        if b["status"] == "forwarded" and not b["known"]
+    )[:2]
+    for bug_id in bugs:
+        sandbox.triage_as_person(bug_id, "mark_known")
+    asked = {"changes": [{"bug_id": bug_id, "action": "accept"} for bug_id in bugs]}
+    needs = (await client.call_tool("triage_bugs", asked)).structured_content or {}
+    done = await client.call_tool("triage_bugs", {**asked, "confirm": needs["confirm_token"]})
+    changes = (done.structured_content or {})["changes"]
+    assert [c["state"] for c in changes] == ["conflict", "conflict"], changes
+    return [c["change_id"] for c in changes]
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("hostile")
@@ -542,7 +221,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         portal = stack.enter_context(start_blocking_portal())
         client = stack.enter_context(portal.wrap_async_context_manager(connect(mirrored.settings)))
         listed = portal.call(client.list_tools)
+        conflicts = portal.call(_seed_conflicts, client, mirrored.sandbox)
         known = portal.call(_harvest, client)
+        known.by_argument["change_id"] = [*conflicts, 999999]
+        known.by_argument["reason"] = [r["key"] for r in mirrored.sandbox.world.reject_reasons()]
+        # Each settling tool gets a conflict of its own to settle (once; then it is refused).
+        known.by_tool["cancel_change"] = {"change_id": [conflicts[0], 999999]}
+        known.by_tool["resolve_conflict"] = {"change_id": [conflicts[1], 999999]}
         uri = f"file:{mirrored.settings.database_path}?mode=ro"
         db = stack.enter_context(contextlib.closing(sqlite3.connect(uri, uri=True)))
         mirror_logger.addHandler(crashes)
@@ -671,11 +356,12 @@ def test_every_listed_tool_has_a_strategy(served: Served) -> None:
     assert set(served.tools) == set(TOOLS), "a tool without hostile-input coverage (see TOOLS)"
     for name, tool in served.tools.items():
         read_only = bool(tool.annotations and tool.annotations.read_only_hint)
-        assert read_only == (TOOLS[name] != "sync"), f"{name}: read-only hint disagrees"
+        assert read_only == (TOOLS[name] not in WRITES), f"{name}: read-only hint disagrees"
         assert tool.output_schema, f"{name} publishes no output schema"
         # Every construct of the input schema has a strategy (raises UnknownSchemaError if not).
-        assert isinstance(arguments(tool.input_schema, served.known), st.SearchStrategy)
-        assert boundary_examples(tool.input_schema, served.known)
+        schema, known = served.schemas[name], served.known.for_tool(name)
+        assert isinstance(arguments(schema, known), st.SearchStrategy)
+        assert boundary_examples(schema, known)
 
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))
@@ -683,7 +369,8 @@ def test_hostile_arguments_get_a_result_or_a_clean_error(
     served: Served, tool: str, scale: Scale, ledger: Ledger
 ) -> None:
     assert tool in served.tools, f"the server does not list {tool}"
-    strategy = arguments(served.tools[tool].input_schema, served.known)
+    schema, known = served.schemas[tool], served.known.for_tool(tool)
+    strategy = arguments(schema, known)
     tally = {"calls": 0, "errors": 0}
 
     @hypothesis_settings(scale)
@@ -704,14 +391,14 @@ def test_hostile_arguments_get_a_result_or_a_clean_error(
         assert_still_serving(served, tool, args)
 
     # The edges of every argument run on every run, whatever the random examples find.
-    for edge in boundary_examples(served.tools[tool].input_schema, served.known):
+    for edge in boundary_examples(schema, known):
         check = hypothesis_example(example=edge)(check)
 
     try:
         check()
     finally:
         ledger.record(AREA, trials=tally["calls"])
-    if served.tools[tool].input_schema.get("properties"):
+    if schema.get("properties"):
         # Both paths were exercised: hostile arguments refused, valid ones answered.
         assert 0 < tally["errors"] < tally["calls"], tally
     else:

@@ -304,3 +304,19 @@ async def test_queued_while_testio_is_down_then_cancelled_and_the_audit_is_liste
     assert audit[queued_bug][0] == "created"
     assert audit[queued_bug][-1] == "applied"
     assert audit[cancelled_bug] == ["created", "cancelled"]
+
+
+async def test_a_bad_field_of_a_change_is_named_with_its_path_and_what_it_accepts(
+    synced: Settings, sandbox: SandboxServer
+) -> None:
+    [bug_id] = forwarded(sandbox, 1)
+    async with connect(synced) as client:
+        action = await call_error(
+            client, "triage_bugs", {"changes": [{"bug_id": bug_id, "action": "approve"}]}
+        )
+        missing = await call_error(client, "triage_bugs", {"changes": [{"action": "accept"}]})
+        shape = await call_error(client, "triage_bugs", {"changes": "all of them"})
+    assert 'changes[0].action was "approve", expected one of accept, reject' in action
+    assert "changes[0].bug_id is required" in missing
+    assert "an object {bug_id, action, reason?, comment?}" in shape
+    assert writes(sandbox, bug_id) == 0

@@ -108,12 +108,25 @@ class ArgumentExplainingServer(MCPServer[LifespanT], Generic[LifespanT]):
 def refused_arguments(error: ValidationError, schema: JSON, arguments: JSON) -> str:
     """One line naming every refused argument, what it was and what ``schema`` (the tool's
     input schema) accepts: ``invalid arguments: limit was 0, expected an integer from 1 to
-    100``. ``arguments`` are the ones given."""
-    properties: JSON = schema.get("properties", {})
+    100``; inside an object, the path to the field (``changes[0].action was ...``).
+    ``arguments`` are the ones given."""
+    properties: JSON = _inline_refs(schema, schema.get("$defs", {})).get("properties", {})
     parts = [
         _refusal(details, properties, arguments) for details in error.errors(include_url=False)
     ]
     return "invalid arguments: " + "; ".join(dict.fromkeys(parts))
+
+
+def _inline_refs(value: Any, definitions: JSON) -> Any:
+    """``value`` with each ``{"$ref": "#/$defs/X"}`` replaced by the definition of X."""
+    if isinstance(value, Mapping):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.removeprefix("#/$defs/") in definitions:
+            return _inline_refs(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {k: _inline_refs(v, definitions) for k, v in value.items() if k != "$defs"}
+    if isinstance(value, list):
+        return [_inline_refs(v, definitions) for v in value]
+    return value
 
 
 def _refusal(details: ErrorDetails, properties: JSON, arguments: JSON) -> str:
@@ -121,18 +134,34 @@ def _refusal(details: ErrorDetails, properties: JSON, arguments: JSON) -> str:
     if not loc:
         return "the arguments must be a JSON object"
     name = str(loc[0])
-    indexes = [part for part in loc[1:] if isinstance(part, int)]
-    if indexes and not isinstance(arguments.get(name), list):
-        indexes = []  # one value given for a list (schema.OneOrMany): speak of the argument
-    path = name + "".join(f"[{index}]" for index in indexes)
     argument: JSON = properties.get(name, {})
-    target = _within(argument, indexes)
+    listed = isinstance(arguments.get(name), list)
+    target, path, followed = argument, name, True
+    for part in loc[1:]:
+        fields = _fields(target)
+        if isinstance(part, int) and listed:
+            target, path = _within(target, [part]), f"{path}[{part}]"
+        elif isinstance(part, str) and part in fields:
+            target, path = fields[part], f"{path}.{part}"
+        else:
+            # One value given for a list (schema.OneOrMany), or pydantic naming a union's
+            # branch: speak of what was given.
+            followed = False
     accepted = _accepted(target)
     if details["type"] == "missing":
-        what = argument.get("description")
-        return f"{name} is required: " + ", ".join(p for p in (what, accepted) if p)
-    given = details["input"] if len(indexes) == len(loc) - 1 else arguments.get(name)
+        what = target.get("description")
+        return f"{path} is required: " + ", ".join(p for p in (what, accepted) if p)
+    given = details["input"] if followed else arguments.get(name)
     return f"{path} was {_shown(given)}, expected {accepted or 'another value'}"
+
+
+def _fields(schema: JSON) -> JSON:
+    """The properties of an object ``schema`` accepts (of its object branch); else none."""
+    for choice in _choices(schema):
+        if choice.get("type") == "object":
+            found: JSON = choice.get("properties", {})
+            return found
+    return {}
 
 
 def _within(schema: JSON, indexes: Sequence[int]) -> JSON:
@@ -183,6 +212,10 @@ def _one(schema: JSON) -> str:
         return f"text of at least {low} characters" if low else "text"
     if kind == "boolean":
         return "true or false"
+    if kind == "object":
+        required = schema.get("required", [])
+        keys = [k if k in required else f"{k}?" for k in schema.get("properties", {})]
+        return "an object {" + ", ".join(keys) + "}"
     if kind == "array":
         most = f"up to {schema['maxItems']}" if "maxItems" in schema else "any number of"
         return f"a list of {most} items, each {_one(schema.get('items', {}))}"

@@ -294,7 +294,7 @@ async def _confirm_resolution(
 
 async def resolve_conflict(
     ctx: ToolContext,
-    change_id: Annotated[int, Field(ge=1, description="a change in state conflict")],
+    change_id: Annotated[Id, Field(description="a change in state conflict")],
     resolution: Annotated[
         Literal["keep_local", "keep_server"],
         Field(description="keep_local: send the change anyway; keep_server: drop it"),
@@ -341,7 +341,7 @@ async def resolve_conflict(
 
 async def cancel_change(
     ctx: ToolContext,
-    change_id: Annotated[int, Field(ge=1, description="a pending change or a conflict")],
+    change_id: Annotated[Id, Field(description="a pending change or a conflict")],
 ) -> Annotated[CallToolResult, ChangeAnswer]:
     """Cancel a triage change that was not sent yet (pending, or parked as a conflict):
     nothing will be sent for it."""
