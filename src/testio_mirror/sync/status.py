@@ -123,7 +123,9 @@ class OutboxStatus(CompactSchema):
         description="triage changes by state: pending, sending, applied, conflict, failed, "
         "cancelled"
     )
-    oldest_pending: OldestPending | None = Field(description="the next change a push sends")
+    oldest_pending: OldestPending | None = Field(
+        description="the next change a push sends (oldest first); null: none pending"
+    )
     conflicts: OutboxConflicts
     last_push_at: datetime | None = Field(
         description="the latest answer TestIO gave to a push (or to a reconcile's read)"
@@ -164,7 +166,9 @@ class SyncStatusReport(CompactSchema):
         description="the latest runs, newest first"
     )
     database: str = Field(description="the mirror's SQLite file")
-    outbox: OutboxStatus = Field(description="the triage changes sent to TestIO")
+    outbox: OutboxStatus = Field(
+        description="the triage changes for TestIO (the outbox) and what became of them"
+    )
     upstream: Health | None = Field(description="null when no TestIO token is configured")
     next_refresh_at: datetime | None
 
@@ -270,7 +274,7 @@ def _outbox(
         oldest = OldestPending(
             change_id=in_total.oldest_pending_id,
             created_at=in_total.oldest_pending_at,
-            age_seconds=_rounded(max(age, 0.0), 1) or 0.0,
+            age_seconds=round(max(age, 0.0), 1),
         )
     run = None
     if last_run is not None and started is not None:
