@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from testio_mirror.cli.sync_output import PhaseLines, RunSummaryFilter, distinct_errors
+from testio_mirror.cli.sync_output import (
+    PhaseLines,
+    RunSummaryFilter,
+    distinct_errors,
+    outbox_lines,
+)
 from testio_mirror.sync.models import PhaseStats, SyncPhase, SyncResult, SyncStatus, SyncTrigger
 from testio_mirror.sync.run import RunView
+from testio_mirror.sync.status import OutboxStatus
+from testio_mirror.triage import CHANGE_STATES
 
 PHASES = [SyncPhase.PRODUCTS, SyncPhase.FEATURES, SyncPhase.NEW_TESTS, SyncPhase.BUGS]
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -141,3 +149,53 @@ def test_the_services_run_summary_is_dropped_other_records_pass(status: SyncStat
 def test_an_error_another_one_already_says_is_printed_once() -> None:
     errors = ["products: GET products: down", "GET products: down", "tests: x", "tests: x"]
     assert distinct_errors(errors) == ["products: GET products: down", "tests: x"]
+
+
+def _outbox(**given: Any) -> OutboxStatus:
+    empty: dict[str, Any] = {
+        "changes": dict.fromkeys(CHANGE_STATES, 0),
+        "oldest_pending": None,
+        "conflicts": {"detected": {}, "resolved": {}, "resolutions": {}, "last_run": None},
+        "last_push_at": None,
+        "last_applied_at": None,
+    }
+    return OutboxStatus.model_validate({**empty, **given})
+
+
+def test_an_empty_outbox_says_no_changes_yet() -> None:
+    assert outbox_lines(_outbox()) == ["Triage outbox: no changes yet"]
+
+
+def test_the_outbox_lines_say_only_what_there_is() -> None:
+    changes = {**dict.fromkeys(CHANGE_STATES, 0), "applied": 3}
+    applied_only = _outbox(changes=changes, last_push_at=NOW, last_applied_at=NOW)
+    assert outbox_lines(applied_only) == [
+        "Triage outbox: 3 applied",
+        "  last push: 2026-01-01T00:00:00Z",
+    ]
+
+
+def test_the_outbox_lines_name_the_oldest_pending_and_the_conflicts() -> None:
+    changes = {**dict.fromkeys(CHANGE_STATES, 0), "pending": 2, "conflict": 1, "cancelled": 1}
+    counts = {"detected": {"manual": 2}, "resolved": {"manual": 1}}
+    outbox = _outbox(
+        changes=changes,
+        oldest_pending={"change_id": 7, "created_at": NOW, "age_seconds": 185.0},
+        conflicts={
+            **counts,
+            "resolutions": {"keep_server": 1},
+            "last_run": {
+                "since": NOW,
+                "detected": {"manual": 1},
+                "resolved": {},
+                "resolutions": {},
+            },
+        },
+    )
+    assert outbox_lines(outbox) == [
+        "Triage outbox: 2 pending, 1 in conflict (waiting for a person), 1 cancelled",
+        "  oldest pending: change 7, waiting 3 min (since 2026-01-01T00:00:00Z)",
+        "  conflicts: 2 detected (manual 2), 1 resolved (manual 1); keep_server 1",
+        "  conflicts in the latest run (from 2026-01-01T00:00:00Z): 1 detected (manual 1), "
+        "0 resolved",
+    ]

@@ -1,13 +1,18 @@
-"""``testio-mirror status`` run as a user runs it: what the mirror holds, its runs, a new home."""
+"""``testio-mirror status`` run as a user runs it: what the mirror holds, its runs, its triage
+outbox, a new home."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from testio_mirror.app import open_app
 from testio_mirror.sandbox import DatasetSpec
+from testio_mirror.store.outbox_records import ChangeRequest
+from testio_mirror.triage import TriageState
 from tests.conftest import SandboxFactory
 from tests.helpers.command_line import Children, one_line, sync_env
+from tests.helpers.settings import make_settings
 
 SMALL = DatasetSpec(products=3, tests_per_product=60, bugs_per_test=2)
 
@@ -51,6 +56,15 @@ def test_status_shows_counts_and_the_last_runs(
     ) in text
     assert "Runs: 2 (2 successful, 0 partial, 0 failed, 0 cancelled, 0 interrupted)" in text
     assert "Sync lock: free" in text
+    assert "Triage outbox: no changes yet" in text
+    assert report["outbox"]["changes"] == {
+        "pending": 0,
+        "sending": 0,
+        "applied": 0,
+        "conflict": 0,
+        "failed": 0,
+        "cancelled": 0,
+    }
     for run_id in run_ids:
         assert run_id in text
 
@@ -77,3 +91,48 @@ def test_status_shows_run_ids_whole_in_a_narrow_terminal(
     result = children.run({**env, "COLUMNS": "80"}, "status")
     assert result.returncode == 0, result.stderr
     assert run_id in result.stdout  # on one line, not cut short
+
+
+async def test_status_shows_the_triage_outbox(
+    make_sandbox: SandboxFactory, children: Children, home: Path
+) -> None:
+    sandbox = make_sandbox(dataset=SMALL)
+    env = sync_env(sandbox, home)
+    synced = children.run(env, "sync", "--bugs", "--json")
+    assert synced.returncode == 0, synced.stderr
+    bugs = sorted(
+        b["id"]
+        for b in sandbox.world.snapshot()["bugs"].values()
+        if TriageState.of_bug(b) == TriageState("forwarded", False, False, False)
+    )[:3]
+    async with open_app(make_settings(sandbox, home)) as app:
+        stored = await app.mirror.outbox.enqueue(
+            [ChangeRequest(b, "mark_known") for b in bugs],
+            requested_by="ana",
+            client="test",
+            strategy="manual",
+        )
+        applied, waiting, parked = (c.id for c in stored)
+        sandbox.triage_as_person(bugs[2], "accept")  # a conflict for the third
+        await app.sync.pusher.push([applied, parked])
+
+    as_json = children.run(env, "status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    outbox = json.loads(as_json.stdout)["outbox"]
+    assert {state: n for state, n in outbox["changes"].items() if n} == {
+        "pending": 1,
+        "applied": 1,
+        "conflict": 1,
+    }
+    assert outbox["oldest_pending"]["change_id"] == waiting
+    assert outbox["conflicts"]["detected"] == {"manual": 1}
+    assert outbox["conflicts"]["last_run"]["detected"] == {"manual": 1}
+    assert outbox["last_push_at"] is not None
+
+    as_text = children.run(env, "status")
+    assert as_text.returncode == 0, as_text.stderr
+    text = one_line(as_text.stdout)
+    assert "Triage outbox: 1 pending, 1 in conflict (waiting for a person), 1 applied" in text
+    assert f"oldest pending: change {waiting}, waiting " in text
+    assert "conflicts: 1 detected (manual 1), 0 resolved" in text
+    assert "last push: 20" in text

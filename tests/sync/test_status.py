@@ -14,6 +14,7 @@ import pytest
 
 from testio_mirror.settings import load_settings
 from testio_mirror.store.mirror import Mirror
+from testio_mirror.store.outbox_records import ChangeRequest
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.sync_state import (
     ListingState,
@@ -26,7 +27,10 @@ from testio_mirror.sync.lock import SyncLock
 from testio_mirror.sync.models import SyncPhase, SyncResult, SyncStatus, SyncTrigger
 from testio_mirror.sync.run import RunView
 from testio_mirror.sync.status import SyncStatusReport, build_sync_status
+from testio_mirror.triage import CHANGE_STATES, TriageState
 from testio_mirror.upstream.health import HealthReport
+from tests.helpers.outbox_data import OutboxMirror, TickingClock
+from tests.helpers.store_data import small_world, write_world
 
 _TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
@@ -48,7 +52,12 @@ def lock(tmp_path: Path) -> SyncLock:
 
 async def build(mirror: Mirror, lock: SyncLock, **given: Any) -> SyncStatusReport:
     return await build_sync_status(
-        mirror.sync_state, lock, Path("/data/mirror.db"), period_hours=24.0, **given
+        mirror.sync_state,
+        lock,
+        Path("/data/mirror.db"),
+        period_hours=24.0,
+        outbox=mirror.outbox,
+        **given,
     )
 
 
@@ -112,6 +121,13 @@ async def test_an_empty_mirror_was_never_synced(mirror: Mirror, lock: SyncLock) 
     assert report.next_refresh_at is None
     assert (report.period_hours, report.period_runs, report.period_success_rate) == (24.0, 0, None)
     assert report.database == "/data/mirror.db"
+    assert report.model_dump(mode="json")["outbox"] == {
+        "changes": dict.fromkeys(CHANGE_STATES, 0),
+        "oldest_pending": None,
+        "conflicts": {"detected": {}, "resolved": {}, "resolutions": {}, "last_run": None},
+        "last_push_at": None,
+        "last_applied_at": None,
+    }
 
 
 async def test_the_history_and_listings_come_from_the_mirror(
@@ -269,3 +285,86 @@ async def test_a_run_the_server_interrupted_is_not_the_last_result(
     ]
     # The service's own last result is ignored too when the server stopped that run.
     assert (await build(mirror, lock, last_result=stopped)).last_result == ended
+
+
+@pytest.fixture
+async def outbox_mirror(tmp_path: Path) -> AsyncIterator[OutboxMirror]:
+    """An offline mirror holding the small account, its clock moved on by every stamp."""
+    world = small_world()
+    clock = TickingClock()
+    mirror = await Mirror.open(load_settings(mirror_home=tmp_path / "box"), None, clock=clock)
+    try:
+        await write_world(mirror.db, world, mirror.policy.stamp())
+        yield OutboxMirror(mirror, world.snapshot())
+    finally:
+        await mirror.close()
+
+
+REJECTED = TriageState(status="rejected", known=False, fixed=False, exported=False)
+
+
+async def test_the_outbox_shows_states_the_oldest_pending_conflicts_and_the_last_push(
+    outbox_mirror: OutboxMirror, lock: SyncLock
+) -> None:
+    mirror, outbox = outbox_mirror.mirror, outbox_mirror.mirror.outbox
+    bugs = outbox_mirror.bug_ids("forwarded")[:4]
+    ids = [
+        c.id
+        for c in await outbox.enqueue(
+            [ChangeRequest(b, "mark_exported") for b in bugs],
+            requested_by="ana",
+            client="test",
+            strategy="manual",
+        )
+    ]
+    # Before the run: one conflict, settled by a person.
+    await outbox.record_conflict(ids[0], REJECTED)
+    await outbox.resolve(ids[0], "keep_server", by="ana", strategy="manual")
+    started = datetime.fromisoformat(outbox_mirror.stamp())
+    await record_run(mirror, result_of("run-1", SyncStatus.SUCCESS, started), items=3)
+    # In the run: another conflict, and one change applied.
+    await outbox.record_conflict(ids[1], REJECTED)
+    await outbox.claim(ids[2])
+    applied = await outbox.record_applied(
+        ids[2], outbox_mirror.raw(bugs[2], exported_at="2026-11-22T00:00:00Z"), http_status=200
+    )
+    oldest = await outbox.get(ids[3])
+
+    before = utc_now()
+    report = await build(mirror, lock)
+    after = utc_now()
+
+    box = report.outbox
+    assert box.changes == {
+        "pending": 1,
+        "sending": 0,
+        "applied": 1,
+        "conflict": 1,
+        "failed": 0,
+        "cancelled": 1,
+    }
+    assert box.oldest_pending is not None
+    assert (box.oldest_pending.change_id, box.oldest_pending.created_at) == (
+        ids[3],
+        oldest.created_at,
+    )
+    waited = box.oldest_pending.age_seconds
+    assert (before - oldest.created_at).total_seconds() - 0.1 <= waited
+    assert waited <= (after - oldest.created_at).total_seconds() + 0.1
+    totals = (box.conflicts.detected, box.conflicts.resolved, box.conflicts.resolutions)
+    assert totals == ({"manual": 2}, {"manual": 1}, {"keep_server": 1})
+    run = box.conflicts.last_run
+    assert run is not None
+    assert run.since == started
+    assert (run.detected, run.resolved, run.resolutions) == ({"manual": 1}, {}, {})
+    assert box.last_push_at == box.last_applied_at == applied.applied_at
+    shown = report.model_dump(mode="json")["outbox"]
+    assert set(shown) == {
+        "changes",
+        "oldest_pending",
+        "conflicts",
+        "last_push_at",
+        "last_applied_at",
+    }
+    assert set(shown["oldest_pending"]) == {"change_id", "created_at", "age_seconds"}
+    assert shown["conflicts"]["last_run"]["since"].endswith("Z")

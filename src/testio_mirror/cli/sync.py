@@ -318,6 +318,7 @@ async def status_report(settings: Settings, period_hours: float) -> SyncStatusRe
             SyncLock(settings.mirror_home),
             settings.database_path,
             period_hours=period_hours,
+            outbox=mirror.outbox,
         )
     finally:
         await mirror.close()
@@ -325,6 +326,8 @@ async def status_report(settings: Settings, period_hours: float) -> SyncStatusRe
 
 def _print_status(out: Console, report: SyncStatusReport) -> None:
     from rich.table import Table
+
+    from testio_mirror.cli.sync_output import outbox_lines
 
     if report.state == "never_synced":
         out.print(f"Mirror at {report.database}")
@@ -351,6 +354,8 @@ def _print_status(out: Console, report: SyncStatusReport) -> None:
         else f"Sync lock: held by pid {holder.pid} on {holder.host}, run "
         f"{holder.run_id} since {_when(holder.started_at)}"
     )
+    for line in outbox_lines(report.outbox):
+        out.print(line, soft_wrap=True)
     if report.last_runs:
         # One line per run, not a table: a table squeezes the run id to fit the terminal, and
         # the id is what a user copies (whole, as sync_status and the logs give it).

@@ -2,7 +2,7 @@
 a line when each phase starts and when it ends, with its counts, and a summary every few
 seconds, instead of a line per request (``--steps``: those, and only those). Also the filter
 that keeps the run's final summary to the one line the command prints on stdout, and its
-errors each once.
+errors each once; and the "Triage outbox" lines of ``testio-mirror status`` (``outbox_lines``).
 
 Example::
 
@@ -20,13 +20,15 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from testio_mirror.sync.models import PhaseStats, SyncResult
 
 if TYPE_CHECKING:
     from testio_mirror.sync.run import RunView
+    from testio_mirror.sync.status import ConflictCounts, OutboxStatus
 
 SUMMARY_INTERVAL_SECONDS: Final = 5.0
 POLL_SECONDS: Final = 0.25  # how soon a phase's start shows when it has no step yet
@@ -165,3 +167,66 @@ class PhaseLines:
         if name not in self._ended:
             self._ended.add(name)
             self._write(f"{name}: done, {phase_counts(stats)}")
+
+
+# How the outbox's states read in a sentence, in the order a user cares about.
+_STATE_WORDS: Final = {
+    "pending": "pending",
+    "sending": "sent with no answer yet (checked before anything is sent again)",
+    "conflict": "in conflict (waiting for a person)",
+    "failed": "failed",
+    "applied": "applied",
+    "cancelled": "cancelled",
+}
+
+
+def outbox_lines(outbox: OutboxStatus) -> list[str]:
+    """The "Triage outbox" section of ``testio-mirror status``: a line of changes by state,
+    then only the lines that have something to say (the oldest pending change, conflicts in
+    total and in the latest run, the last push); "no changes yet" for an empty outbox."""
+    held = {state: n for state, n in outbox.changes.items() if n}
+    if not held:
+        return ["Triage outbox: no changes yet"]
+    order = [s for s in _STATE_WORDS if s in held] + [s for s in held if s not in _STATE_WORDS]
+    lines = ["Triage outbox: " + ", ".join(f"{held[s]} {_STATE_WORDS.get(s, s)}" for s in order)]
+    oldest = outbox.oldest_pending
+    if oldest is not None:
+        lines.append(
+            f"  oldest pending: change {oldest.change_id}, waiting {_age(oldest.age_seconds)} "
+            f"(since {_utc(oldest.created_at)})"
+        )
+    conflicts = outbox.conflicts
+    if conflicts.detected or conflicts.resolved:
+        lines.append(f"  conflicts: {_conflict_counts(conflicts)}")
+    run = conflicts.last_run
+    if run is not None and (run.detected or run.resolved):
+        since = _utc(run.since)
+        lines.append(f"  conflicts in the latest run (from {since}): {_conflict_counts(run)}")
+    if outbox.last_push_at is not None:
+        lines.append(f"  last push: {_utc(outbox.last_push_at)}")
+    return lines
+
+
+def _conflict_counts(counts: ConflictCounts) -> str:
+    text = f"{sum(counts.detected.values())} detected{_by(counts.detected)}, "
+    text += f"{sum(counts.resolved.values())} resolved{_by(counts.resolved)}"
+    return text + (f"; {_by(counts.resolutions).strip(' ()')}" if counts.resolutions else "")
+
+
+def _by(counts: Mapping[str, int]) -> str:
+    return f" ({', '.join(f'{key} {n}' for key, n in sorted(counts.items()))})" if counts else ""
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def _utc(moment: datetime) -> str:
+    """As ``testio-mirror status`` writes times: UTC with ``Z``, to the second."""
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"

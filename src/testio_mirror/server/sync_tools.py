@@ -139,8 +139,9 @@ async def sync_status(
     ctx: ToolContext,
     period: Annotated[Period, Field(description="the period of the run statistics")] = "24h",
 ) -> Annotated[CallToolResult, SyncStatusReport]:
-    """Is a sync running, how did the last one go, what does the mirror hold, is TestIO
-    reachable, and when is the next refresh. Cheap: call it freely."""
+    """Is a sync running, how did the last one go, what does the mirror hold, where do the
+    triage changes stand (the outbox), is TestIO reachable, and when is the next refresh.
+    Cheap: call it freely."""
     with tool_errors("sync_status"):
         report = await status_report(_state(ctx), _PERIODS[period])
         # The per-product listing states are its one list that grows with the account.
@@ -161,6 +162,7 @@ async def status_report(state: ServerState, period_hours: float) -> SyncStatusRe
         app.sync.lock,
         app.settings.database_path,
         period_hours=period_hours,
+        outbox=app.mirror.outbox,
         running=app.sync.current,
         last_result=app.sync.last_result,
         upstream=upstream,

@@ -3,7 +3,9 @@ tool answers the ``SyncStatusReport``, the ``testio://sync/status`` resource and
 ``testio-mirror status --json`` give its JSON, and ``testio-mirror status`` prints it as text.
 
 What only the server knows (TestIO's health, the next scheduled refresh, the run in flight in its
-process) is passed in; the CLI leaves those out. Times are UTC and written with ``Z``.
+process) is passed in; the CLI leaves those out. Times are UTC and written with ``Z``. The triage
+outbox (``outbox``) is read from the mirror's ``Outbox.summary``: changes by state, the oldest
+pending one, conflicts in total and since the latest run started, the last push.
 
 This module loads without the store or the sync service (the server needs the model for its
 ``tools/list``); those are only passed in.
@@ -12,7 +14,7 @@ Example::
 
     report = await build_sync_status(
         mirror.sync_state, SyncLock(settings.mirror_home), settings.database_path,
-        period_hours=24,
+        period_hours=24, outbox=mirror.outbox,
     )
     report.state, report.total_runs, report.model_dump_json()
 """
@@ -20,9 +22,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 from pydantic import Field
 
@@ -30,11 +33,14 @@ from testio_mirror.schema import CompactSchema, inline_list
 from testio_mirror.sync.models import SyncResult, SyncStatus
 
 if TYPE_CHECKING:
+    from testio_mirror.store.outbox import Outbox
+    from testio_mirror.store.outbox_records import OutboxSummary
     from testio_mirror.store.sync_state import ListingState, SyncEvent, SyncStateRepository
     from testio_mirror.sync.lock import LockOwner, SyncLock
     from testio_mirror.sync.run import RunView
     from testio_mirror.upstream.health import HealthReport
 
+_Key = TypeVar("_Key", bound=str)
 LAST_RUNS = 5  # runs listed in ``last_runs``
 HISTORY_LOOKBACK = 200  # runs looked through for the last result when the latest are interrupted
 
@@ -83,6 +89,50 @@ class RecentRun(CompactSchema):
     message: str | None
 
 
+class OldestPending(CompactSchema):
+    change_id: int
+    created_at: datetime
+    age_seconds: float = Field(description="how long it has waited to be sent")
+
+
+class ConflictCounts(CompactSchema):
+    detected: dict[str, int] = Field(
+        description="changes that met a conflict, by the strategy chosen when they were made"
+    )
+    resolved: dict[str, int] = Field(
+        description="conflicts settled, by the strategy that settled them (manual: a person)"
+    )
+    resolutions: dict[str, int] = Field(
+        description="conflicts settled, by how: keep_local, keep_server, server_wins, "
+        "local_wins, latest_local, latest_server"
+    )
+
+
+class RunConflicts(ConflictCounts):
+    since: datetime = Field(description="when the latest run started")
+
+
+class OutboxConflicts(ConflictCounts):
+    """In total; ``last_run``: from the latest run's start on."""
+
+    last_run: RunConflicts | None = Field(description="null before the first run")
+
+
+class OutboxStatus(CompactSchema):
+    changes: dict[str, int] = Field(
+        description="triage changes by state: pending, sending, applied, conflict, failed, "
+        "cancelled"
+    )
+    oldest_pending: OldestPending | None = Field(
+        description="the next change a push sends (oldest first); null: none pending"
+    )
+    conflicts: OutboxConflicts
+    last_push_at: datetime | None = Field(
+        description="the latest answer TestIO gave to a push (or to a reconcile's read)"
+    )
+    last_applied_at: datetime | None
+
+
 class SyncStatusReport(CompactSchema):
     state: Literal["idle", "running", "never_synced"] = Field(
         description="running: a sync is in progress (see running); never_synced: the mirror "
@@ -116,6 +166,9 @@ class SyncStatusReport(CompactSchema):
         description="the latest runs, newest first"
     )
     database: str = Field(description="the mirror's SQLite file")
+    outbox: OutboxStatus = Field(
+        description="the triage changes for TestIO (the outbox) and what became of them"
+    )
     upstream: Health | None = Field(description="null when no TestIO token is configured")
     next_refresh_at: datetime | None
 
@@ -126,19 +179,22 @@ async def build_sync_status(
     database: Path,
     *,
     period_hours: float,
+    outbox: Outbox,
     running: RunView | None = None,
     last_result: SyncResult | None = None,
     upstream: HealthReport | None = None,
     next_refresh_at: datetime | None = None,
 ) -> SyncStatusReport:
-    """The sync status of the mirror whose history ``sync_state`` reads: ``running`` and
-    ``last_result`` come from a process's ``SyncService`` (without them, the last result is
-    the last one recorded), ``upstream`` and ``next_refresh_at`` from the server.
+    """The sync status of the mirror whose history ``sync_state`` reads and whose triage
+    changes ``outbox`` holds: ``running`` and ``last_result`` come from a process's
+    ``SyncService`` (without them, the last result is the last one recorded), ``upstream`` and
+    ``next_refresh_at`` from the server.
 
     Raises:
         StoreError: the mirror cannot be read.
     """
-    since = datetime.now(UTC) - timedelta(hours=period_hours)
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=period_hours)
     counters, period, counts, listings, runs, holder = await asyncio.gather(
         sync_state.counters(),
         sync_state.period_stats(since),
@@ -147,6 +203,10 @@ async def build_sync_status(
         sync_state.events(kind="run", limit=LAST_RUNS),
         asyncio.to_thread(lock.holder),
     )
+    # The latest run, running or ended: its conflicts are those from its start on.
+    started = runs[0].at if runs else None
+    in_total = await outbox.summary()
+    last_run = await outbox.summary(since=started) if started is not None else None
     if last_result is None or last_result.status is SyncStatus.INTERRUPTED:
         # A run stopped by its process ending (a server shut down by a short-lived client) says
         # nothing about TestIO or the mirror: the last run that ended on its own does.
@@ -179,6 +239,7 @@ async def build_sync_status(
         products=[_listing(s) for s in listings.values()],
         last_runs=[_recent(r) for r in runs],
         database=str(database),
+        outbox=_outbox(in_total, last_run, started, now),
         upstream=_health(upstream) if upstream is not None else None,
         next_refresh_at=next_refresh_at,
     )
@@ -202,6 +263,42 @@ def _ended_on_its_own(runs: list[SyncEvent]) -> SyncResult | None:
         if event.data and "result" in event.data:
             return SyncResult.model_validate(event.data["result"])
     return None
+
+
+def _outbox(
+    in_total: OutboxSummary, last_run: OutboxSummary | None, started: datetime | None, now: datetime
+) -> OutboxStatus:
+    oldest = None
+    if in_total.oldest_pending_id is not None and in_total.oldest_pending_at is not None:
+        age = (now - in_total.oldest_pending_at).total_seconds()
+        oldest = OldestPending(
+            change_id=in_total.oldest_pending_id,
+            created_at=in_total.oldest_pending_at,
+            age_seconds=round(max(age, 0.0), 1),
+        )
+    run = None
+    if last_run is not None and started is not None:
+        run = RunConflicts(since=started, **_conflicts(last_run))
+    return OutboxStatus(
+        changes=_plain(in_total.by_state),
+        oldest_pending=oldest,
+        conflicts=OutboxConflicts(last_run=run, **_conflicts(in_total)),
+        last_push_at=in_total.last_push_at,
+        last_applied_at=in_total.last_applied_at,
+    )
+
+
+def _conflicts(summary: OutboxSummary) -> dict[str, dict[str, int]]:
+    return {
+        "detected": _plain(summary.conflicts_detected),
+        "resolved": _plain(summary.conflicts_resolved),
+        "resolutions": _plain(summary.resolutions),
+    }
+
+
+def _plain(counts: Mapping[_Key, int]) -> dict[str, int]:
+    """Counts keyed by a closed set of words, as the answer's plain ``{word: n}``."""
+    return {str(key): n for key, n in counts.items()}
 
 
 def _running(view: RunView) -> RunningSync:
