@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
+from testio_mirror.sandbox.bug_details import details_rng
 from testio_mirror.sandbox.bug_store import SandboxBugs
 from testio_mirror.sandbox.dataset import (
     EVOLVED_BUG_ID_BASE,
@@ -344,7 +345,9 @@ class SandboxWorld:
             self._test(test_id)
             bug_id = self._bugs.new_id()
             rng = random.Random(f"{self.spec.seed}:new-bug:{bug_id}")
-            bug = make_bug(rng, bug_id, self._bugs.context(test_id), closed=False)
+            details = details_rng(self.spec.seed, f"bug-{bug_id}")
+            context = self._bugs.context(test_id)
+            bug = make_bug(rng, bug_id, context, closed=False, details=details)
             bug["status"] = "forwarded"
             bug["auto_accepted"] = False
             bug["comments"] = []
