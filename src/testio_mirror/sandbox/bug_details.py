@@ -10,7 +10,7 @@ Example::
 
     rng = details_rng(seed=1, owner="test-100001")
     devices = bug_devices(rng, family=2)        # [{"category": {"name": "Desktop"}, ...}]
-    report = custom_report(rng, product_id=101)  # None on products without custom reports
+    report = report_of(rng, product_id=101, product_index=0)  # None: no report form
 """
 
 from __future__ import annotations
@@ -133,6 +133,14 @@ def _device(rng: random.Random, family: int) -> JSON:
 def has_custom_reports(product_index: int) -> bool:
     """Every third product (the first included) configures a custom report form."""
     return product_index % 3 == 0
+
+
+def report_of(rng: random.Random, product_id: int, product_index: int) -> JSON | None:
+    """A bug's custom report, or None when its product (the ``product_index``-th generated,
+    from 0) has no report form; one form per product."""
+    if not has_custom_reports(product_index):
+        return None
+    return custom_report(rng, CUSTOM_REPORT_CONFIGURATION_ID_BASE + product_id)
 
 
 def custom_report(rng: random.Random, configuration_id: int) -> JSON:

@@ -19,14 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from testio_mirror.sandbox.bug_details import (
-    CUSTOM_REPORT_CONFIGURATION_ID_BASE,
-    PLATFORM_FAMILIES,
-    bug_devices,
-    custom_report,
-    details_rng,
-    has_custom_reports,
-)
+from testio_mirror.sandbox.bug_details import PLATFORM_FAMILIES, bug_devices, details_rng, report_of
 
 JSON = dict[str, Any]
 
@@ -494,7 +487,7 @@ def make_bug(
         "language": "en",
         "exported_at": None,
     }
-    if has_custom_reports(context.product_id - PRODUCT_ID_BASE - 1):
-        configuration = CUSTOM_REPORT_CONFIGURATION_ID_BASE + context.product_id
-        bug["report"] = custom_report(details, configuration)
+    report = report_of(details, context.product_id, context.product_id - PRODUCT_ID_BASE - 1)
+    if report is not None:
+        bug["report"] = report
     return bug
