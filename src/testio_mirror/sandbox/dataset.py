@@ -106,7 +106,7 @@ _AREAS = (
 _VERBS = ("crashes", "freezes", "shows wrong text", "ignores input", "overlaps", "misaligns")
 _OFFSETS_MINUTES = (0, 0, 60, 120, -300, 330, -420)
 _CUSTOMER_USERS = ("Dana Whitfield", "Jörg Müller", "Aiko Tanaka", "Sam Okafor")
-_TESTERS = (
+TESTERS = (
     "tester_ana",
     "tester_björn",
     "tester_chen",
@@ -471,7 +471,7 @@ def make_bug(
         "expected_result": None if rng.random() < 0.1 else "It works as described.",
         "steps": steps,
         "reported_at": random_iso(rng, reported),
-        "author": {"name": rng.choice(_TESTERS)},
+        "author": {"name": rng.choice(TESTERS)},
         "test": {"id": context.test_id, "title": context.test_title},
         "test_feature": {"id": feature[0]} if feature else None,
         "feature": {"id": feature[1], "title": feature[2]} if feature else None,
