@@ -56,7 +56,7 @@ _CATALOGUE: dict[str, dict[str, _Models]] = {
     },
     "Smartphone": {
         "Android": (
-            (("Google", "Pixel 8"), ("Samsung", "Galaxy S24"), ("OnePlus", "12")),
+            (("Google", "Pixel 8"), ("Samsung", "Galaxy S24"), ("OnePlus", "OnePlus 12")),
             ("14", "15"),
             ("Chrome", "Samsung Internet", None),
         ),
