@@ -216,3 +216,25 @@ def test_test_case_routes_meet_faults_and_the_token_check(make_sandbox: SandboxF
         (401, None),
         (200, None),
     ]
+
+
+def test_a_test_case_test_gains_executions_when_it_starts_running() -> None:
+    world = SandboxWorld(SMALL)
+    waiting = next(t for t in case_tests(world) if t["status"] in ("initialized", "waiting"))
+    pid, tid = waiting["product"]["id"], waiting["id"]
+    assert world.test_case_results(pid, tid) == []
+    world.set_test_status(tid, "running")
+    results = world.test_case_results(pid, tid)
+    assert results
+    assert world.snapshot()["test_case_tests"][tid]["results"] == results
+
+
+def test_evolved_test_case_tests_are_in_the_snapshot() -> None:
+    world = SandboxWorld(SMALL)
+    world.evolve(12)
+    truth = world.snapshot()
+    assert set(truth["test_case_tests"]) == {
+        t["id"] for t in truth["tests"].values() if t["testing_type"] is None
+    }
+    for tid, expected in truth["test_case_tests"].items():
+        assert expected["product_id"] == truth["tests"][tid]["product"]["id"]
