@@ -7,6 +7,7 @@ so it checks the client honestly. Start with ``SandboxServer``; see ``docs/sandb
 from testio_mirror.sandbox.app import API_PREFIX, SandboxApp, SandboxKnobs
 from testio_mirror.sandbox.dataset import DatasetSpec
 from testio_mirror.sandbox.errors import NotFoundError, UnprocessableError
+from testio_mirror.sandbox.evolve_report import EvolveReport
 from testio_mirror.sandbox.faults import (
     FAULT_KINDS,
     FaultPlan,
@@ -15,7 +16,7 @@ from testio_mirror.sandbox.faults import (
     RequestRecord,
 )
 from testio_mirror.sandbox.server import SandboxConfig, SandboxError, SandboxServer, new_token
-from testio_mirror.sandbox.world import EvolveReport, SandboxWorld
+from testio_mirror.sandbox.world import SandboxWorld
 
 __all__ = [
     "API_PREFIX",

@@ -47,6 +47,7 @@ from testio_mirror.sandbox.faults import (
     RequestLog,
     RequestRecord,
 )
+from testio_mirror.sandbox.test_case_routes import test_case_routes
 from testio_mirror.sandbox.triage import TRIAGE_ACTIONS, wire_action
 from testio_mirror.sandbox.wire_faults import (
     echo_body,
@@ -301,6 +302,7 @@ class SandboxApp:
             Route(f"{p}/bugs/reject_reasons", self._wrap(self._reject_reasons)),
             Route(f"{p}/bugs/{{bid:int}}", self._wrap(self._bug)),
             Route(f"{p}/bugs/{{bid:int}}/{{action}}", self._wrap(self._triage), methods=["PUT"]),
+            *test_case_routes(p, self.world, self._wrap),
         ]
 
     @staticmethod

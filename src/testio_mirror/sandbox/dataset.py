@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from testio_mirror.sandbox.bug_details import PLATFORM_FAMILIES, bug_devices, details_rng, report_of
+
 JSON = dict[str, Any]
 
 PRODUCT_ID_BASE = 100
@@ -104,19 +106,13 @@ _AREAS = (
 _VERBS = ("crashes", "freezes", "shows wrong text", "ignores input", "overlaps", "misaligns")
 _OFFSETS_MINUTES = (0, 0, 60, 120, -300, 330, -420)
 _CUSTOMER_USERS = ("Dana Whitfield", "Jörg Müller", "Aiko Tanaka", "Sam Okafor")
-_TESTERS = (
+TESTERS = (
     "tester_ana",
     "tester_björn",
     "tester_chen",
     "tester_dev",
     "tester_eli",
     "tester_fátima",
-)
-_DEVICES = (
-    "iPhone 15 / iOS 18",
-    "Pixel 8 / Android 15",
-    "Windows 11 / Chrome 131",
-    "macOS 15 / Safari",
 )
 
 
@@ -425,14 +421,23 @@ def owner_of_generated_bug(bug_id: int, bugs_per_test: int) -> int | None:
 def generate_bugs(spec: DatasetSpec, context: BugContext) -> list[JSON]:
     """Every bug of one test, identical on every call."""
     rng = random.Random(f"{spec.seed}:bugs:{context.test_id}")
+    details = details_rng(spec.seed, f"test-{context.test_id}")
     return [
-        make_bug(rng, bug_id, context, closed=context.closed)
+        make_bug(rng, bug_id, context, closed=context.closed, details=details)
         for bug_id in generated_bug_ids(context, spec.bugs_per_test)
     ]
 
 
-def make_bug(rng: random.Random, bug_id: int, context: BugContext, closed: bool) -> JSON:
-    """One bug as ``GET bugs/{id}`` returns it."""
+def make_bug(
+    rng: random.Random,
+    bug_id: int,
+    context: BugContext,
+    closed: bool,
+    *,
+    details: random.Random,
+) -> JSON:
+    """One bug as ``GET bugs/{id}`` returns it; its devices and report are drawn from
+    ``details`` (``bug_details.details_rng``), so they draw nothing more from ``rng``."""
     severity = rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0]
     if closed:
         status = rng.choices(("accepted", "rejected", "forwarded"), (65, 28, 7))[0]
@@ -455,7 +460,7 @@ def make_bug(rng: random.Random, bug_id: int, context: BugContext, closed: bool)
                 "author": {"name": rng.choice(_CUSTOMER_USERS)},
             }
         )
-    return {
+    bug: JSON = {
         "id": bug_id,
         "title": f"{area} {rng.choice(_VERBS)}",
         "severity": severity,
@@ -466,13 +471,14 @@ def make_bug(rng: random.Random, bug_id: int, context: BugContext, closed: bool)
         "expected_result": None if rng.random() < 0.1 else "It works as described.",
         "steps": steps,
         "reported_at": random_iso(rng, reported),
-        "author": {"name": rng.choice(_TESTERS)},
+        "author": {"name": rng.choice(TESTERS)},
         "test": {"id": context.test_id, "title": context.test_title},
         "test_feature": {"id": feature[0]} if feature else None,
         "feature": {"id": feature[1], "title": feature[2]} if feature else None,
         "product": {"id": context.product_id, "name": context.product_name},
         "comments": comments,
-        "devices": [{"name": rng.choice(_DEVICES)}],
+        # One draw of four from ``rng``, as the one-line device names took.
+        "devices": bug_devices(details, rng.randrange(PLATFORM_FAMILIES)),
         "attachments": [
             {"id": bug_id * 10 + n, "url": f"https://files.example.com/{bug_id}/{n}.png"}
             for n in range(rng.randint(0, 2))
@@ -481,3 +487,7 @@ def make_bug(rng: random.Random, bug_id: int, context: BugContext, closed: bool)
         "language": "en",
         "exported_at": None,
     }
+    report = report_of(details, context.product_id, context.product_id - PRODUCT_ID_BASE - 1)
+    if report is not None:
+        bug["report"] = report
+    return bug

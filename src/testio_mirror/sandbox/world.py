@@ -16,10 +16,11 @@ from __future__ import annotations
 import marshal
 import random
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
+from testio_mirror.sandbox.bug_details import details_rng
 from testio_mirror.sandbox.bug_store import SandboxBugs
 from testio_mirror.sandbox.dataset import (
     EVOLVED_BUG_ID_BASE,
@@ -36,44 +37,17 @@ from testio_mirror.sandbox.dataset import (
     product_has_sections,
 )
 from testio_mirror.sandbox.errors import NotFoundError, UnprocessableError
+from testio_mirror.sandbox.evolve_report import NEXT_STATUS, EvolveReport
+from testio_mirror.sandbox.test_case_data import (
+    generate_executions,
+    generate_test_cases,
+    test_case_truth,
+)
 from testio_mirror.sandbox.triage import TriageAction, apply_triage
 
 _T = TypeVar("_T")
 
 EXPORT_STATUSES = ("exported", "not_exported")
-_NEXT_STATUS = {
-    "initialized": "waiting",
-    "waiting": "running",
-    "running": "locked",
-    "locked": "customer_finalized",
-    "customer_finalized": "archived",
-}
-
-
-@dataclass
-class EvolveReport:
-    """What one or more evolve steps changed, by id."""
-
-    steps: int = 0
-    added_tests: list[int] = field(default_factory=list)
-    status_changes: list[tuple[int, str, str]] = field(default_factory=list)
-    moved_tests: list[int] = field(default_factory=list)
-    new_bugs: list[int] = field(default_factory=list)
-    triaged_bugs: list[int] = field(default_factory=list)
-    removed_tests: list[int] = field(default_factory=list)
-
-    def as_json(self) -> JSON:
-        return {
-            "steps": self.steps,
-            "added_tests": self.added_tests,
-            "status_changes": [
-                {"test_id": t, "from": old, "to": new} for t, old, new in self.status_changes
-            ],
-            "moved_tests": self.moved_tests,
-            "new_bugs": self.new_bugs,
-            "triaged_bugs": self.triaged_bugs,
-            "removed_tests": self.removed_tests,
-        }
 
 
 class SandboxWorld:
@@ -229,6 +203,22 @@ class SandboxWorld:
         with self._lock:
             return _clone(self._find_bug(bug_id))
 
+    def test_case_test(self, product_id: int, test_id: int) -> JSON:
+        """A test-case test's cases, ``{"test_cases": [...]}``.
+
+        Raises:
+            NotFoundError: unknown product or test, another product's test, an exploratory test.
+        """
+        with self._lock:
+            self._test_case_test(product_id, test_id)
+            return {"test_cases": generate_test_cases(self.spec.seed, test_id)}
+
+    def test_case_results(self, product_id: int, test_id: int) -> list[JSON]:
+        """Every execution of a test-case test's cases (none before it runs); raises as
+        ``test_case_test``."""
+        with self._lock:
+            return generate_executions(self.spec.seed, self._test_case_test(product_id, test_id))
+
     def reject_reasons(self) -> list[JSON]:
         return _clone(list(REJECT_REASONS))
 
@@ -344,7 +334,9 @@ class SandboxWorld:
             self._test(test_id)
             bug_id = self._bugs.new_id()
             rng = random.Random(f"{self.spec.seed}:new-bug:{bug_id}")
-            bug = make_bug(rng, bug_id, self._bugs.context(test_id), closed=False)
+            details = details_rng(self.spec.seed, f"bug-{bug_id}")
+            context = self._bugs.context(test_id)
+            bug = make_bug(rng, bug_id, context, closed=False, details=details)
             bug["status"] = "forwarded"
             bug["auto_accepted"] = False
             bug["comments"] = []
@@ -369,6 +361,11 @@ class SandboxWorld:
                 "tests": tests,
                 "bugs": bugs,
                 "product_tests": {pid: list(self._ordered_tests(pid)) for pid in self._products},
+                "test_case_tests": {
+                    test_id: test_case_truth(self.spec.seed, test)
+                    for test_id, test in self._tests.items()
+                    if test["testing_type"] is None
+                },
             }
 
     def counts(self) -> JSON:
@@ -392,6 +389,13 @@ class SandboxWorld:
         if test_id not in self._tests:
             raise NotFoundError(f"exploratory test {test_id} not found")
         return self._tests[test_id]
+
+    def _test_case_test(self, product_id: int, test_id: int) -> JSON:
+        self._product(product_id)
+        test = self._tests.get(test_id)
+        if test is None or test["product"]["id"] != product_id or test["testing_type"] is not None:
+            raise NotFoundError(f"test case test {test_id} not found in product {product_id}")
+        return test
 
     def _ordered_tests(self, product_id: int) -> list[int]:
         order = self._order_cache.get(product_id)
@@ -447,8 +451,8 @@ class SandboxWorld:
             if open_tests:
                 test_id = rng.choice(open_tests)
                 old = self._tests[test_id]["status"]
-                self._tests[test_id]["status"] = _NEXT_STATUS[old]
-                report.status_changes.append((test_id, old, _NEXT_STATUS[old]))
+                self._tests[test_id]["status"] = NEXT_STATUS[old]
+                report.status_changes.append((test_id, old, NEXT_STATUS[old]))
             buggy = [t for t in open_tests if self._tests[t]["status"] in ("running", "locked")]
             if buggy:
                 target = rng.choice(buggy)

@@ -52,6 +52,8 @@ from testio_mirror.upstream.models import (
     Feature,
     Product,
     RejectReason,
+    TestCaseResult,
+    TestCaseTest,
     UserStory,
     WireModel,
     read_each,
@@ -289,6 +291,52 @@ class CustomerApiClient:
 
     async def reject_reasons(self) -> list[RejectReason]:
         return await self._get_list("bugs/reject_reasons", "reject_reasons", RejectReason)
+
+    # -- test-case tests ---------------------------------------------------------------------
+
+    async def test_case_test(self, product_id: int, test_id: int) -> TestCaseTest | None:
+        """The cases of a test-case test (a test whose ``testing_type`` is null), read from
+        either shape TestIO answers: ``{"test_case_test": {...}}`` or the object alone.
+
+        None when TestIO answers 404: the test is an exploratory one (its ``testing_type`` is
+        set), or there is no such test in that product. A None rather than an error, because
+        asking is how a caller learns whether a test has cases, and a 404 is not retried.
+
+        Raises:
+            BadResponseError: an answer in neither shape, or an unusable case (no ``id``).
+
+        Example::
+
+            cases = await client.test_case_test(101, 100_009)
+            titles = [case.title for case in cases.test_cases] if cases else []
+        """
+        path = f"products/{product_id}/test_case_tests/{test_id}"
+        try:
+            body = await self._get_json(path)
+        except NotFoundError:
+            return None
+        if isinstance(body, dict) and "test_case_test" not in body and "test_cases" in body:
+            return TestCaseTest.from_wire(body)  # a deployment that leaves out the envelope
+        return TestCaseTest.from_wire(member(body, "test_case_test", dict, "GET", path))
+
+    async def test_case_results(self, product_id: int, test_id: int) -> list[TestCaseResult] | None:
+        """Every execution of a test-case test's cases, from a bare JSON array or from
+        ``{"test_case_results": [...]}``; an execution holding a number the mirror cannot
+        store is skipped (``read_each``). None on a 404, as ``test_case_test``.
+
+        Raises:
+            BadResponseError: an answer in neither shape, or an execution without a usable
+                ``test_case_id``.
+        """
+        path = f"products/{product_id}/test_case_tests/{test_id}/results"
+        try:
+            body = await self._get_json(path)
+        except NotFoundError:
+            return None
+        items = (
+            body if isinstance(body, list) else member(body, "test_case_results", list, "GET", path)
+        )
+        return read_each(TestCaseResult, items)
 
     # -- triage ------------------------------------------------------------------------------
 

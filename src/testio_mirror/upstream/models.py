@@ -341,3 +341,60 @@ class RejectReason(WireModel):
     key: str
     name: str | None = None
     default_comment: str | None = None
+
+
+# -- test-case tests (tests whose ``testing_type`` is null) -------------------------------------
+# ``__test__ = False``: pytest would take a class named Test* imported into a test module for a
+# test class.
+
+
+class TestCaseStep(WirePart):
+    """One step of a test case."""
+
+    __test__ = False
+
+    id: int | None = None
+    description: Text = None
+
+
+class TestCase(WirePart):
+    """One case of a test-case test, with its steps in order."""
+
+    __test__ = False
+
+    id: int
+    title: Text = None
+    steps: Annotated[list[TestCaseStep], BeforeValidator(_list_or_empty)] = []
+
+
+class TestCaseTest(WireModel):
+    """The cases of a test-case test; ``raw`` is the object inside the envelope (or the object
+    alone, as some deployments answer it)."""
+
+    __test__ = False
+
+    test_cases: Annotated[list[TestCase], BeforeValidator(_list_or_empty)] = []
+
+
+class StepResult(WirePart):
+    """How one step went in one execution (``id`` is the step's)."""
+
+    id: int | None = None
+    status: str | None = None
+    comment: str | None = None
+
+
+class TestCaseResult(WireModel):
+    """One execution of a test case by a tester. The API notes: ``passed`` is a pass, any other
+    status a failure."""
+
+    __test__ = False
+
+    test_case_id: int
+    status: str | None = None
+    tester_name: str | None = Field(default=None, validation_alias=AliasPath("tester", "name"))
+    steps: Annotated[list[StepResult], BeforeValidator(_list_or_empty)] = []
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
