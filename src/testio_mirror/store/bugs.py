@@ -31,7 +31,7 @@ from testio_mirror.store.records import (
 from testio_mirror.store.search import fts_query
 from testio_mirror.store.sqlite.cursor import cursors_after, next_cursor
 from testio_mirror.store.sqlite.filters import Where, newest
-from testio_mirror.store.sqlite.testers_migration import tester_key
+from testio_mirror.store.sqlite.testers_migration import author_key
 from testio_mirror.store.sqlite.timefmt import from_db, required_from_db, to_db
 from testio_mirror.store.sqlite.upsert import (
     WriteStats,
@@ -99,7 +99,7 @@ def _row(
     reason = bug.reject_reason(reasons)
     reason_key = reason.key if reason else None
     raw = canonical_json(bug.raw)
-    tester = tester_key(bug.author_name)
+    tester = author_key(bug.author_name)
     return (
         bug.id,
         bug.test_id,

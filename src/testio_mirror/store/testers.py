@@ -29,7 +29,7 @@ from testio_mirror.store.records import Answer, BugFilter, Freshness
 from testio_mirror.store.sqlite.cursor import decode_position, encode_position
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.filters import Where
-from testio_mirror.store.sqlite.testers_migration import tester_key
+from testio_mirror.store.sqlite.testers_migration import author_key
 from testio_mirror.store.sqlite.timefmt import from_db
 from testio_mirror.store.sqlite.upsert import chunks, insert_rows
 from testio_mirror.upstream.models import FINAL_TEST_STATUSES
@@ -60,10 +60,10 @@ async def record_testers(
     conn: aiosqlite.Connection, authors: Iterable[tuple[str | None, str | None]]
 ) -> dict[str, int]:
     """Upsert the testers of ``(author name, reported_at as stored)`` pairs, in the caller's
-    transaction; returns ``tester_key(name) -> tester id`` for every named author."""
+    transaction; returns ``author_key(name) -> tester id`` for every named author."""
     seen: dict[str, list[Any]] = {}  # key -> [name, earliest, latest]
     for name, reported_at in authors:
-        key = tester_key(name)
+        key = author_key(name)
         if key is None or name is None:
             continue
         known = seen.get(key)
@@ -253,7 +253,7 @@ def _fold(rows: Iterable[aiosqlite.Row], names: dict[int, str]) -> list[TesterSt
 def _sorted(testers: list[TesterStats], sort_by: TesterSort) -> list[TesterStats]:
     """``testers`` in the order of ``sort_by``: the largest first, ties by name then id (two
     stable sorts: by name, then by the measure, largest first)."""
-    ordered = sorted(testers, key=lambda t: (tester_key(t.name) or "", t.id))
+    ordered = sorted(testers, key=lambda t: (author_key(t.name) or "", t.id))
     if sort_by == "bugs":
         ordered.sort(key=lambda t: t.bugs, reverse=True)
     elif sort_by == "critical":

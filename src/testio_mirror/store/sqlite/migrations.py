@@ -363,7 +363,7 @@ async def migrate(
 ) -> int:
     """Apply the migrations the database lacks; returns the version it ends at. ``begin``
     starts each one's write transaction (``Database`` waits for another process's lock)."""
-    for name, function in SQL_FUNCTIONS.items():  # what the scripts call (tester_key)
+    for name, function in SQL_FUNCTIONS.items():  # what the scripts call (author_key)
         await connection.create_function(name, 1, function, deterministic=True)
     for version, script in enumerate(migrations, start=1):
         if await user_version(connection) >= version:

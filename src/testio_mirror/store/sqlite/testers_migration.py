@@ -3,7 +3,7 @@
 Kept apart from ``migrations.py`` (which lists it as the eighth) so that module stays small.
 
 TestIO names a bug's author only as ``author: {name}``: a tester's identity is that name,
-normalised by ``tester_key`` (Unicode NFKC, case folded, runs of white space made one space), so
+normalised by ``author_key`` (Unicode NFKC, case folded, runs of white space made one space), so
 "Björn " and "björn" (composed or not) are one tester. ``testers.key`` is UNIQUE, and every
 write of bugs upserts its testers on that key in the bugs' own transaction
 (``store/testers.record_testers``): however many processes sync at once, SQLite's single writer
@@ -17,7 +17,7 @@ and the constraint leave exactly one row per tester, never a read-then-insert ra
   without reading the bug rows.
 
 Existing bugs are read once here: their testers are made from their authors, and each bug gets
-its ``tester_id``. The script calls ``tester_key`` as an SQL function, which ``migrate``
+its ``tester_id``. The script calls ``author_key`` as an SQL function, which ``migrate``
 registers on the connection it migrates with (``SQL_FUNCTIONS``).
 """
 
@@ -27,13 +27,13 @@ import unicodedata
 from collections.abc import Callable
 
 
-def tester_key(name: str | None) -> str | None:
+def author_key(name: str | None) -> str | None:
     """The identity of the tester called ``name``: NFKC, case folded, white space collapsed;
     None for no name (or only white space).
 
     Example::
 
-        tester_key("  Björn\tS ") == tester_key("björn s") == "björn s"
+        author_key("  Björn\tS ") == author_key("björn s") == "björn s"
     """
     if name is None:
         return None
@@ -43,7 +43,7 @@ def tester_key(name: str | None) -> str | None:
 
 # Functions the migration scripts call, registered by ``migrate`` (deterministic: the same name
 # always gives the same key, so SQLite may use them in indexes and constant folding).
-SQL_FUNCTIONS: dict[str, Callable[[str | None], str | None]] = {"tester_key": tester_key}
+SQL_FUNCTIONS: dict[str, Callable[[str | None], str | None]] = {"author_key": author_key}
 
 TESTERS = """
 CREATE TABLE testers (
@@ -57,11 +57,11 @@ CREATE TABLE testers (
 ALTER TABLE bugs ADD COLUMN tester_id INTEGER;
 
 INSERT INTO testers (key, name, first_seen_at, last_activity_at)
-SELECT tester_key(author), min(author), min(reported_at), max(reported_at)
-FROM bugs WHERE tester_key(author) IS NOT NULL
-GROUP BY tester_key(author) ORDER BY min(reported_at), tester_key(author);
+SELECT author_key(author), min(author), min(reported_at), max(reported_at)
+FROM bugs WHERE author_key(author) IS NOT NULL
+GROUP BY author_key(author) ORDER BY min(reported_at), author_key(author);
 
-UPDATE bugs SET tester_id = (SELECT t.id FROM testers t WHERE t.key = tester_key(bugs.author))
+UPDATE bugs SET tester_id = (SELECT t.id FROM testers t WHERE t.key = author_key(bugs.author))
 WHERE author IS NOT NULL;
 
 CREATE INDEX bugs_by_tester
