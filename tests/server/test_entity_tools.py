@@ -9,6 +9,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from tests.helpers.mcp_session import (
     pages,
     synced_sandbox,
 )
+from tests.helpers.settings import make_settings
 
 # Tests end from 17 days ago back over about two months: the 30- and 90-day windows of
 # get_product each hold some of them and not all.
@@ -255,3 +257,31 @@ async def test_unknown_ids_get_a_next_step(mirrored: Mirrored) -> None:
     assert "feature 999999 was not found" in feature
     assert "list_features" in feature
     assert "sort_by" in testers
+
+
+async def test_list_testers_reads_the_open_tests_bug_lists_through(tmp_path: Path) -> None:
+    """Bugs reported on an open test after the sync are counted once its bug list is stale
+    (TESTIO_OPEN_TEST_TTL_SECONDS=0 here): the read-through fetches it first."""
+    small = DatasetSpec(seed=5, products=2, tests_per_product=6, bugs_per_test=2)
+    with synced_sandbox(small, tmp_path / "home", include_bugs=True) as m:
+        before = m.sandbox.world.snapshot()
+        open_test = next(
+            t for t in before["tests"].values() if t["status"] not in ("archived", "cancelled")
+        )
+        product_id = open_test["product"]["id"]
+        added = [m.sandbox.world.add_bug(open_test["id"]) for _ in range(3)]
+        after = m.sandbox.world.snapshot()
+        args = {"product_id": product_id, "limit": 100}
+        async with connect(m.settings) as client:
+            kept = await call(client, "list_testers", args)  # within the TTL: the mirror's copy
+        stale = make_settings(m.sandbox, tmp_path / "home", open_test_ttl_seconds=0)
+        async with connect(stale) as client:
+            fetched = await call(client, "list_testers", args)
+    assert kept["bugs"] == len(expected_bugs(before, product_id))
+    assert fetched["bugs"] == len(expected_bugs(after, product_id)) == kept["bugs"] + len(added)
+    assert_matches(fetched["testers"], expected_testers(after, product_id))
+    assert fetched["freshness"]["stale"] is False
+
+
+def expected_bugs(truth: JSON, product_id: int) -> list[JSON]:
+    return [b for b in truth["bugs"].values() if b["product"]["id"] == product_id]
