@@ -31,6 +31,7 @@ from testio_mirror.store.records import (
 from testio_mirror.store.search import fts_query
 from testio_mirror.store.sqlite.cursor import cursors_after, next_cursor
 from testio_mirror.store.sqlite.filters import Where, newest
+from testio_mirror.store.sqlite.testers_migration import author_key
 from testio_mirror.store.sqlite.timefmt import from_db, required_from_db, to_db
 from testio_mirror.store.sqlite.upsert import (
     WriteStats,
@@ -41,6 +42,7 @@ from testio_mirror.store.sqlite.upsert import (
     tombstone_missing,
     upsert,
 )
+from testio_mirror.store.testers import record_testers
 from testio_mirror.triage import TriageState
 from testio_mirror.upstream.bug_batches import bug_batches
 from testio_mirror.upstream.errors import UpstreamError
@@ -67,6 +69,7 @@ BUG_COLUMNS = (
     "content_hash",
     "triage",
     "triage_seen_at",
+    "tester_id",
 )
 MAX_LIMIT = 200
 _FINAL = tuple(sorted(FINAL_TEST_STATUSES))
@@ -88,6 +91,7 @@ def _row(
     reasons: list[RejectReason],
     triage: TriageState,
     fetched_at: str,
+    testers: dict[str, int],
 ) -> tuple[Any, ...]:
     product_id = bug.product_id or None
     if product_id is None and bug.test_id is not None:
@@ -95,6 +99,7 @@ def _row(
     reason = bug.reject_reason(reasons)
     reason_key = reason.key if reason else None
     raw = canonical_json(bug.raw)
+    tester = author_key(bug.author_name)
     return (
         bug.id,
         bug.test_id,
@@ -117,6 +122,8 @@ def _row(
         hash_canonical(raw, canonical_json(product_id), canonical_json(reason_key)),
         triage_text(triage),
         fetched_at,
+        # Derived from the author (in raw, so in the hash): the tester of migration 8.
+        None if tester is None else testers[tester],
     )
 
 
@@ -166,7 +173,9 @@ async def write_bugs(
     triage = {b.id: TriageState.of_bug(b.raw) for b in bugs}
     if from_upstream_read:
         await note_sync_conflicts(conn, triage, fetched_at)
-    rows = [_row(b, test_products, reasons, triage[b.id], fetched_at) for b in bugs]
+    # One row per tester, upserted in this transaction (store/testers.py says why no race).
+    testers = await record_testers(conn, ((b.author_name, to_db(b.reported_at)) for b in bugs))
+    rows = [_row(b, test_products, reasons, triage[b.id], fetched_at, testers) for b in bugs]
     stats, _ = await upsert(conn, "bugs", BUG_COLUMNS, rows, fetched_at, updates=KEEP_TRIAGE_SEEN)
     if complete_for_tests:
         stats.deleted = await tombstone_missing(
@@ -276,6 +285,14 @@ class BugRepository(ReadThroughRepository):
             reason = stale_reason(exc, self._gate.health if self._gate else None)
             return self._policy.mirror(oldest, 0, reason)
         return self._policy.api(self._policy.clock())
+
+    async def freshness(self, bug_filter: BugFilter) -> Freshness:
+        """How current the bugs ``bug_filter`` chooses are, read through as ``stats`` does.
+
+        Raises:
+            OfflineError, UpstreamError: as ``ensure_fresh``, with ``test_ids``.
+        """
+        return await self._freshness(bug_filter)
 
     async def list_bugs(
         self,

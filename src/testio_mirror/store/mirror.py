@@ -23,7 +23,9 @@ from testio_mirror.store.readthrough.rule import ReadThroughGate
 from testio_mirror.store.search import SearchRepository
 from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.timefmt import utc_now
+from testio_mirror.store.summaries import SummaryRepository
 from testio_mirror.store.sync_state import SyncStateRepository, empty_mirror
+from testio_mirror.store.testers import TesterRepository, forget_testers
 from testio_mirror.upstream.health import UpstreamHealth
 
 
@@ -47,6 +49,8 @@ class Mirror:
         self.tests = ExploratoryTestRepository(db, client, policy, gate)
         self.bugs = BugRepository(db, client, policy, gate)
         self.search = SearchRepository(db)
+        self.testers = TesterRepository(db, self.bugs)
+        self.summaries = SummaryRepository(db, policy, self.products, self.features, self.bugs)
         self.sync_state = SyncStateRepository(db)
         self.outbox = Outbox(db, policy.stamp)
 
@@ -105,6 +109,7 @@ class Mirror:
                 conn, self.policy.stamp(), "nuke", "the mirror was emptied (sync --nuke)"
             )
             await empty_mirror(conn)
+            await forget_testers(conn)
             if self.account is not None:
                 await bind_account(conn, self.account, self.policy.stamp())
         await self.db.vacuum()

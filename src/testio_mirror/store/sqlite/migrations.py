@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import aiosqlite
 
 from testio_mirror.store.sqlite.outbox_migration import OUTBOX
+from testio_mirror.store.sqlite.testers_migration import SQL_FUNCTIONS, TESTERS
 
 _ENTITY_COLUMNS = """
     raw TEXT NOT NULL,
@@ -334,6 +335,7 @@ MIGRATIONS: tuple[str, ...] = (
     NEWEST_FIRST_INDEXES,
     ACCOUNT_AND_PRODUCT_REMOVAL,
     OUTBOX,  # 7: the outbox of triage changes (outbox_migration.py)
+    TESTERS,  # 8: testers, one row per normalised name (testers_migration.py)
 )
 LATEST_VERSION = len(MIGRATIONS)
 
@@ -361,6 +363,8 @@ async def migrate(
 ) -> int:
     """Apply the migrations the database lacks; returns the version it ends at. ``begin``
     starts each one's write transaction (``Database`` waits for another process's lock)."""
+    for name, function in SQL_FUNCTIONS.items():  # what the scripts call (author_key)
+        await connection.create_function(name, 1, function, deterministic=True)
     for version, script in enumerate(migrations, start=1):
         if await user_version(connection) >= version:
             continue  # read without the write lock: an up-to-date file is not written
