@@ -31,6 +31,7 @@ TOOLS = {
     "get_bug",
     "search",
     "bug_stats",
+    "query_metrics",
     "list_changes",
     "triage_bugs",
     "resolve_conflict",

@@ -87,6 +87,7 @@ TOOLS: dict[str, str] = {
     "get_bug": "query",
     "search": "query",
     "bug_stats": "query",
+    "query_metrics": "query",
     "list_changes": "query",
     "triage_bugs": "triage",
     "resolve_conflict": "triage",

@@ -45,7 +45,7 @@ async def query_metrics(
         list[MetricName],
         Field(
             min_length=1,
-            max_length=12,
+            max_length=24,
             description="what to compute (testio://metrics/definitions)",
         ),
         OneOrMany(),

@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosqlite
@@ -51,6 +51,7 @@ MAX_DIMENSIONS = 2
 MAX_LIMIT = 100
 READ_THROUGH_TESTS = 200  # more tests in scope: answered from the mirror as sync left it
 Key = tuple[Any, ...]
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,7 +288,9 @@ def _bucket_line(
         return period_buckets(unit, chosen.since, chosen.until)
     present = sorted(k for k in keys if k is not None)
     first = bucket_of(unit, chosen.since) if chosen.since is not None else None
-    last = bucket_of(unit, chosen.until) if chosen.until is not None else None
+    last = None
+    if chosen.until is not None:  # the last instant before until (it is not included)
+        last = bucket_of(unit, max(chosen.until, _EARLIEST) - timedelta(microseconds=1))
     first = first or (present[0] if present else None)
     last = last or (present[-1] if present else None)
     if first is None or last is None or last < first:
