@@ -120,7 +120,7 @@ def keep_bug(bug: JSON, tests: dict[str, JSON], f: JSON) -> bool:
             not f.get("testing_type") or test["testing_type"] in f["testing_type"],
             not f.get("severity") or bug["severity"] in f["severity"],
             not f.get("status") or bug["status"] in f["status"],
-            not f.get("tester") or bug["tester"] in f["tester"],
+            not f.get("tester") or bug["tester"] == f["tester"],
             f.get("known") is None or bug["known"] == ("true" if f["known"] else "false"),
             "since" not in f or bug["at"] >= parse_time(f["since"]),
             "until" not in f or bug["at"] < parse_time(f["until"]),
@@ -335,7 +335,7 @@ def filters(mirrored: Mirrored) -> list[JSON]:
         {"test_ids": tests},
         {"testing_type": ["coverage", "rapid"]},
         {"severity": ["critical", "high"], "status": ["accepted"]},
-        {"tester": [tester], "known": False},
+        {"tester": tester, "known": False},
         {"since": since, "until": until},
         {"product_ids": [102], "since": since, "testing_type": ["focused"]},
     ]

@@ -83,11 +83,10 @@ async def query_metrics(
         Field(max_length=20, description="only tests (and their bugs) of these testing types"),
         OneOrMany(),
     ] = None,
+    # One name, a plain ``str``: the SDK would json-decode the text of a ``list[str]`` (#1873).
     tester: Annotated[
-        list[Annotated[str, Field(max_length=200)]] | None,
-        Field(max_length=50, description="only bugs reported by these testers"),
-        OneOrMany(),
-    ] = None,
+        str, Field(max_length=200, description="only bugs reported by this tester; omit for any")
+    ] = "",
     known: Annotated[
         bool | None, Field(description="true: only known bugs; false: only new ones")
     ] = None,
@@ -122,7 +121,7 @@ async def query_metrics(
                 testing_types=testing_type,
                 severities=severity,
                 statuses=status,
-                testers=tester,
+                testers=[tester] if tester else None,
                 known=known,
                 since=_utc(since),
                 until=_utc(until),
