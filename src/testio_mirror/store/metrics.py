@@ -51,6 +51,7 @@ MAX_DIMENSIONS = 2
 MAX_LIMIT = 100
 READ_THROUGH_TESTS = 200  # more tests in scope: answered from the mirror as sync left it
 Key = tuple[Any, ...]
+Group = dict[str, Any]  # aggregate name -> its value in one group
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 
 
@@ -174,27 +175,25 @@ class MetricsRepository:
         freshness = await self._read_through(covered)
         async with self._db.reader() as conn:
             rows = await _grouped(conn, query, query.filter)
-            totals = (await _grouped(conn, replace(query, dimensions=()), query.filter)).get(())
+            totals = await _total(conn, query, query.filter)
             rows = _fill_buckets(query, query.filter, rows)
-            prior: dict[Key, dict[str, Value]] = {}
+            prior: dict[Key, Group] = {}
             prior_totals: dict[str, Value] | None = None
             if previous is not None:
                 prior = _shifted(query, previous, await _grouped(conn, query, previous))
-                prior_totals = (await _grouped(conn, replace(query, dimensions=()), previous)).get(
-                    ()
-                ) or _empty(query)
+                prior_totals = await _total(conn, query, previous)
             ordered = _sorted(query, rows)
             page = ordered[start : start + limit]
             labels = await _labels(conn, query, [key for key, _ in page])
         shown = [
-            _row(query, key, values, labels, prior if previous is not None else None)
-            for key, values in page
+            _row(query, key, partials, labels, prior if previous is not None else None)
+            for key, partials in page
         ]
         end = start + len(page)
         return MetricsResult(
             rows=shown,
             row_count=len(ordered),
-            totals=totals or _empty(query),
+            totals=totals,
             previous_totals=prior_totals,
             previous_period=_period(previous),
             next_cursor=encode_position(scope, end) if end < len(ordered) else None,
@@ -237,16 +236,22 @@ def _digest(query: MetricsQuery) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _empty(query: MetricsQuery) -> dict[str, Value]:
-    return {name: METRICS[name].compute({}) for name in query.metrics}
+async def _total(
+    conn: aiosqlite.Connection, query: MetricsQuery, chosen: MetricsFilter
+) -> dict[str, Value]:
+    """Every metric over all of ``chosen`` (distinct counts are not sums of the groups')."""
+    found = await _grouped(conn, replace(query, dimensions=()), chosen)
+    return _values(query, found.get((), {}))
 
 
 async def _grouped(
     conn: aiosqlite.Connection, query: MetricsQuery, chosen: MetricsFilter
-) -> dict[Key, dict[str, Value]]:
-    """Every group of ``query`` over ``chosen``: its key and metric values."""
+) -> dict[Key, Group]:
+    """Every group of ``query`` over ``chosen``: its key and the aggregates its metrics are
+    made of. Metrics are computed from them later, for the rows answered only (and the sort
+    metric): a grouping by test and tester has thousands of groups."""
     wanted = {a for m in query.metrics for a in METRICS[m].uses}
-    partials: dict[Key, dict[str, Any]] = {}
+    partials: dict[Key, Group] = {}
     side: Side
     for side in ("bugs", "tests"):
         names = sorted(a for a in wanted if AGGREGATES[a].side == side)
@@ -261,7 +266,7 @@ async def _grouped(
                 if AGGREGATES[name].kind == "set":
                     value = frozenset(str(value).split(",")) if value is not None else frozenset()
                 found[name] = value
-    return {key: _values(query, parts) for key, parts in partials.items()}
+    return partials
 
 
 def _values(query: MetricsQuery, partials: Partials) -> dict[str, Value]:
@@ -299,8 +304,8 @@ def _bucket_line(
 
 
 def _fill_buckets(
-    query: MetricsQuery, chosen: MetricsFilter, rows: dict[Key, dict[str, Value]]
-) -> dict[Key, dict[str, Value]]:
+    query: MetricsQuery, chosen: MetricsFilter, rows: dict[Key, Group]
+) -> dict[Key, Group]:
     """``rows`` with every time bucket present (for each value of the other dimension)."""
     at = _time_position(query)
     if at is None:
@@ -317,13 +322,13 @@ def _fill_buckets(
                 if len(query.dimensions) == 1
                 else ((bucket, other) if at == 0 else (other, bucket))
             )
-            filled.setdefault(key, _empty(query))
+            filled.setdefault(key, {})
     return filled
 
 
 def _shifted(
-    query: MetricsQuery, previous: MetricsFilter, rows: dict[Key, dict[str, Value]]
-) -> dict[Key, dict[str, Value]]:
+    query: MetricsQuery, previous: MetricsFilter, rows: dict[Key, Group]
+) -> dict[Key, Group]:
     """The previous period's groups keyed as the current period's: a time bucket becomes the
     bucket as many buckets later as the current period has (aligned at the periods' ends)."""
     at = _time_position(query)
@@ -336,7 +341,7 @@ def _shifted(
     now = period_buckets(unit, previous.until, previous.until + (previous.until - previous.since))
     offset = len(before) - len(now)
     moved = {old: now[i - offset] for i, old in enumerate(before) if 0 <= i - offset < len(now)}
-    shifted: dict[Key, dict[str, Value]] = {}
+    shifted: dict[Key, Group] = {}
     for key, values in rows.items():
         if key[at] in moved:
             new = list(key)
@@ -354,25 +359,21 @@ def _order(value: Any) -> tuple[int, Any]:
     return (1, str(value))
 
 
-def _sorted(
-    query: MetricsQuery, rows: dict[Key, dict[str, Value]]
-) -> list[tuple[Key, dict[str, Value]]]:
+def _sorted(query: MetricsQuery, rows: dict[Key, Group]) -> list[tuple[Key, Group]]:
     """Groups in the answer's order: ``sort_by`` a dimension ascending or a metric descending
     (nulls last); by default the time dimension in time order, then the first metric."""
     items = list(rows.items())
-    keys_ascending: list[tuple[Key, dict[str, Value]]] = sorted(
+    keys_ascending: list[tuple[Key, Group]] = sorted(
         items, key=lambda item: tuple(_order(k) for k in item[0])
     )
     sort_by = query.sort_by
     at = _time_position(query)
-    if sort_by is None:
-        metric = query.metrics[0]
-        ordered = sorted(keys_ascending, key=lambda item: _descending(item[1][metric]))
-        if at is not None:
+    if sort_by is None or sort_by in query.metrics:
+        compute = METRICS[sort_by or query.metrics[0]].compute
+        ordered = sorted(keys_ascending, key=lambda item: _descending(compute(item[1])))
+        if sort_by is None and at is not None:
             ordered = sorted(ordered, key=lambda item: _order(item[0][at]))
         return ordered
-    if sort_by in query.metrics:
-        return sorted(keys_ascending, key=lambda item: _descending(item[1][sort_by]))
     position = list(query.dimensions).index(sort_by)
     return sorted(keys_ascending, key=lambda item: _order(item[0][position]))
 
@@ -399,9 +400,9 @@ async def _labels(
 def _row(
     query: MetricsQuery,
     key: Key,
-    values: dict[str, Value],
+    partials: Group,
     labels: dict[tuple[int, Any], str | None],
-    prior: dict[Key, dict[str, Value]] | None,
+    prior: dict[Key, Group] | None,
 ) -> MetricsRow:
     group = {
         name: None if k is None else str(k) for name, k in zip(query.dimensions, key, strict=True)
@@ -411,9 +412,10 @@ def _row(
         for i, name in enumerate(query.dimensions)
         if DIMENSIONS[name].label is not None and key[i] is not None
     }
+    values = _values(query, partials)
     row = MetricsRow(group=group, labels=named, values=values)
     if prior is not None:
-        before = prior.get(key) or _empty(query)
+        before = _values(query, prior.get(key, {}))
         row.previous = before
         row.change = {}
         row.relative_change = {}

@@ -5,7 +5,7 @@ of the caller's text ever is; values are bound with ``?``), its definition in wo
 name for it, if any. ``docs/metrics.md`` and the ``testio://metrics/definitions`` resource are
 rendered from here (``definitions()``, ``markdown()``), and a test checks the page matches.
 
-Two queries answer a request: one over live bugs ``b`` (with their test ``t``, LEFT JOINed), one
+Two queries answer a request: one over live bugs ``b`` (their test ``t`` joined when needed), one
 over live tests ``t``. A dimension names its group key in each (``bug_key``, ``test_key``); one
 that is a property of bugs only (severity, ...) has no ``test_key``, and metrics that count tests
 cannot be grouped by it. Adding a dimension is one ``Dimension`` in ``DIMENSIONS``.
@@ -32,6 +32,7 @@ class Dimension:
     time: bool = False  # a time bucket: answered in time order, empty buckets filled
     peer: str | None = None
     needs_test_features: bool = False  # the test query joins test_features tf
+    bug_needs_test: bool = False  # bug_key reads the bug's test t (joined only then)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ DIMENSIONS: dict[str, Dimension] = {
             "t.testing_type",
             "t.testing_type",
             peer="testing_type",
+            bug_needs_test=True,
         ),
         *(
             Dimension(
@@ -150,6 +152,7 @@ DIMENSIONS: dict[str, Dimension] = {
             "the title of the test's environment (a bug's: its test's)",
             "json_extract(t.raw, '$.test_environment.title')",
             "json_extract(t.raw, '$.test_environment.title')",
+            bug_needs_test=True,
         ),
         Dimension(
             "known",
