@@ -175,13 +175,14 @@ class MetricsRepository:
         freshness = await self._read_through(covered)
         async with self._db.reader() as conn:
             rows = await _grouped(conn, query, query.filter)
-            totals = await _total(conn, query, query.filter)
+            totals = await _total(conn, query, query.filter, rows)
             rows = _fill_buckets(query, query.filter, rows)
             prior: dict[Key, Group] = {}
             prior_totals: dict[str, Value] | None = None
             if previous is not None:
-                prior = _shifted(query, previous, await _grouped(conn, query, previous))
-                prior_totals = await _total(conn, query, previous)
+                before = await _grouped(conn, query, previous)
+                prior_totals = await _total(conn, query, previous, before)
+                prior = _shifted(query, previous, before)
             ordered = _sorted(query, rows)
             page = ordered[start : start + limit]
             labels = await _labels(conn, query, [key for key, _ in page])
@@ -237,20 +238,46 @@ def _digest(query: MetricsQuery) -> str:
 
 
 async def _total(
-    conn: aiosqlite.Connection, query: MetricsQuery, chosen: MetricsFilter
+    conn: aiosqlite.Connection, query: MetricsQuery, chosen: MetricsFilter, groups: dict[Key, Group]
 ) -> dict[str, Value]:
-    """Every metric over all of ``chosen`` (distinct counts are not sums of the groups')."""
-    found = await _grouped(conn, replace(query, dimensions=()), chosen)
-    return _values(query, found.get((), {}))
+    """Every metric over all of ``chosen``: aggregates that add up summed over ``groups`` (sets
+    joined), the others (distinct counts) asked for again without dimensions."""
+    wanted = {a for m in query.metrics for a in METRICS[m].uses}
+    if query.dimensions:
+        tests_split = any(DIMENSIONS[d].needs_test_features for d in query.dimensions)
+        summed = {
+            a
+            for a in wanted
+            if AGGREGATES[a].kind == "set"
+            or (AGGREGATES[a].additive and not (tests_split and AGGREGATES[a].side == "tests"))
+        }
+    else:
+        summed = set()
+    total: Group = {}
+    for name in summed:
+        parts = [group[name] for group in groups.values() if group.get(name) is not None]
+        if AGGREGATES[name].kind == "set":
+            total[name] = frozenset().union(*parts)
+        else:
+            total[name] = sum(parts)
+    asked = sorted(wanted - summed)
+    if asked:
+        found = await _grouped(conn, replace(query, dimensions=()), chosen, only=asked)
+        total.update(found.get((), {}))
+    return _values(query, total)
 
 
 async def _grouped(
-    conn: aiosqlite.Connection, query: MetricsQuery, chosen: MetricsFilter
+    conn: aiosqlite.Connection,
+    query: MetricsQuery,
+    chosen: MetricsFilter,
+    *,
+    only: Sequence[str] | None = None,
 ) -> dict[Key, Group]:
     """Every group of ``query`` over ``chosen``: its key and the aggregates its metrics are
     made of. Metrics are computed from them later, for the rows answered only (and the sort
     metric): a grouping by test and tester has thousands of groups."""
-    wanted = {a for m in query.metrics for a in METRICS[m].uses}
+    wanted = set(only) if only is not None else {a for m in query.metrics for a in METRICS[m].uses}
     partials: dict[Key, Group] = {}
     side: Side
     for side in ("bugs", "tests"):

@@ -42,6 +42,10 @@ class Aggregate:
     side: Side
     sql: str
     kind: Literal["number", "set"] = "number"  # set: group_concat of distinct keys
+    # The total is the sum of the groups' (sets: their union) when each row is in one group:
+    # a bug always is; a test is in several with the feature dimension. Distinct counts of
+    # something else (testers) are not.
+    additive: bool = True
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,7 @@ AGGREGATES: dict[str, Aggregate] = {
         "sum(CASE b.severity WHEN 'critical' THEN 10 WHEN 'high' THEN 5 WHEN 'custom' THEN 2 "
         "WHEN 'low' THEN 1 WHEN 'visual' THEN 1 WHEN 'content' THEN 1 ELSE 0 END)",
     ),
-    "testers": Aggregate("bugs", "count(DISTINCT b.author)"),
+    "testers": Aggregate("bugs", "count(DISTINCT b.author)", additive=False),
     "bug_features": Aggregate("bugs", "group_concat(DISTINCT b.feature_id)", "set"),
     "tests": Aggregate("tests", "count(DISTINCT t.id)"),
     "created": Aggregate(
