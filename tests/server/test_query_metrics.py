@@ -5,7 +5,9 @@ and paging."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -374,6 +376,7 @@ async def test_a_period_without_data_answers_every_bucket_empty(mirrored: Mirror
         }  # fmt: skip
     assert first["totals"]["bug_count"] == 0
     assert first["totals"]["acceptance_rate"] is None
+    assert first["freshness"]["stale"] is False, "nothing to fetch for a period without tests"
 
 
 async def test_empty_buckets_inside_the_data_are_answered(mirrored: Mirrored) -> None:
@@ -530,3 +533,29 @@ async def test_the_default_answer_stays_under_ten_kilobytes(mirrored: Mirrored) 
     assert not result.is_error
     assert len(result.structured_content["rows"]) == 50  # type: ignore[index]
     assert len(text.encode()) < 10_000, len(text.encode())
+
+
+async def test_bugs_of_the_tests_in_scope_are_read_through_first(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A mirror whose bug lists were never fetched: a query over one product (70 tests, under
+    the read-through bound) fetches them first and counts them; a query over every test (210)
+    does not, and says so."""
+    home = tmp_path_factory.mktemp("metrics-readthrough")
+    spec = DatasetSpec(seed=5, products=3, tests_per_product=70, bugs_per_test=2)
+    with synced_sandbox(spec, home, include_bugs=False) as bare:
+        with contextlib.closing(sqlite3.connect(bare.settings.database_path)) as db, db:
+            db.execute("DELETE FROM bugs")
+            db.execute("UPDATE tests SET bugs_fetched_at = NULL")
+        product = 102
+        truth = [b for b in bare.truth["bugs"].values() if b["product"]["id"] == product]
+        async with connect(bare.settings) as client:
+            wide = await call(client, "query_metrics", {"metrics": ["bug_count"]})
+            narrow = await call(
+                client, "query_metrics", {"metrics": ["bug_count"], "product_ids": [product]}
+            )
+    assert wide["totals"]["bug_count"] == 0
+    assert wide["freshness"]["stale"] is True
+    assert "never fetched" in wide["freshness"]["stale_reason"]
+    assert narrow["freshness"]["source"] == "api"
+    assert narrow["totals"]["bug_count"] == len(truth) > 0

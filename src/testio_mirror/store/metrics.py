@@ -204,24 +204,26 @@ class MetricsRepository:
 
     async def _read_through(self, chosen: MetricsFilter) -> Freshness:
         """Bugs of the tests in scope fetched first when missing or stale (given tests, or up to
-        ``READ_THROUGH_TESTS`` of them); a wider scope is answered as the last sync left it."""
+        ``READ_THROUGH_TESTS`` of them); a wider scope, or none, is answered as the last sync
+        left the mirror (its freshness says how old the bug lists are)."""
         if chosen.test_ids:
             return await self._bugs.ensure_fresh(chosen.test_ids)
-        sql, params = scope_sql(chosen)
         async with self._db.reader() as conn:
-            tests = list(await conn.execute_fetchall(sql, params))
-        if not tests:
-            return self._policy.mirror(None, None, "no tests in scope in the mirror: run sync_data")
-        if len(tests) <= READ_THROUGH_TESTS:
-            return await self._bugs.ensure_fresh([row[0] for row in tests])
+            tests = list(await conn.execute_fetchall(*scope_sql(chosen)))
+            if not tests:  # nothing in scope: as fresh as the mirror's bug lists are
+                tests = list(await conn.execute_fetchall(*scope_sql(MetricsFilter())))
+                if not tests:
+                    return self._policy.mirror(None, None, "no tests in the mirror: run sync_data")
+            elif len(tests) <= READ_THROUGH_TESTS:
+                return await self._bugs.ensure_fresh([row[0] for row in tests])
         missing = sum(row[1] is None for row in tests)
         oldest = min((row[1] for row in tests if row[1] is not None), default=None)
         if missing:
             return self._policy.mirror(
                 from_db(oldest),
                 None,
-                f"bugs of {missing} of {len(tests)} tests in scope were never fetched: run "
-                "sync_data with include_bugs, or narrow the query",
+                f"bugs of {missing} of {len(tests)} tests were never fetched: run sync_data "
+                "with include_bugs, or narrow the query",
             )
         return self._policy.mirror(from_db(oldest), self._policy.product_ttl)
 
