@@ -559,3 +559,31 @@ async def test_bugs_of_the_tests_in_scope_are_read_through_first(
     assert "never fetched" in wide["freshness"]["stale_reason"]
     assert narrow["freshness"]["source"] == "api"
     assert narrow["totals"]["bug_count"] == len(truth) > 0
+
+
+async def test_an_answer_over_the_ceiling_goes_on_after_the_last_row_kept(
+    mirrored: Mirrored,
+) -> None:
+    ceiling = 4_000
+    settings = mirrored.settings.model_copy(update={"max_answer_bytes": ceiling})
+    args: JSON = {"metrics": metrics_for(("test",)), "dimensions": ["test"], "limit": 100}
+    async with connect(mirrored.settings) as client:
+        whole, _ = await every_row(client, args)
+    rows: list[JSON] = []
+    cut = 0
+    cursor: str | None = None
+    async with connect(settings) as client:
+        for _ in range(len(whole) + 1):
+            result = await client.call_tool(
+                "query_metrics", {**args, "cursor": cursor} if cursor else args
+            )
+            answer = result.structured_content or {}
+            text = "".join(getattr(block, "text", "") for block in result.content)
+            assert len(text.encode()) <= ceiling
+            cut += bool(answer.get("truncated"))
+            rows.extend(answer["rows"])
+            cursor = answer["next_cursor"]
+            if cursor is None:
+                break
+    assert cut > 0
+    assert rows == whole, "the cut pages lost or repeated rows"
