@@ -287,14 +287,14 @@ async def _grouped(
         if not names:
             continue
         sql, params = grouped_sql(side, query.dimensions, names, chosen)
+        width = len(query.dimensions)  # the keys come first, then the aggregates in order
+        sets = [(width + i, name) for i, name in enumerate(names) if AGGREGATES[name].kind == "set"]
         for row in await conn.execute_fetchall(sql, params):
-            key = tuple(row[f"k{i}"] for i in range(len(query.dimensions)))
-            found = partials.setdefault(key, {})
-            for name in names:
-                value = row[name]
-                if AGGREGATES[name].kind == "set":
-                    value = frozenset(str(value).split(",")) if value is not None else frozenset()
-                found[name] = value
+            values = tuple(row)  # by position: thousands of rows, and names cost a lookup each
+            found = partials.setdefault(values[:width], {})
+            found.update(zip(names, values[width:], strict=True))
+            for at, name in sets:
+                found[name] = frozenset(str(values[at]).split(",")) if values[at] else frozenset()
     return partials
 
 
