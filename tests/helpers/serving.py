@@ -34,6 +34,7 @@ TOOLS = {
     "list_testers",
     "get_product",
     "get_feature",
+    "query_metrics",
     "list_changes",
     "triage_bugs",
     "resolve_conflict",

@@ -90,6 +90,7 @@ TOOLS: dict[str, str] = {
     "list_testers": "query",
     "get_product": "query",
     "get_feature": "query",
+    "query_metrics": "query",
     "list_changes": "query",
     "triage_bugs": "triage",
     "resolve_conflict": "triage",

@@ -21,8 +21,8 @@ from tests.helpers.settings import make_settings
 TINY = DatasetSpec(seed=6, products=2, section_products=1, tests_per_product=20, bugs_per_test=3)
 JS_SAFE = 2**53 - 1
 # Arguments that really are free text; every other string argument has a closed set of values.
-# confirm: the one-time token of a needs_confirmation answer.
-FREE_TEXT = {"cursor", "text", "query", "confirm"}
+# confirm: the one-time token of a needs_confirmation answer; tester: a tester's name.
+FREE_TEXT = {"cursor", "text", "query", "confirm", "tester"}
 NUMERIC_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")

@@ -15,7 +15,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
 
 from testio_mirror import __version__
-from testio_mirror.server import entity_tools, query_tools, sync_tools, triage_tools
+from testio_mirror.server import entity_tools, metrics_tools, query_tools, sync_tools, triage_tools
 from testio_mirror.server.errors import ArgumentExplainingServer
 from testio_mirror.server.legacy_subscriptions import HandshakeSubscriptions
 from testio_mirror.server.prompts import register as register_prompts
@@ -24,6 +24,7 @@ from testio_mirror.settings import Settings
 from testio_mirror.sync.models import SyncResult
 
 STATUS_URI = "testio://sync/status"
+METRICS_URI = "testio://metrics/definitions"
 
 INSTRUCTIONS = """\
 testio-mirror answers questions about a TestIO account (products, features, exploratory tests,
@@ -72,6 +73,7 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
     sync_tools.register(server)
     query_tools.register(server)
     entity_tools.register(server)
+    metrics_tools.register(server)
     triage_tools.register(server, writes=settings.mirror_writes != "off")
     register_prompts(server)
 
@@ -89,5 +91,18 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
             return json.dumps({"state": "starting"})
         report = await sync_tools.status_report(state, sync_tools.DEFAULT_PERIOD_HOURS)
         return report.model_dump_json()
+
+    @server.resource(
+        METRICS_URI,
+        name="metrics-definitions",
+        title="Metric definitions",
+        description="Every dimension and metric query_metrics knows, defined (denominators of "
+        "rates, what a time bucket is of, the peer's name for it).",
+        mime_type="application/json",
+    )
+    def metrics_definitions() -> str:
+        from testio_mirror.store.metrics_vocabulary import definitions
+
+        return json.dumps(definitions())
 
     return server

@@ -1,0 +1,181 @@
+"""The ``query_metrics`` tool: metrics of bugs and tests by up to two dimensions, from SQL over
+the mirror. Names come from the one vocabulary (``store/metrics_vocabulary.py``, which imports
+nothing heavy); the query itself (``store/metrics.py``) is imported when the tool is called."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from testio_mirror.schema import OneOrMany, tool_description
+from testio_mirror.server.errors import tool_errors
+from testio_mirror.server.metrics_answers import MetricsAnswer, MetricsRow, Period
+from testio_mirror.server.query_tools import (
+    READ_ONLY,
+    BugStatus,
+    Cursor,
+    Id,
+    Severity,
+    Since,
+    TestingType,
+    ToolContext,
+    answer,
+)
+from testio_mirror.server.state import ServerState
+from testio_mirror.store.metrics_vocabulary import DIMENSIONS, METRICS
+
+if TYPE_CHECKING:
+    MetricName = str
+    DimensionName = str
+    SortName = str
+else:
+    # Closed sets published as enums, made from the vocabulary: one place names them.
+    MetricName = Literal[tuple(METRICS)]
+    DimensionName = Literal[tuple(DIMENSIONS)]
+    SortName = Literal[(*METRICS, *DIMENSIONS)]
+
+
+async def query_metrics(
+    ctx: ToolContext,
+    metrics: Annotated[
+        list[MetricName],
+        Field(
+            min_length=1,
+            max_length=24,
+            description="what to compute (testio://metrics/definitions)",
+        ),
+        OneOrMany(),
+    ],
+    dimensions: Annotated[
+        list[DimensionName] | None,
+        Field(max_length=2, description="0 to 2 dimensions to group by; at most one time bucket"),
+        OneOrMany(),
+    ] = None,
+    product_ids: Annotated[
+        list[Id] | None, Field(max_length=100, description="only these products"), OneOrMany()
+    ] = None,
+    feature_ids: Annotated[
+        list[Id] | None, Field(max_length=100, description="only these features"), OneOrMany()
+    ] = None,
+    test_ids: Annotated[
+        list[Id] | None,
+        Field(max_length=200, description="only these tests, up to 200"),
+        OneOrMany(),
+    ] = None,
+    since: Since = None,
+    until: Since = None,
+    severity: Annotated[
+        list[Severity] | None,
+        Field(max_length=20, description="only bugs of these severities"),
+        OneOrMany(),
+    ] = None,
+    status: Annotated[
+        list[BugStatus] | None,
+        Field(max_length=20, description="only bugs in these statuses"),
+        OneOrMany(),
+    ] = None,
+    testing_type: Annotated[
+        list[TestingType] | None,
+        Field(max_length=20, description="only tests (and their bugs) of these testing types"),
+        OneOrMany(),
+    ] = None,
+    # One name, a plain ``str``: the SDK would json-decode the text of a ``list[str]`` (#1873).
+    tester: Annotated[
+        str, Field(max_length=200, description="only bugs reported by this tester; omit for any")
+    ] = "",
+    known: Annotated[
+        bool | None, Field(description="true: only known bugs; false: only new ones")
+    ] = None,
+    compare: Annotated[
+        bool, Field(description="also the previous period of equal length (needs since, until)")
+    ] = False,
+    sort_by: Annotated[
+        SortName | None,
+        Field(description="a metric (largest first) or a dimension (ascending)"),
+    ] = None,
+    limit: Annotated[int, Field(ge=1, le=100, description="how many rows to return (1-100)")] = 50,
+    cursor: Cursor = "",
+) -> Annotated[CallToolResult, MetricsAnswer]:
+    """Metrics of bugs and tests (counts, acceptance and rejection rates, severity score,
+    testers, features...) grouped by up to two dimensions (product, feature, test, tester,
+    severity, status, testing type, day/week/month/quarter, ...), filtered by products,
+    features, tests, period, severity, status, testing type, tester, known. since/until bound a
+    bug's report time and a test's end time (UTC). compare=true adds the previous period. Every
+    definition: resource testio://metrics/definitions."""
+    with tool_errors("query_metrics", not_found_hint="Use list_tests to see test ids."):
+        from testio_mirror.store.metrics import MetricsQuery, MetricsRepository
+        from testio_mirror.store.metrics_sql import MetricsFilter
+
+        mirror = (await ctx.request_context.lifespan_context.app()).mirror
+        query = MetricsQuery(
+            metrics=tuple(dict.fromkeys(metrics)),
+            dimensions=tuple(dimensions or ()),
+            filter=MetricsFilter(
+                product_ids=product_ids,
+                feature_ids=feature_ids,
+                test_ids=test_ids,
+                testing_types=testing_type,
+                severities=severity,
+                statuses=status,
+                testers=[tester] if tester else None,
+                known=known,
+                since=_utc(since),
+                until=_utc(until),
+            ),
+            sort_by=sort_by,
+            compare=compare,
+        )
+        repository = MetricsRepository(mirror.db, mirror.bugs, mirror.policy)
+        found = await repository.query(query, limit=limit, cursor=cursor or None)
+        previous = found.previous_period
+        hint = None
+        if found.next_cursor is not None:
+            hint = "more rows exist: call again with cursor set to next_cursor"
+        elif found.row_count == 0:
+            hint = "nothing in scope: widen the filters, or sync_data with include_bugs first"
+        return answer(
+            ctx,
+            MetricsAnswer(
+                metrics=list(query.metrics),
+                dimensions=list(query.dimensions),
+                rows=[
+                    MetricsRow(
+                        group=row.group,
+                        labels=row.labels or None,
+                        values=row.values,
+                        previous=row.previous,
+                        change=row.change,
+                        relative_change=row.relative_change,
+                    )
+                    for row in found.rows
+                ],
+                row_count=found.row_count,
+                totals=found.totals,
+                previous_period=Period(since=previous[0], until=previous[1]) if previous else None,
+                previous_totals=found.previous_totals,
+                next_cursor=found.next_cursor,
+                hint=hint,
+                freshness=found.freshness,
+            ),
+            found.cursors,
+        )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A date-time without an offset is UTC (as the argument's description says)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def register(server: MCPServer[ServerState]) -> None:
+    server.add_tool(
+        query_metrics,
+        title="Query metrics",
+        description=tool_description(query_metrics),
+        annotations=READ_ONLY,
+    )

@@ -1,0 +1,131 @@
+"""The two grouped queries behind ``query_metrics``: one over live bugs, one over live tests.
+
+Only the vocabulary's own fragments (``metrics_vocabulary``) and the store's column names go
+into the SQL text; every value the caller gave is bound with ``?``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from testio_mirror.store.metrics_vocabulary import AGGREGATES, DIMENSIONS, Side
+from testio_mirror.store.sqlite.filters import Where
+from testio_mirror.store.sqlite.timefmt import to_db
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsFilter:
+    """Which bugs and tests a metrics query covers. Test-level conditions (products, features,
+    tests, testing types) choose both; bug-level ones (severities, statuses, testers, known)
+    narrow the bugs only. ``since``/``until`` bound a bug's reported_at and a test's end_at
+    (``since`` included, ``until`` not)."""
+
+    product_ids: Sequence[int] | None = None
+    feature_ids: Sequence[int] | None = None
+    test_ids: Sequence[int] | None = None
+    testing_types: Sequence[str] | None = None
+    severities: Sequence[str] | None = None
+    statuses: Sequence[str] | None = None
+    testers: Sequence[str] | None = None
+    known: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _ids(values: Sequence[Any]) -> str:
+    return json.dumps(list(values))
+
+
+def _in(column: str) -> str:
+    return f"{column} IN (SELECT value FROM json_each(?))"
+
+
+def grouped_sql(
+    side: Side, dimensions: Sequence[str], aggregates: Sequence[str], chosen: MetricsFilter
+) -> tuple[str, list[Any]]:
+    """``SELECT k0.., <aggregates> ... GROUP BY k0..`` over ``side`` and its parameters; key
+    columns are ``k0``, ``k1``, aggregates are named as in ``AGGREGATES``."""
+    keys = [
+        (DIMENSIONS[d].bug_key if side == "bugs" else DIMENSIONS[d].test_key) for d in dimensions
+    ]
+    assert all(keys), "a bugs-only dimension in a test query (checked before)"
+    columns = [f"{key} AS k{i}" for i, key in enumerate(keys)]
+    columns += [f"{AGGREGATES[name].sql} AS {name}" for name in aggregates]
+    params: list[Any] = []
+    where = Where()
+    if side == "bugs":
+        source = "bugs b"
+        # A bug's test is read only when a dimension or the filter needs it: a join per bug
+        # costs about as much as counting it.
+        if chosen.testing_types or any(DIMENSIONS[d].bug_needs_test for d in dimensions):
+            source += " LEFT JOIN tests t ON t.id = b.test_id"
+        where.add("b.deleted_at IS NULL")
+        if chosen.product_ids:
+            where.add(_in("b.product_id"), _ids(chosen.product_ids))
+        if chosen.feature_ids:
+            where.add(_in("b.feature_id"), _ids(chosen.feature_ids))
+        if chosen.test_ids:
+            where.add(_in("b.test_id"), _ids(chosen.test_ids))
+        where.among("t.testing_type", chosen.testing_types)
+        where.among("b.severity", chosen.severities)
+        where.among("b.status", chosen.statuses)
+        where.among("b.author", chosen.testers)
+        if chosen.known is not None:
+            where.add("b.known = ?", int(chosen.known))
+        where.since("b.reported_at", chosen.since)
+        where.until("b.reported_at", chosen.until)
+    else:
+        source = "tests t"
+        joins = []
+        if any(DIMENSIONS[d].needs_test_features for d in dimensions):
+            joins.append(("tf", "LEFT JOIN test_features tf ON tf.test_id = t.id"))
+        if "test_features" in aggregates:
+            joins.append(("tfs", "LEFT JOIN test_features tfs ON tfs.test_id = t.id"))
+        for alias, join in joins:
+            source += f" {join}"
+            if chosen.feature_ids:  # a feature filter keeps only those features' groups
+                source += f" AND {_in(alias + '.feature_id')}"
+                params.append(_ids(chosen.feature_ids))
+        where.add("t.deleted_at IS NULL")
+        if chosen.product_ids:
+            where.add(_in("t.product_id"), _ids(chosen.product_ids))
+        if chosen.feature_ids:
+            where.add(
+                f"t.id IN (SELECT test_id FROM test_features WHERE {_in('feature_id')})",
+                _ids(chosen.feature_ids),
+            )
+        if chosen.test_ids:
+            where.add(_in("t.id"), _ids(chosen.test_ids))
+        where.among("t.testing_type", chosen.testing_types)
+        where.since("t.end_at", chosen.since)
+        where.until("t.end_at", chosen.until)
+    group = f" GROUP BY {', '.join(f'k{i}' for i in range(len(keys)))}" if keys else ""
+    sql = f"SELECT {', '.join(columns)} FROM {source}{where.sql}{group}"
+    return sql, [*params, *where.params]
+
+
+def scope_sql(chosen: MetricsFilter) -> tuple[str, list[Any]]:
+    """The live tests whose bugs a query may count: the test-level conditions, and a period
+    that overlaps ``since``/``until`` (a bug is reported while its test runs). Columns: id,
+    bugs_fetched_at."""
+    where = Where()
+    where.add("t.deleted_at IS NULL")
+    if chosen.product_ids:
+        where.add(_in("t.product_id"), _ids(chosen.product_ids))
+    if chosen.feature_ids:
+        where.add(
+            f"t.id IN (SELECT test_id FROM test_features WHERE {_in('feature_id')})",
+            _ids(chosen.feature_ids),
+        )
+    if chosen.test_ids:
+        where.add(_in("t.id"), _ids(chosen.test_ids))
+    where.among("t.testing_type", chosen.testing_types)
+    if chosen.since is not None:
+        where.add("(t.end_at IS NULL OR t.end_at >= ?)", to_db(chosen.since))
+    if chosen.until is not None:
+        where.add("(t.start_at IS NULL OR t.start_at < ?)", to_db(chosen.until))
+    return f"SELECT t.id, t.bugs_fetched_at FROM tests t{where.sql}", where.params
