@@ -13,6 +13,7 @@ import pytest
 from testio_mirror.sandbox import SandboxServer
 from testio_mirror.triage import TriageState
 from tests.helpers.command_line import CHILD_TIMEOUT, sync_env
+from tests.helpers.triage_bugs import forwarded
 
 
 def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -33,19 +34,6 @@ def env(sandbox: SandboxServer, tmp_path: Path) -> dict[str, str]:
     synced = run(chosen, "sync", "--bugs", "--direction", "down")
     assert synced.returncode == 0, synced.stderr
     return chosen
-
-
-def forwarded(sandbox: SandboxServer, count: int) -> list[int]:
-    bugs = sandbox.world.snapshot()["bugs"].values()
-    ids = sorted(
-        b["id"]
-        for b in bugs
-        if b["status"] == "forwarded"
-        and not b["known"]
-        and not b.get("fixed_at")
-        and not b.get("exported_at")
-    )
-    return ids[:count]
 
 
 def test_triage_with_yes_sends_once_and_changes_lists_it(

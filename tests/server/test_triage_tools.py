@@ -21,6 +21,7 @@ from testio_mirror.settings import Settings
 from testio_mirror.triage import TriageState
 from tests.helpers.mcp_session import call, call_error
 from tests.helpers.settings import make_settings
+from tests.helpers.triage_bugs import forwarded
 
 JSON = dict[str, Any]
 WRITE_TOOLS = {"triage_bugs", "resolve_conflict", "cancel_change"}
@@ -39,20 +40,6 @@ async def synced(sandbox: SandboxServer, tmp_path: Path) -> Settings:
 async def connect(settings: Settings, **client_options: Any) -> AsyncIterator[Client]:
     async with Client(build_server(settings, initial_sync=False), **client_options) as client:
         yield client
-
-
-def forwarded(sandbox: SandboxServer, count: int) -> list[int]:
-    bugs = sandbox.world.snapshot()["bugs"].values()
-    ids = sorted(
-        b["id"]
-        for b in bugs
-        if b["status"] == "forwarded"
-        and not b["known"]
-        and not b.get("fixed_at")
-        and not b.get("exported_at")
-    )
-    assert len(ids) >= count
-    return ids[:count]
 
 
 def upstream(sandbox: SandboxServer, bug_id: int) -> TriageState:

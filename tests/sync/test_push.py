@@ -20,6 +20,7 @@ from testio_mirror.triage import ConflictStrategy, TriageState
 from tests.helpers.polling import wait_for
 from tests.helpers.settings import make_settings
 from tests.helpers.sync_runs import run_sync
+from tests.helpers.triage_bugs import forwarded
 
 
 @pytest.fixture
@@ -28,21 +29,6 @@ async def app(sandbox: SandboxServer, tmp_path: Path) -> AsyncIterator[App]:
     async with open_app(settings) as opened:
         await run_sync(opened, options=SyncOptions(direction=SyncDirection.DOWN))
         yield opened
-
-
-def forwarded(sandbox: SandboxServer, count: int) -> list[int]:
-    """Forwarded bugs with no triage flag yet, lowest ids first."""
-    bugs = sandbox.world.snapshot()["bugs"].values()
-    ids = sorted(
-        b["id"]
-        for b in bugs
-        if b["status"] == "forwarded"
-        and not b["known"]
-        and not b.get("fixed_at")
-        and not b.get("exported_at")
-    )
-    assert len(ids) >= count
-    return ids[:count]
 
 
 def server_state(sandbox: SandboxServer, bug_id: int) -> TriageState:
