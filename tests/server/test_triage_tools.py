@@ -19,7 +19,7 @@ from testio_mirror.sandbox.faults import FaultRule
 from testio_mirror.server import build_server
 from testio_mirror.settings import Settings
 from testio_mirror.triage import TriageState
-from tests.helpers.mcp_session import call, call_error
+from tests.helpers.mcp_session import call, call_error, poll
 from tests.helpers.settings import make_settings
 from tests.helpers.triage_bugs import forwarded
 
@@ -307,3 +307,29 @@ async def test_a_bad_field_of_a_change_is_named_with_its_path_and_what_it_accept
     assert "changes[0].bug_id is required" in missing
     assert "an object {bug_id, action, reason?, comment?}" in shape
     assert writes(sandbox, bug_id) == 0
+
+
+async def test_changes_queued_while_testio_is_down_go_out_with_the_next_refresh_once_each(
+    synced: Settings, sandbox: SandboxServer
+) -> None:
+    bugs = forwarded(sandbox, 3)
+    sandbox.faults.add(FaultRule(kind="error", status=503, times=None))
+    settings = synced.model_copy(update={"refresh_interval_seconds": 1.0})
+    async with connect(settings) as client:
+        queued = await call(
+            client,
+            "triage_bugs",
+            {"changes": [{"bug_id": bug_id, "action": "accept"} for bug_id in bugs]},
+        )
+        assert [c["state"] for c in queued["changes"]] == ["pending"] * 3
+        assert writes(sandbox, *bugs) == 0
+        sandbox.faults.clear()  # TestIO is back: nobody calls sync_data, the refresh loop pushes
+
+        async def all_applied() -> bool:
+            listed = await call(client, "list_changes", {"state": "applied"})
+            return len(listed["changes"]) == 3
+
+        pushed = await poll(all_applied, 30.0, every=0.2)
+    assert pushed, "the refresh loop did not push the queued changes"
+    assert [len(sandbox.requests.writes(bug_id)) for bug_id in bugs] == [1, 1, 1]
+    assert all(upstream(sandbox, bug_id).status == "accepted" for bug_id in bugs)
