@@ -1,7 +1,8 @@
 """get_test_case_results over MCP against the sandbox: every test-case test's cases, steps,
 executions, verdicts and totals worked out again from the snapshot (in every envelope shape the
 products answer in), a second call served from the mirror without a request, an exploratory
-test refused (before asking, or after TestIO's 404), and TestIO down answering the stale copy."""
+test answered as not one (before asking, or after TestIO's 404), and TestIO down answering the
+stale copy."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from testio_mirror.sandbox import DatasetSpec, FaultRule
 from testio_mirror.sandbox.test_case_data import wraps_results, wraps_test_case_test
 from tests.helpers.expected_answers import parse_time
-from tests.helpers.mcp_session import JSON, Mirrored, call, call_error, connect, synced_sandbox
+from tests.helpers.mcp_session import JSON, Mirrored, call, connect, synced_sandbox
 from tests.helpers.settings import make_settings
 
 # Seed 5 puts test-case tests on products 101 to 104: cases wrapped (odd) and bare (even),
@@ -124,6 +125,8 @@ async def test_every_test_case_test_answers_its_cases_and_results(mirrored: Mirr
             else:
                 everything = verdicts.count("passed") == len(verdicts)
                 assert totals["verdict"] == ("passed" if everything else "failed")
+            assert answer["is_test_case_test"] is True
+            assert "hint" not in answer
             assert answer["freshness"]["stale"] is False
             assert "unmatched_executions" not in answer
 
@@ -142,17 +145,20 @@ async def test_a_second_call_is_served_from_the_mirror(mirrored: Mirrored) -> No
     assert len(again["cases"]) == len(tests[archived]["test_cases"])
 
 
-async def test_an_exploratory_test_is_refused_without_asking_for_cases(
+async def test_an_exploratory_test_is_not_one_without_asking_for_cases(
     mirrored: Mirrored,
 ) -> None:
     test_id = min(
         t["id"] for t in mirrored.truth["tests"].values() if t["testing_type"] is not None
     )
     async with connect(mirrored.settings) as client:
-        error = await call_error(client, "get_test_case_results", {"test_id": test_id})
-    assert f"test {test_id} is not a test-case test" in error
-    assert "get_test" in error
-    assert "list_tests" in error
+        answer = await call(client, "get_test_case_results", {"test_id": test_id})
+    assert answer["is_test_case_test"] is False
+    assert answer["cases"] == []
+    assert answer["totals"]["verdict"] == "not_run"
+    assert f"test {test_id} is not a test-case test (its testing_type is" in answer["hint"]
+    assert "get_test" in answer["hint"]
+    assert "list_tests" in answer["hint"]
     assert requests_of(mirrored, test_id) == 0
 
 
@@ -170,14 +176,18 @@ async def test_a_404_on_the_cases_says_it_is_not_a_test_case_test(
     with sqlite3.connect(mirrored.settings.database_path) as db:
         db.execute("UPDATE tests SET testing_type = NULL WHERE id = ?", (test_id,))
     async with connect(mirrored.settings) as client:
-        first = await call_error(client, "get_test_case_results", {"test_id": test_id})
+        first = await call(client, "get_test_case_results", {"test_id": test_id})
         asked = requests_of(mirrored, test_id)
-        again = await call_error(client, "get_test_case_results", {"test_id": test_id})
+        again = await call(client, "get_test_case_results", {"test_id": test_id})
     assert asked == 1, "a 404 on the cases needs no request for the results"
     assert requests_of(mirrored, test_id) == 1, "the 404 is remembered as the test's answer"
-    for error in (first, again):
-        assert "not a test-case test (TestIO has no test cases for it)" in error
-        assert "list_tests" in error
+    assert first["freshness"]["source"] == "api"
+    assert again["freshness"]["source"] == "mirror"
+    for answer in (first, again):
+        assert answer["is_test_case_test"] is False
+        assert answer["cases"] == []
+        assert "not a test-case test (TestIO has no test cases for it)" in answer["hint"]
+        assert "list_tests" in answer["hint"]
 
 
 async def test_testio_down_answers_the_stale_copy(mirrored: Mirrored) -> None:

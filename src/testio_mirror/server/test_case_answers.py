@@ -139,12 +139,17 @@ class TestCaseResults(CompactSchema):
     product_id: int
     title: str | None
     status: str | None
+    is_test_case_test: bool = Field(
+        description="false: the test has a testing_type, or TestIO has no cases for it (see hint)"
+    )
     cases: list[CaseResult]
     totals: TestCaseTotals
     unmatched_executions: int | None = Field(
         default=None, description="executions naming a case the test does not list"
     )
-    hint: str | None = Field(default=None, description="what to do when the answer was cut")
+    hint: str | None = Field(
+        default=None, description="what to do next: not a test-case test, or the answer was cut"
+    )
     truncated: bool | None = Field(
         default=None, description="true when the answer was cut to fit its size limit"
     )
@@ -166,6 +171,7 @@ class TestCaseResults(CompactSchema):
             product_id=run.test.product_id,
             title=run.test.title,
             status=run.test.status,
+            is_test_case_test=run.is_test_case_test,
             cases=cases,
             totals=TestCaseTotals(
                 cases=len(cases),
@@ -179,8 +185,18 @@ class TestCaseResults(CompactSchema):
                 verdict=overall,
             ),
             unmatched_executions=run.unmatched_executions or None,
+            hint=None if run.is_test_case_test else _not_test_cases(run),
             freshness=freshness,
         )
+
+
+def _not_test_cases(run: TestCaseRun) -> str:
+    kind = run.test.testing_type
+    why = f"its testing_type is {kind}" if kind else "TestIO has no test cases for it"
+    return (
+        f"test {run.test.id} is not a test-case test ({why}): use get_test for its bug counts, "
+        "or list_tests to find tests whose testing_type is null"
+    )
 
 
 _VERDICTS: tuple[Verdict, ...] = ("passed", "failed", "not_run")
