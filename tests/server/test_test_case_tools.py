@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import pytest
 
 from testio_mirror.sandbox import DatasetSpec, FaultRule
 from testio_mirror.sandbox.test_case_data import wraps_results, wraps_test_case_test
 from tests.helpers.expected_answers import parse_time
-from tests.helpers.mcp_session import JSON, Mirrored, call, connect, synced_sandbox
+from tests.helpers.mcp_session import (
+    JSON,
+    Mirrored,
+    call,
+    call_error,
+    connect,
+    synced_sandbox,
+    text_of,
+)
 from tests.helpers.settings import make_settings
 
 # Seed 5 puts test-case tests on products 101 to 104: cases wrapped (odd) and bare (even),
@@ -162,9 +170,7 @@ async def test_an_exploratory_test_is_not_one_without_asking_for_cases(
     assert requests_of(mirrored, test_id) == 0
 
 
-async def test_a_404_on_the_cases_says_it_is_not_a_test_case_test(
-    mirrored: Mirrored, tmp_path: Any
-) -> None:
+async def test_a_404_on_the_cases_says_it_is_not_a_test_case_test(mirrored: Mirrored) -> None:
     """A test the mirror holds without a testing_type, which TestIO answers 404 for."""
     test_id = max(
         t["id"]
@@ -216,3 +222,39 @@ async def test_testio_down_answers_the_stale_copy(mirrored: Mirrored) -> None:
     assert "answered from the mirror's copy" in stale["freshness"]["stale_reason"]
     assert stale["cases"] == first["cases"]
     assert stale["totals"] == first["totals"]
+
+
+async def test_testio_down_without_a_copy_is_an_error_with_a_next_step(
+    mirrored: Mirrored, tmp_path: Path
+) -> None:
+    """A new home: the test and its cases were never fetched, and TestIO fails."""
+    test_id = min(case_tests(mirrored.truth))
+    settings = make_settings(mirrored.sandbox, tmp_path / "home")
+    mirrored.sandbox.faults.add(
+        FaultRule(kind="error", path="products/*/test_case_tests/*", status=503, times=None)
+    )
+    try:
+        async with connect(settings) as client:
+            error = await call_error(client, "get_test_case_results", {"test_id": test_id})
+    finally:
+        mirrored.sandbox.faults.clear()
+    assert "TestIO could not answer and the mirror has no copy" in error
+    assert "sync_status" in error
+
+
+async def test_an_answer_over_the_ceiling_keeps_its_first_cases(
+    mirrored: Mirrored, tmp_path: Path
+) -> None:
+    tests = case_tests(mirrored.truth)
+    test_id = max(tests, key=lambda t: (len(tests[t]["test_cases"]), len(tests[t]["results"])))
+    settings = make_settings(mirrored.sandbox, tmp_path / "home", max_answer_bytes=2_000)
+    async with connect(settings) as client:
+        result = await client.call_tool("get_test_case_results", {"test_id": test_id})
+    assert not result.is_error
+    assert len(text_of(result).encode()) <= 2_000
+    answer = result.structured_content
+    assert answer is not None
+    assert answer["truncated"] is True
+    assert 1 <= len(answer["cases"]) < len(tests[test_id]["test_cases"])
+    assert f"of {len(tests[test_id]['test_cases'])} cases" in answer["hint"]
+    assert answer["totals"]["cases"] == len(tests[test_id]["test_cases"]), "totals cover all"
