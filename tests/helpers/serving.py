@@ -35,6 +35,7 @@ TOOLS = {
     "get_product",
     "get_feature",
     "query_metrics",
+    "get_test_case_results",
     "list_changes",
     "triage_bugs",
     "resolve_conflict",

@@ -25,6 +25,7 @@ from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.summaries import SummaryRepository
 from testio_mirror.store.sync_state import SyncStateRepository, empty_mirror
+from testio_mirror.store.test_cases import TestCaseRepository, forget_test_cases
 from testio_mirror.store.testers import TesterRepository, forget_testers
 from testio_mirror.upstream.health import UpstreamHealth
 
@@ -48,6 +49,7 @@ class Mirror:
         self.features = FeatureRepository(db, client, policy, gate)
         self.tests = ExploratoryTestRepository(db, client, policy, gate)
         self.bugs = BugRepository(db, client, policy, gate)
+        self.test_cases = TestCaseRepository(db, client, policy, gate, self.tests)
         self.search = SearchRepository(db)
         self.testers = TesterRepository(db, self.bugs)
         self.summaries = SummaryRepository(db, policy, self.products, self.features, self.bugs)
@@ -110,12 +112,13 @@ class Mirror:
             )
             await empty_mirror(conn)
             await forget_testers(conn)
+            await forget_test_cases(conn)
             if self.account is not None:
                 await bind_account(conn, self.account, self.policy.stamp())
         await self.db.vacuum()
 
     async def close(self) -> None:
         """Stop the read-throughs still fetching in the background, then close the database."""
-        for repository in (self.products, self.features, self.tests, self.bugs):
+        for repository in (self.products, self.features, self.tests, self.bugs, self.test_cases):
             await repository.close()
         await self.db.close()

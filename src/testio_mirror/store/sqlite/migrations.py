@@ -327,6 +327,57 @@ CREATE TABLE mirror_account (
 );
 """
 
+# Test-case tests (``testing_type`` null): their cases and executions, read through per test
+# (store/test_cases.py). A test's cases and its executions are each a complete list, replaced
+# whole at every fetch, so the rows carry no hash: ``test_case_fetches`` says when the test's
+# lists were fetched (the freshness of both) and whether TestIO answered 404, "not a test-case
+# test". A test that vanishes takes its cases along, as it takes its bugs: they are tombstoned
+# and the fetch is forgotten, so a test that comes back is asked again.
+TEST_CASES = """
+CREATE TABLE test_case_fetches (
+    test_id INTEGER PRIMARY KEY,
+    product_id INTEGER NOT NULL,
+    fetched_at TEXT NOT NULL,
+    not_a_test_case INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE test_cases (
+    test_id INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    title TEXT,
+    steps TEXT NOT NULL DEFAULT '[]',
+    raw TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    deleted_at TEXT,
+    PRIMARY KEY (test_id, id)
+) WITHOUT ROWID;
+
+CREATE TABLE test_case_executions (
+    test_id INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    test_case_id INTEGER NOT NULL,
+    status TEXT,
+    tester_name TEXT,
+    steps TEXT NOT NULL DEFAULT '[]',
+    executed_at TEXT,
+    raw TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    deleted_at TEXT,
+    PRIMARY KEY (test_id, position)
+) WITHOUT ROWID;
+
+CREATE TRIGGER tests_tombstone_test_cases AFTER UPDATE OF deleted_at ON tests
+WHEN new.deleted_at IS NOT NULL AND old.deleted_at IS NULL BEGIN
+    UPDATE test_cases SET deleted_at = new.deleted_at
+    WHERE test_id = new.id AND deleted_at IS NULL;
+    UPDATE test_case_executions SET deleted_at = new.deleted_at
+    WHERE test_id = new.id AND deleted_at IS NULL;
+    DELETE FROM test_case_fetches WHERE test_id = new.id;
+END;
+"""
+
+
 MIGRATIONS: tuple[str, ...] = (
     ENTITIES,
     SYNC_BOOKKEEPING,
@@ -336,6 +387,7 @@ MIGRATIONS: tuple[str, ...] = (
     ACCOUNT_AND_PRODUCT_REMOVAL,
     OUTBOX,  # 7: the outbox of triage changes (outbox_migration.py)
     TESTERS,  # 8: testers, one row per normalised name (testers_migration.py)
+    TEST_CASES,  # 9: test-case tests' cases and executions, and when they were fetched
 )
 LATEST_VERSION = len(MIGRATIONS)
 
