@@ -35,6 +35,7 @@ TOOLS = {
     "get_product",
     "get_feature",
     "query_metrics",
+    "quality_report",
     "list_changes",
     "triage_bugs",
     "resolve_conflict",

@@ -91,6 +91,7 @@ TOOLS: dict[str, str] = {
     "get_product": "query",
     "get_feature": "query",
     "query_metrics": "query",
+    "quality_report": "query",
     "list_changes": "query",
     "triage_bugs": "triage",
     "resolve_conflict": "triage",

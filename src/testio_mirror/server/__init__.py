@@ -15,7 +15,14 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
 
 from testio_mirror import __version__
-from testio_mirror.server import entity_tools, metrics_tools, query_tools, sync_tools, triage_tools
+from testio_mirror.server import (
+    entity_tools,
+    metrics_tools,
+    query_tools,
+    report_tools,
+    sync_tools,
+    triage_tools,
+)
 from testio_mirror.server.errors import ArgumentExplainingServer
 from testio_mirror.server.legacy_subscriptions import HandshakeSubscriptions
 from testio_mirror.server.prompts import register as register_prompts
@@ -74,6 +81,7 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
     query_tools.register(server)
     entity_tools.register(server)
     metrics_tools.register(server)
+    report_tools.register(server)
     triage_tools.register(server, writes=settings.mirror_writes != "off")
     register_prompts(server)
 
