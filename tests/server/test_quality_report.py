@@ -20,6 +20,7 @@ from testio_mirror.errors import SettingsError
 from testio_mirror.sandbox import DatasetSpec
 from testio_mirror.sandbox.dataset import preset
 from testio_mirror.settings import load_settings
+from testio_mirror.store.metrics_buckets import MetricsQueryError
 from testio_mirror.store.quality_report import HealthThresholds, Threshold, period_of
 from tests.conftest import SandboxFactory
 from tests.helpers.expected_answers import parse_time
@@ -327,6 +328,14 @@ def test_the_default_period_is_the_30_days_ending_now() -> None:
     assert period_of(since, None, now) == (since, now)
     until = datetime(2026, 10, 1, tzinfo=UTC)
     assert period_of(None, until, now) == (until - timedelta(days=30), until)
+
+
+def test_a_period_whose_previous_leaves_the_calendar_is_refused() -> None:
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    with pytest.raises(MetricsQueryError, match="between the years 1 and 9999"):
+        period_of(datetime(1, 1, 2, tzinfo=UTC), datetime(1, 6, 1, tzinfo=UTC), now)
+    with pytest.raises(MetricsQueryError, match="between the years 1 and 9999"):
+        period_of(datetime(9999, 12, 20, tzinfo=UTC), None, now)
 
 
 async def test_the_default_period_over_mcp_ends_now(mirrored: Mirrored) -> None:

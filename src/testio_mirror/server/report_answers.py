@@ -177,9 +177,8 @@ class QualityReportAnswer(CompactSchema):
     period: ReportPeriod
     previous_period: ReportPeriod = Field(description="the same length, just before")
     overall: ScopeFigures = Field(description="every product of the report together")
-    products: Annotated[list[ScopeFigures], inline_list(ScopeFigures)] = Field(
-        description="per product, most bugs first (the first 10)"
-    )
+    # Not inlined (its items nest models): a list of at most 10, validated once per answer.
+    products: list[ScopeFigures] = Field(description="per product, most bugs first (the first 10)")
     products_total: int = Field(description="how many products the report covers")
     critical_drivers: CriticalDrivers
     staleness: MirrorStaleness

@@ -174,10 +174,19 @@ def period_of(
     """The report's period: as given; a missing end is now, a missing start 30 days before it.
 
     Raises:
-        MetricsQueryError: ``until`` is not after ``since``.
+        MetricsQueryError: ``until`` is not after ``since``, or the period or the one before it
+            would leave the calendar (before year 1, after 9999).
     """
-    end = until or (now if since is None or since < now else since + DEFAULT_PERIOD)
-    start = since or end - DEFAULT_PERIOD
+    try:
+        end = until or (now if since is None or since < now else since + DEFAULT_PERIOD)
+        start = since or end - DEFAULT_PERIOD
+        if end > start:
+            start - (end - start)  # the previous period must begin within the calendar too
+    except OverflowError:
+        raise MetricsQueryError(
+            "the period and the one of equal length before it must lie between the years 1 "
+            "and 9999: give a later since or an earlier until"
+        ) from None
     if end <= start:
         raise MetricsQueryError("until must be after since (the period of the report)")
     return start, end
