@@ -420,3 +420,22 @@ async def test_the_demo_answer_fits_in_10_kb_and_a_small_ceiling_cuts_it(
     assert answer["truncated"] is True
     assert len(answer["products"]) < 3
     assert "products" in answer["hint"]
+
+
+async def test_the_test_status_dimension_counts_tests_and_bugs_by_their_test(
+    mirrored: Mirrored,
+) -> None:
+    """The vocabulary entry the report's tests_by_status needed, through query_metrics."""
+    truth = mirrored.truth
+    tests = Counter(t["status"] for t in truth["tests"].values())
+    bugs = Counter(truth["tests"][b["test"]["id"]]["status"] for b in truth["bugs"].values())
+    async with connect(mirrored.settings) as client:
+        answer = await call(
+            client,
+            "query_metrics",
+            {"metrics": ["test_count", "bug_count"], "dimensions": ["test_status"]},
+        )
+    got = {row["group"]["test_status"]: row["values"] for row in answer["rows"]}
+    assert got == {
+        status: {"test_count": tests[status], "bug_count": bugs[status]} for status in tests
+    }
