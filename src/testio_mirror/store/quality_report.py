@@ -243,24 +243,7 @@ class QualityReports:
             for pid, name in products
         }
         overall = ScopeQuality(None, None, _counts(now_result.totals), _counts(then_result.totals))
-        for dimension, target in (
-            ("test_status", "tests_by_status"),
-            ("severity", "bugs_by_severity"),
-            ("status", "bugs_by_status"),
-        ):
-            metric = "test_count" if dimension == "test_status" else "bug_count"
-            query = MetricsQuery(
-                metrics=(metric,), dimensions=("product", dimension), filter=now_scope
-            )
-            rows, _ = await self._rows(query)
-            for row in rows:
-                count = row.values[metric] or 0
-                product, key = row.group["product"], row.group[dimension] or "unknown"
-                if not count or product is None or int(product) not in scopes:
-                    continue
-                for scope in (scopes[int(product)], overall):
-                    tally: dict[str, int] = getattr(scope, target)
-                    tally[key] = tally.get(key, 0) + int(count)
+        await self._tally(now_scope, scopes, overall)
         for scope in scopes.values():
             assert scope.product_id is not None
             pid = scope.product_id
@@ -286,6 +269,29 @@ class QualityReports:
             staleness=await self._staleness(ids, now_scope, freshness),
             freshness=freshness,
         )
+
+    async def _tally(
+        self, chosen: MetricsFilter, scopes: Mapping[int, ScopeQuality], overall: ScopeQuality
+    ) -> None:
+        """Tests by status, bugs by severity and by status over ``chosen``: per product, and
+        summed into ``overall``."""
+        for dimension, metric, target in (
+            ("test_status", "test_count", "tests_by_status"),
+            ("severity", "bug_count", "bugs_by_severity"),
+            ("status", "bug_count", "bugs_by_status"),
+        ):
+            query = MetricsQuery(
+                metrics=(metric,), dimensions=("product", dimension), filter=chosen
+            )
+            rows, _ = await self._rows(query)
+            for row in rows:
+                count = int(row.values[metric] or 0)
+                product, key = row.group["product"], row.group[dimension] or "unknown"
+                if not count or product is None or int(product) not in scopes:
+                    continue
+                for scope in (scopes[int(product)], overall):
+                    tally: dict[str, int] = getattr(scope, target)
+                    tally[key] = tally.get(key, 0) + count
 
     async def _products(self, product_ids: Sequence[int] | None) -> list[tuple[int, str | None]]:
         if product_ids:
