@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from testio_mirror.errors import SettingsError
@@ -32,6 +39,9 @@ OTHER_TESTIO_VARIABLES = frozenset({"TESTIO_RELIABILITY"})  # the reliability te
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 MirrorWrites = Literal["off", "confirm", "on"]
+# The health thresholds of quality_report (TESTIO_HEALTH_*): these rates are bad when low, the
+# others (rejection, auto-acceptance) when high.
+LOW_IS_BAD = frozenset({"health_acceptance_rate", "health_review_rate"})
 
 
 class Settings(BaseSettings):
@@ -205,6 +215,60 @@ class Settings(BaseSettings):
         description="Most HTTP sessions one client (remote address and bearer token) holds; "
         "an initialize beyond closes that client's oldest session.",
     )
+    health_acceptance_rate_warning: float = Field(
+        default=0.6,
+        ge=0,
+        le=1,
+        description="quality_report: an acceptance rate below this is a warning.",
+    )
+    health_acceptance_rate_critical: float = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="quality_report: an acceptance rate below this is critical (at most the "
+        "warning level).",
+    )
+    health_rejection_rate_warning: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="quality_report: a rejection rate above this is a warning.",
+    )
+    health_rejection_rate_critical: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="quality_report: a rejection rate above this is critical (at least the "
+        "warning level).",
+    )
+    health_auto_acceptance_rate_warning: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="quality_report: an auto-acceptance rate above this is a warning (the "
+        "customer is not deciding).",
+    )
+    health_auto_acceptance_rate_critical: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="quality_report: an auto-acceptance rate above this is critical (at least "
+        "the warning level).",
+    )
+    health_review_rate_warning: float = Field(
+        default=0.7,
+        ge=0,
+        le=1,
+        description="quality_report: a review rate (share of bugs decided) below this is a "
+        "warning.",
+    )
+    health_review_rate_critical: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="quality_report: a review rate below this is critical (at most the warning "
+        "level).",
+    )
     log_level: LogLevel = Field(
         default="INFO",
         description="Log level (DEBUG, INFO, WARNING, ERROR); logs go to stderr, never stdout.",
@@ -225,6 +289,31 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "health_acceptance_rate_critical",
+        "health_rejection_rate_critical",
+        "health_auto_acceptance_rate_critical",
+        "health_review_rate_critical",
+    )
+    @classmethod
+    def _critical_beyond_warning(cls, value: float, info: ValidationInfo) -> float:
+        # A rate that is bad when low must turn critical at or below its warning level, one
+        # bad when high at or above it; otherwise a value could be critical and not warned.
+        assert info.field_name is not None
+        rate = info.field_name.removesuffix("_critical")
+        warning = info.data.get(f"{rate}_warning")
+        if not isinstance(warning, float | int):
+            return value  # the warning level itself was refused: that error says so
+        low_is_bad = rate in LOW_IS_BAD
+        if (value > warning) if low_is_bad else (value < warning):
+            side = "at most" if low_is_bad else "at least"
+            raise ValueError(
+                f"must be {side} {env_name(rate + '_warning')} ({warning}): a rate "
+                f"{'below' if low_is_bad else 'above'} the critical level is past the warning "
+                "level too"
+            )
+        return value
 
     @property
     def http_allowed_origins(self) -> tuple[str, ...]:

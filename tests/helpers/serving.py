@@ -36,6 +36,7 @@ TOOLS = {
     "get_feature",
     "query_metrics",
     "get_test_case_results",
+    "quality_report",
     "list_changes",
     "triage_bugs",
     "resolve_conflict",

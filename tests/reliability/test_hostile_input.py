@@ -92,6 +92,7 @@ TOOLS: dict[str, str] = {
     "get_feature": "query",
     "query_metrics": "query",
     "get_test_case_results": "query",
+    "quality_report": "query",
     "list_changes": "query",
     "triage_bugs": "triage",
     "resolve_conflict": "triage",

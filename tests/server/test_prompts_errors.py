@@ -30,6 +30,14 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("product_quality_review", {"product_id": "x1"}, ["product_id", "'x1'"]),
     ("product_quality_review", {"product_id": "3", "since": "last week"}, ["since", "YYYY-MM-DD"]),
     ("product_quality_review", {"product_id": "3", "since": "2026-02-30"}, ["since", "YYYY-MM-DD"]),
+    ("prep_customer_meeting", {"product_ids": "101;102"}, ["product_ids", "'101;102'", "commas"]),
+    ("prep_customer_meeting", {"product_ids": "101,,102"}, ["product_ids", "commas"]),
+    ("prep_customer_meeting", {"product_ids": ",".join(["7"] * 51)}, ["product_ids", "up to 50"]),
+    ("prep_customer_meeting", {"product_ids": "0"}, ["product_ids", "commas"]),
+    ("prep_customer_meeting", {"period": "7d"}, ["period", "'7d'", "30d", "quarter"]),
+    ("prep_customer_meeting", {"period": "2026-03-01..2026-01-01"}, ["period", "YYYY-MM-DD.."]),
+    ("prep_customer_meeting", {"period": "2026-01-01"}, ["period", "YYYY-MM-DD.."]),
+    ("prep_customer_meeting", {"product_id": "101"}, ["product_id", "product_ids?, period?"]),
 ]
 
 
@@ -69,3 +77,5 @@ async def test_listed_prompt_arguments_say_what_they_accept(
     assert "whole number" in (arguments["test_status_report", "test_id"].description or "")
     assert "YYYY-MM-DD" in (arguments["product_quality_review", "since"].description or "")
     assert arguments["product_quality_review", "since"].required is False
+    assert "30d" in (arguments["prep_customer_meeting", "period"].description or "")
+    assert arguments["prep_customer_meeting", "product_ids"].required is False

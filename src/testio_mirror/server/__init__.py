@@ -19,6 +19,7 @@ from testio_mirror.server import (
     entity_tools,
     metrics_tools,
     query_tools,
+    report_tools,
     sync_tools,
     test_case_tools,
     triage_tools,
@@ -35,10 +36,15 @@ METRICS_URI = "testio://metrics/definitions"
 
 INSTRUCTIONS = """\
 testio-mirror answers questions about a TestIO account (products, features, exploratory tests,
-bugs) from a local mirror, in milliseconds. Start with list_products; list_tests, get_test,
-list_bugs, get_bug, search and bug_stats answer from the mirror and fetch from TestIO only what is
-missing or stale. Every answer carries freshness; when it says stale, or before a report that must
-be current, call sync_data. sync_status tells whether a sync runs and how the last one went.
+bugs, testers) from a local mirror, in milliseconds. Start with list_products; list_tests,
+get_test, list_bugs, get_bug, search and bug_stats answer from the mirror and fetch from TestIO
+only what is missing or stale. For a customer's questions: quality_report (a product's health
+against thresholds, with the change since the previous period), query_metrics (any metric by up
+to two dimensions; testio://metrics/definitions defines them), list_testers, get_product,
+get_feature, get_test_case_results. Triage (accept, reject, mark known/fixed/exported) goes
+through triage_bugs, which a person confirms; list_changes shows what was sent. Every answer
+carries freshness; when it says stale, or before a report that must be current, call sync_data.
+sync_status tells whether a sync runs and how the last one went.
 """
 
 
@@ -82,6 +88,7 @@ def build_server(settings: Settings, *, initial_sync: bool = True) -> MCPServer[
     entity_tools.register(server)
     metrics_tools.register(server)
     test_case_tools.register(server)
+    report_tools.register(server)
     triage_tools.register(server, writes=settings.mirror_writes != "off")
     register_prompts(server)
 

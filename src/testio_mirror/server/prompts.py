@@ -1,5 +1,5 @@
 """Prompts for the common jobs: a test's status report, a product's quality review, triage of a
-product's forwarded bugs.
+product's forwarded bugs, a brief for a customer meeting.
 
 Prompt arguments are strings (the protocol says so) and the SDK renders a prompt with whatever it
 is given, failing an unknown name or a missing argument with a ``ValueError`` that reaches the
@@ -26,6 +26,12 @@ from testio_mirror.limits import MAX_ID
 
 ID_ACCEPTS = "a positive whole number such as 100017"
 DATE_ACCEPTS = "a date written YYYY-MM-DD such as 2026-09-01"
+IDS_ACCEPTS = "product ids separated by commas such as 101,102 (up to 50); omit for every product"
+PERIOD_ACCEPTS = (
+    "30d or 90d (the 30 or 90 UTC days up to and including today), quarter (the last complete "
+    "calendar quarter), or YYYY-MM-DD..YYYY-MM-DD (both days included); omit for 30d"
+)
+MAX_PROMPT_PRODUCTS = 50
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -39,6 +45,34 @@ def _is_date(value: str) -> bool:
     except ValueError:
         return False
     return len(value) == len("YYYY-MM-DD")
+
+
+def _are_ids(value: str) -> bool:
+    parts = [part.strip() for part in value.split(",")]
+    return 0 < len(parts) <= MAX_PROMPT_PRODUCTS and all(_is_id(part) for part in parts)
+
+
+def period_dates(
+    period: str, today: datetime.date | None = None
+) -> tuple[datetime.date, datetime.date] | None:
+    """``period`` as [since, until) dates, until not included; None when it is not valid."""
+    today = today or datetime.datetime.now(datetime.UTC).date()
+    day = datetime.timedelta(days=1)
+    if period in ("30d", "90d"):
+        return today - (int(period[:2]) - 1) * day, today + day
+    if period == "quarter":
+        this_quarter = datetime.date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+        last = this_quarter - day
+        return datetime.date(last.year, 3 * ((last.month - 1) // 3) + 1, 1), this_quarter
+    first, dots, last_day = period.partition("..")
+    if not dots or not _is_date(first) or not _is_date(last_day):
+        return None
+    start, end = datetime.date.fromisoformat(first), datetime.date.fromisoformat(last_day)
+    return (start, end + day) if start <= end and end < datetime.date.max else None
+
+
+def _is_period(value: str) -> bool:
+    return period_dates(value) is not None
 
 
 @dataclass(frozen=True)
@@ -59,11 +93,16 @@ class Argument:
 TEST_ID = Argument("test_id", "the id of the exploratory test", ID_ACCEPTS, _is_id)
 PRODUCT_ID = Argument("product_id", "the id of the product", ID_ACCEPTS, _is_id)
 SINCE = Argument("since", "start of the period (optional)", DATE_ACCEPTS, _is_date, required=False)
+PRODUCT_IDS = Argument(
+    "product_ids", "the products (optional)", IDS_ACCEPTS, _are_ids, required=False
+)
+PERIOD = Argument("period", "the period (optional)", PERIOD_ACCEPTS, _is_period, required=False)
 
 ARGUMENTS: Mapping[str, tuple[Argument, ...]] = {
     "test_status_report": (TEST_ID,),
     "product_quality_review": (PRODUCT_ID, SINCE),
     "triage_forwarded_bugs": (PRODUCT_ID,),
+    "prep_customer_meeting": (PRODUCT_IDS, PERIOD),
 }
 
 
@@ -130,6 +169,49 @@ def triage_prompt(
     )
 
 
+def customer_meeting_prompt(
+    product_ids: Annotated[str, Field(description=PRODUCT_IDS.description)] = "",
+    period: Annotated[str, Field(description=PERIOD.description)] = "",
+) -> str:
+    """A brief for a meeting with the customer: quality of the period, trends, what drives the
+    critical bugs, what waits for the customer's decision."""
+    dates = period_dates(period or "30d")
+    assert dates is not None, "checked by check_prompt_request"
+    since, until = (d.isoformat() for d in dates)
+    ids = [int(part) for part in product_ids.split(",")] if product_ids else []
+    scope = f"products {', '.join(map(str, ids))}" if ids else "every product of the account"
+    products = f"product_ids={ids}, " if ids else ""
+    each = f"each of {ids}" if ids else "each product quality_report lists"
+    last_day = (dates[1] - datetime.timedelta(days=1)).isoformat()
+    return (
+        f"Prepare a brief for a meeting with the customer about TestIO {scope}, over {since} "
+        f"to {last_day} (since='{since}', until='{until}': until is not included).\n"
+        f"1. Call quality_report with {products}since='{since}', until='{until}': per product "
+        "and overall the tests and bugs, the acceptance, rejection, auto-acceptance and review "
+        "rates with their level and change against the period before, the features and "
+        "testers behind the critical bugs. If its staleness notes say products were never "
+        "listed or bugs never fetched, call sync_data with include_bugs=true (and those "
+        "product_ids) first, then quality_report again.\n"
+        f"2. Call query_metrics with metrics=['bug_count', 'critical_count', "
+        f"'acceptance_rate', 'rejection_rate'], dimensions=['month'], {products}since="
+        f"'{since}', until='{until}', compare=true: the trend month by month against the "
+        "period before.\n"
+        f"3. Call query_metrics with metrics=['critical_count', 'bug_count', "
+        f"'acceptance_rate'], dimensions=['feature'], {products}since='{since}', until="
+        f"'{until}', sort_by='critical_count', limit=10: the features that need attention.\n"
+        f"4. Call list_testers with sort_by='critical', since='{since}', until='{until}' (with "
+        f"product_id for {each}): who finds the critical bugs and how much of it holds up.\n"
+        f"5. Call get_product for {each}: its features, sections and recent tests.\n"
+        f"6. Call list_bugs with status=['forwarded'] and product_id for {each} (as the "
+        "triage_forwarded_bugs prompt does; follow next_cursor): the bugs waiting for the "
+        "customer to accept or reject them.\n"
+        "7. Write the meeting brief: a summary in three sentences; the health of each rate "
+        "(ok, warning, critical) and how it moved; the trend; the features and testers behind "
+        "the critical bugs; the forwarded bugs waiting, oldest first, as decisions to ask the "
+        "customer for; recommendations. Say how current the data is (staleness, freshness)."
+    )
+
+
 def check_prompt_request(name: object, arguments: object) -> None:
     """Refuse a ``prompts/get`` the prompts cannot render.
 
@@ -178,4 +260,5 @@ def register(server: MCPServer[Any]) -> None:
     server.prompt(name="test_status_report")(status_report_prompt)
     server.prompt(name="product_quality_review")(quality_review_prompt)
     server.prompt(name="triage_forwarded_bugs")(triage_prompt)
+    server.prompt(name="prep_customer_meeting")(customer_meeting_prompt)
     server.middleware.append(prompt_errors)

@@ -132,6 +132,13 @@ DIMENSIONS: dict[str, Dimension] = {
             peer="testing_type",
             bug_needs_test=True,
         ),
+        Dimension(
+            "test_status",
+            "the test's status (running, locked, archived, ...; a bug's: its test's)",
+            "t.status",
+            "t.status",
+            bug_needs_test=True,
+        ),
         *(
             Dimension(
                 unit,
