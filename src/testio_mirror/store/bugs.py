@@ -12,6 +12,7 @@ import aiosqlite
 import orjson
 
 from testio_mirror.errors import OfflineError
+from testio_mirror.store.bug_details import report_configuration_id, write_bug_details
 from testio_mirror.store.bug_stats import GROUPS, count_groups, stats_page
 from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.outbox_rows import KEEP_TRIAGE_SEEN, triage_text
@@ -70,6 +71,7 @@ BUG_COLUMNS = (
     "triage",
     "triage_seen_at",
     "tester_id",
+    "report_configuration_id",
 )
 MAX_LIMIT = 200
 _FINAL = tuple(sorted(FINAL_TEST_STATUSES))
@@ -124,6 +126,7 @@ def _row(
         fetched_at,
         # Derived from the author (in raw, so in the hash): the tester of migration 8.
         None if tester is None else testers[tester],
+        report_configuration_id(bug.raw),  # in raw too: derived, as tester_id is
     )
 
 
@@ -176,7 +179,10 @@ async def write_bugs(
     # One row per tester, upserted in this transaction (store/testers.py says why no race).
     testers = await record_testers(conn, ((b.author_name, to_db(b.reported_at)) for b in bugs))
     rows = [_row(b, test_products, reasons, triage[b.id], fetched_at, testers) for b in bugs]
-    stats, _ = await upsert(conn, "bugs", BUG_COLUMNS, rows, fetched_at, updates=KEEP_TRIAGE_SEEN)
+    stats, written = await upsert(
+        conn, "bugs", BUG_COLUMNS, rows, fetched_at, updates=KEEP_TRIAGE_SEEN
+    )
+    await write_bug_details(conn, {b.id: b.raw for b in bugs}, written)
     if complete_for_tests:
         stats.deleted = await tombstone_missing(
             conn,

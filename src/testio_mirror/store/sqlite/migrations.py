@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import aiosqlite
 
+from testio_mirror.store.sqlite.bug_details_migration import BUG_DETAILS
 from testio_mirror.store.sqlite.outbox_migration import OUTBOX
 from testio_mirror.store.sqlite.testers_migration import SQL_FUNCTIONS, TESTERS
 
@@ -336,6 +337,9 @@ MIGRATIONS: tuple[str, ...] = (
     ACCOUNT_AND_PRODUCT_REMOVAL,
     OUTBOX,  # 7: the outbox of triage changes (outbox_migration.py)
     TESTERS,  # 8: testers, one row per normalised name (testers_migration.py)
+    # 10 once 9 (test cases, in another branch) is merged before it: bugs' platforms and
+    # custom report fields (bug_details_migration.py).
+    BUG_DETAILS,
 )
 LATEST_VERSION = len(MIGRATIONS)
 
