@@ -73,7 +73,7 @@ def platform_rows(bug_id: int, raw: Mapping[str, Any]) -> list[tuple[Any, ...]]:
             continue
         listed = device.get("browsers")
         names = [_text(b, "name") for b in listed] if isinstance(listed, list) else []
-        browsers = [name for name in names if name is not None] or [None]
+        browsers: list[str | None] = [name for name in names if name is not None] or [None]
         for browser in browsers:
             rows.append(
                 (
