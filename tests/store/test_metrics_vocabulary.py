@@ -28,7 +28,7 @@ from testio_mirror.store.metrics_vocabulary import (
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 PEER_DIMENSIONS = {"product", "feature", "test", "tester", "severity", "status", "testing_type",
-                   "month", "week", "quarter", "day", "rejection_reason"}  # fmt: skip
+                   "month", "week", "quarter", "day", "rejection_reason", "platform"}  # fmt: skip
 PEER_METRICS = {
     "test_count", "bug_count", "bug_severity_score", "features_tested", "active_testers",
     "bugs_per_test", "tests_created", "tests_submitted", "overall_acceptance_rate",

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiosqlite
 
+from testio_mirror.store.metrics_buckets import MetricsQueryError
 from testio_mirror.store.sqlite.upsert import chunks, insert_rows
 
 PLATFORM_COLUMNS = (
@@ -131,3 +132,20 @@ async def known_field_keys(conn: aiosqlite.Connection) -> list[str]:
         "WHERE b.deleted_at IS NULL ORDER BY f.key"
     )
     return [row[0] for row in rows]
+
+
+async def check_field_keys(conn: aiosqlite.Connection, keys: Sequence[str]) -> None:
+    """Refuse a custom field no live bug of the mirror carries, naming the ones it holds.
+
+    Raises:
+        MetricsQueryError: a key no live bug has.
+    """
+    if not keys:
+        return
+    known = await known_field_keys(conn)
+    for key in keys:
+        if key not in known:
+            raise MetricsQueryError(
+                f"no bug in the mirror has the custom field {key!r}; known keys: "
+                f"{', '.join(known) or 'none (no bug has a custom report)'}"
+            )
