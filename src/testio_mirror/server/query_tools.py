@@ -257,7 +257,7 @@ async def list_bugs(
             until=until,
             text=text or None,
             field=field or None,
-            field_value=field_value if field else None,
+            field_value=field_value or None,
         )
         page = await (await _mirror(ctx)).bugs.list_bugs(chosen, limit=limit, cursor=cursor or None)
         return answer(
