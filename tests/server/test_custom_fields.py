@@ -5,6 +5,7 @@ from the sandbox snapshot's ``report`` (blank and non-numeric values left out)."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -235,3 +236,19 @@ async def test_list_bugs_full_shows_fields_and_refuses_what_it_cannot_match(
     assert "field" in refused
     assert number["bugs"]
     assert all(report_fields(truth[b["id"]])["affected_users"] == "5" for b in number["bugs"])
+
+
+async def test_the_definitions_resource_names_the_field_patterns(mirrored: Mirrored) -> None:
+    async with connect(mirrored.settings) as client:
+        found = await client.read_resource("testio://metrics/definitions")
+    body = json.loads(found.contents[0].text)  # type: ignore[union-attr]
+    assert body["custom_field_patterns"] == {
+        "dimension": "^custom_field:[a-z0-9_]{1,64}$",
+        "metric": "^field_(count|sum|mean|min|max):[a-z0-9_]{1,64}$",
+    }
+    assert [m["name"] for m in body["field_metrics"]] == [
+        f"field_{kind}:<key>" for kind in FIELD_KINDS
+    ]
+    dimensions = {d["name"]: d for d in body["dimensions"]}
+    assert dimensions["custom_field:<key>"]["applies_to"] == "bugs only"
+    assert {"platform", "browser", "device_category"} <= set(dimensions)
