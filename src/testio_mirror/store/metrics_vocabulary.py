@@ -9,6 +9,11 @@ Two queries answer a request: one over live bugs ``b`` (their test ``t`` joined 
 over live tests ``t``. A dimension names its group key in each (``bug_key``, ``test_key``); one
 that is a property of bugs only (severity, ...) has no ``test_key``, and metrics that count tests
 cannot be grouped by it. Adding a dimension is one ``Dimension`` in ``DIMENSIONS``.
+
+Platform dimensions read a bug's distinct values from ``bug_platforms`` (``bp``), so a bug can
+be in several groups; custom report fields (``custom_field:<key>``, ``field_mean:<key>``, ...)
+are names made of a pattern and a key, looked up in ``metrics_fields`` (``dimension``,
+``metric``); ``aggregate`` finds an aggregate of either kind.
 """
 
 from __future__ import annotations
@@ -198,6 +203,7 @@ DIMENSIONS: dict[str, Dimension] = {
         ),
     )
 }
+
 # Aggregates over bugs b (one row per bug) and over tests t (one row per test and, with
 # test_features joined, per feature: so tests are counted DISTINCT).
 AGGREGATES: dict[str, Aggregate] = {
