@@ -207,6 +207,7 @@ async def test_list_bugs_filters_on_a_field(mirrored: Mirrored, field: str, valu
         b["id"] for b in _bugs(mirrored) if matches(b) and b["product"]["id"] == product
     }
     assert all("custom_fields" not in b for b in found), "concise leaves the fields out"
+    assert all("custom_report_configuration_id" not in b for b in found)
     if value != "1000000":
         assert want, "the case should match some bugs"
 
@@ -230,6 +231,8 @@ async def test_list_bugs_full_shows_fields_and_refuses_what_it_cannot_match(
         fields = {f["key"]: f["value"] for f in bug["custom_fields"]}
         assert fields == report_fields(truth[bug["id"]])
         assert fields["customer_impact"] == "low"
+        configuration = truth[bug["id"]]["report"]["custom_report_configuration_id"]
+        assert bug["custom_report_configuration_id"] == configuration
     assert len(full["bugs"]) == 5
     assert "known keys: affected_users" in unknown
     assert "field_value needs field" in alone

@@ -263,7 +263,8 @@ class Bug(CompactSchema):
     expected_result: str | None = None
     steps: list[str] | None = None
     custom_report_configuration_id: int | None = Field(
-        default=None, description="the product's custom report form, when the bug has a report"
+        default=None,
+        description="the product's custom report form, when the bug has a report (detail full)",
     )
     custom_fields: Annotated[list[CustomField], inline_list(CustomField)] | None = Field(
         default=None, description="the custom report's fields by key (detail full)"
@@ -291,7 +292,7 @@ class Bug(CompactSchema):
             actual_result=record.actual_result if full else _cut(record.actual_result, 160),
             expected_result=record.expected_result if full else None,
             steps=record.steps if full else None,
-            custom_report_configuration_id=record.report_configuration_id,
+            custom_report_configuration_id=record.report_configuration_id if full else None,
             custom_fields=fields,
         )
 
