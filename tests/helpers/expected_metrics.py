@@ -35,6 +35,9 @@ TEST_METRICS = {
     "tests_submitted",
 }
 BUG_ONLY_DIMENSIONS = {"tester", "severity", "status", "rejection_reason", "known"}
+# Platform dimensions and the key of a device row each reads (bugs only, several per bug).
+PLATFORM = {"platform": "os", "browser": "browser", "device_category": "category"}
+FIELD_KINDS = ("count", "sum", "mean", "min", "max")
 TIME = ("day", "week", "month", "quarter")
 WEIGHT = {"critical": 10, "high": 5, "custom": 2, "low": 1, "visual": 1, "content": 1}
 
@@ -97,9 +100,41 @@ def facts(mirrored: Mirrored) -> tuple[list[JSON], list[JSON]]:
                 "known": "true" if bug["known"] else "false",
                 "auto": bug["auto_accepted"],
                 "at": parse_time(bug["reported_at"]),
+                "devices": device_rows(bug),
+                "fields": report_fields(bug),
             }
         )
     return bugs, tests
+
+
+def device_rows(bug: JSON) -> list[JSON]:
+    """One row per device and browser the bug names (a device without a browser: None)."""
+    rows = []
+    for device in bug.get("devices") or []:
+        for browser in [b["name"] for b in device["browsers"]] or [None]:
+            rows.append(
+                {
+                    "os": device["operating_system"]["name"],
+                    "browser": browser,
+                    "category": device["category"]["name"],
+                }
+            )
+    return rows
+
+
+def report_fields(bug: JSON) -> dict[str, str]:
+    report = bug.get("report") or {}
+    return {entry["key"]: entry["value"] for entry in report.get("content", {}).get("data", [])}
+
+
+def field_number(text: str | None) -> float | None:
+    """A custom field's number: the sandbox sends whole numbers, blanks and words."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def keep_bug(bug: JSON, tests: dict[str, JSON], f: JSON) -> bool:
@@ -166,16 +201,38 @@ def values(bugs: list[JSON], tests: list[JSON], f: JSON, metrics: Sequence[str])
         "tests_created": sum(t["created"] for t in tests),
         "tests_submitted": sum(t["submitted"] for t in tests),
     }
+    for name in metrics:
+        if name.startswith("field_"):
+            kind, key = name.removeprefix("field_").split(":")
+            numbers = [n for b in bugs if (n := field_number(b["fields"].get(key))) is not None]
+            every[name] = {
+                "count": len(numbers),
+                "sum": round(sum(numbers), 4) if numbers else None,
+                "mean": round(sum(numbers) / len(numbers), 4) if numbers else None,
+                "min": min(numbers, default=None),
+                "max": max(numbers, default=None),
+            }[kind]
     return {name: every[name] for name in metrics}
 
 
 def keys_of(
     item: JSON, dimensions: Sequence[str], f: JSON, *, is_test: bool
 ) -> list[tuple[Any, ...]]:
-    """The groups one bug or test falls in (a test: one per feature it covers)."""
+    """The groups one bug or test falls in (a test: one per feature it covers; a bug: one per
+    distinct platform value, or pair of values of one device row)."""
+    platform = [name for name in dimensions if name in PLATFORM]
+    if not is_test and len(platform) == 2:
+        first, second = (PLATFORM[name] for name in platform)
+        pairs = {(row[first], row[second]) for row in item["devices"]}
+        return sorted(pairs or {(None, None)}, key=repr)
     options: list[list[Any]] = []
     for name in dimensions:
-        if name in TIME:
+        if name in PLATFORM:
+            found = {row[PLATFORM[name]] for row in item["devices"]}
+            options.append(sorted(found or {None}, key=repr))
+        elif name.startswith("custom_field:"):
+            options.append([item["fields"].get(name.split(":", 1)[1]) or None])
+        elif name in TIME:
             options.append([bucket(name, item["at"])])
         elif name == "feature" and is_test:
             chosen = set(map(str, f.get("feature_ids") or ()))
@@ -288,6 +345,7 @@ def as_table(rows: list[JSON], dimensions: Sequence[str]) -> dict[tuple[Any, ...
 
 
 def metrics_for(dimensions: Sequence[str]) -> list[str]:
-    if BUG_ONLY_DIMENSIONS & set(dimensions):
+    bug_only = any(d in PLATFORM or d.startswith("custom_field:") for d in dimensions)
+    if bug_only or BUG_ONLY_DIMENSIONS & set(dimensions):
         return [m for m in ALL_METRICS if m not in TEST_METRICS]
     return list(ALL_METRICS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
@@ -83,6 +84,16 @@ UNICODE = [
 NUMERIC_TEXT = ["0", "-1", "1e309", "0x10", "9" * 40, "NaN", "Infinity"]
 # Text that is also JSON: still text to a string argument (the SDK json-decodes some strings).
 JSON_TEXT = ["null", "true", "[]", "{}", '["crash"]', '{"crash": 1}', '"crash"']
+# Texts near what a pattern argument takes (custom report fields: a key, custom_field:<key>,
+# field_<kind>:<key>): each allowed or refused as the pattern says.
+PATTERN_TEXT = [
+    "customer_impact", "affected_users", "planet_size", "a" * 64, "a" * 65, "Customer Impact",
+    "custom_field:customer_impact", "custom_field:found_in_release", "custom_field:planet",
+    "custom_field:", "custom_field:Bad Key", "custom_field:" + "k" * 64, "custom_field:" + "k" * 65,
+    "custom_field:x'); DROP TABLE bugs; --", "field_mean:affected_users", "field_min:build_number",
+    "field_count:customer_impact", "field_max:planet", "field_median:affected_users",
+    "field_sum:", "field_mean:affected_users\n", "bug_count",
+]  # fmt: skip
 DATE_TEXT = [
     "yesterday",
     "2026-13-45",
@@ -243,6 +254,12 @@ def valid_value(schema: JSON, argument: str, known: Known) -> st.SearchStrategy[
         if real:
             choices.append(st.sampled_from(real))
         return st.one_of(choices)
+    if kind == "string" and "pattern" in schema:
+        allowed = [v for v, fate in pattern_edges(schema) if fate == "allowed"]
+        generated = st.from_regex(schema["pattern"], fullmatch=True).filter(
+            lambda t: len(t) <= schema.get("maxLength", len(t))
+        )
+        return st.one_of([st.sampled_from(allowed), generated] if allowed else [generated])
     if kind == "string":
         if schema.get("format") == "date-time":
             return DATE_TIMES
@@ -320,15 +337,41 @@ def arguments(schema: JSON, known: Known) -> st.SearchStrategy[Example]:
     )
 
 
+def pattern_edges(schema: JSON) -> list[tuple[str, Expect]]:
+    """Texts near what a pattern string takes, each with its fate by the pattern itself."""
+    high = schema.get("maxLength")
+    texts = [*PATTERN_TEXT, "", "\x00", LONE_SURROGATE, *JSON_TEXT]
+    return [
+        (
+            t,
+            "allowed"
+            if re.fullmatch(schema["pattern"], t) and (high is None or len(t) <= high)
+            else "refused",
+        )
+        for t in texts
+    ]
+
+
 def edges(schema: JSON, argument: str) -> list[tuple[object, Expect]]:
     """The values at and just beyond what ``schema`` allows, each with its expected fate."""
     if "anyOf" in schema:
-        return [e for s in schema["anyOf"] for e in edges(s, argument)]
+        # A value one branch refuses may be another's (an enum beside a pattern): allowed by any.
+        found_any = [e for s in schema["anyOf"] for e in edges(s, argument)]
+        allowed = {json.dumps(v) for v, fate in found_any if fate == "allowed"}
+        fates: dict[str, tuple[object, Expect]] = {}
+        for value, _ in found_any:
+            fates[json.dumps(value)] = (
+                value,
+                "allowed" if json.dumps(value) in allowed else "refused",
+            )
+        return list(fates.values())
     if "enum" in schema:
         return [(v, "allowed") for v in schema["enum"]] + [("NOT_A_CHOICE", "refused")]
     kind = schema.get("type")
     if kind == "null":
         return [(None, "allowed")]
+    if kind == "string" and "pattern" in schema:
+        return pattern_edges(schema)
     if kind == "boolean":
         return [(True, "allowed"), (False, "allowed"), ([True], "refused")]
     if kind == "integer":

@@ -17,6 +17,8 @@ from testio_mirror.store.metrics_buckets import (
     buckets_between,
     period_buckets,
 )
+from testio_mirror.store.metrics_fields import dimension
+from testio_mirror.store.metrics_fields import metric as metric_named
 from testio_mirror.store.metrics_sql import MetricsFilter, grouped_sql, scope_sql
 from testio_mirror.store.metrics_vocabulary import (
     AGGREGATES,
@@ -28,7 +30,7 @@ from testio_mirror.store.metrics_vocabulary import (
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 PEER_DIMENSIONS = {"product", "feature", "test", "tester", "severity", "status", "testing_type",
-                   "month", "week", "quarter", "day", "rejection_reason"}  # fmt: skip
+                   "month", "week", "quarter", "day", "rejection_reason", "platform"}  # fmt: skip
 PEER_METRICS = {
     "test_count", "bug_count", "bug_severity_score", "features_tested", "active_testers",
     "bugs_per_test", "tests_created", "tests_submitted", "overall_acceptance_rate",
@@ -134,3 +136,26 @@ def test_too_many_buckets_say_how_to_ask_instead() -> None:
         period_buckets("day", start, start + timedelta(days=MAX_BUCKETS + 1))
     with pytest.raises(MetricsQueryError, match="coarsest"):
         period_buckets("quarter", datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
+
+
+def test_custom_field_names_are_a_closed_grammar_and_their_keys_are_bound() -> None:
+    assert dimension("custom_field:customer_impact") is not None
+    for name in ("custom_field:", "custom_field:Bad", "custom_field:x'); --", "custom_fieldx"):
+        assert dimension(name) is None, name
+    assert metric_named("field_mean:affected_users") is not None
+    for name in ("field_median:x", "field_mean:", "field_mean:a b", "field_mean:" + "k" * 65):
+        assert metric_named(name) is None, name
+    dimensions = ("custom_field:customer_impact", "platform")
+    aggregates = ["bugs", "field_sum:affected_users", "field_count:affected_users",
+                  "field_max:customer_impact"]  # fmt: skip
+    sql, params = grouped_sql("bugs", dimensions, aggregates, MetricsFilter(severities=["low"]))
+    assert "customer_impact" not in sql
+    assert "affected_users" not in sql
+    assert params[:2] == ["customer_impact", "affected_users"]  # one join per key, in order
+    assert sql.count("?") == len(params)
+    mean = metric_named("field_mean:affected_users")
+    assert mean is not None
+    assert mean.compute({}) is None
+    assert mean.compute({"field_sum:affected_users": 10.0, "field_count:affected_users": 4}) == 2.5
+    with pytest.raises(MetricsQueryError, match="custom_field:<key>"):
+        check(MetricsQuery(metrics=("bug_count",), dimensions=("custom_field:Nope",)))

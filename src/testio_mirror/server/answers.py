@@ -237,6 +237,11 @@ class ExploratoryTestReport(CompactSchema):
     bugs_freshness: Freshness
 
 
+class CustomField(CompactSchema):
+    key: str = Field(description="the field's key (query_metrics: custom_field:<key>)")
+    value: str | None = Field(description='as the tester filled it in ("" when left blank)')
+
+
 class Bug(CompactSchema):
     id: int
     title: str | None
@@ -257,10 +262,18 @@ class Bug(CompactSchema):
     actual_result: str | None = None
     expected_result: str | None = None
     steps: list[str] | None = None
+    custom_report_configuration_id: int | None = Field(
+        default=None,
+        description="the product's custom report form, when the bug has a report (detail full)",
+    )
+    custom_fields: Annotated[list[CustomField], inline_list(CustomField)] | None = Field(
+        default=None, description="the custom report's fields by key (detail full)"
+    )
 
     @classmethod
     def of(cls, record: BugRecord, detail: Detail) -> Bug:
         full = detail == "full"
+        fields = [CustomField(key=k, value=v) for k, v in record.custom_fields] if full else None
         return cls(
             id=record.id,
             title=record.title,
@@ -279,6 +292,8 @@ class Bug(CompactSchema):
             actual_result=record.actual_result if full else _cut(record.actual_result, 160),
             expected_result=record.expected_result if full else None,
             steps=record.steps if full else None,
+            custom_report_configuration_id=record.report_configuration_id if full else None,
+            custom_fields=fields,
         )
 
 

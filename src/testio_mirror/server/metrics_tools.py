@@ -26,17 +26,22 @@ from testio_mirror.server.query_tools import (
     answer,
 )
 from testio_mirror.server.state import ServerState
+from testio_mirror.store.metrics_fields import CUSTOM_FIELD_PATTERN, FIELD_METRIC_PATTERN
 from testio_mirror.store.metrics_vocabulary import DIMENSIONS, METRICS
 
+# Custom report fields are named by a pattern and a key (``field_mean:affected_users``,
+# ``custom_field:customer_impact``): still a closed grammar, published as one.
+FieldMetric = Annotated[str, Field(pattern=FIELD_METRIC_PATTERN, max_length=80)]
+FieldDimension = Annotated[str, Field(pattern=CUSTOM_FIELD_PATTERN, max_length=80)]
 if TYPE_CHECKING:
     MetricName = str
     DimensionName = str
     SortName = str
 else:
     # Closed sets published as enums, made from the vocabulary: one place names them.
-    MetricName = Literal[tuple(METRICS)]
-    DimensionName = Literal[tuple(DIMENSIONS)]
-    SortName = Literal[(*METRICS, *DIMENSIONS)]
+    MetricName = Literal[tuple(METRICS)] | FieldMetric
+    DimensionName = Literal[tuple(DIMENSIONS)] | FieldDimension
+    SortName = Literal[(*METRICS, *DIMENSIONS)] | FieldMetric | FieldDimension
 
 
 async def query_metrics(
@@ -46,13 +51,19 @@ async def query_metrics(
         Field(
             min_length=1,
             max_length=24,
-            description="what to compute (testio://metrics/definitions)",
+            description="what to compute (testio://metrics/definitions); over a numeric "
+            "custom report field: field_count, field_sum, field_mean, field_min or field_max, "
+            "then ':' and the field's key (field_mean:affected_users)",
         ),
         OneOrMany(),
     ],
     dimensions: Annotated[
         list[DimensionName] | None,
-        Field(max_length=2, description="0 to 2 dimensions to group by; at most one time bucket"),
+        Field(
+            max_length=2,
+            description="0 to 2 dimensions to group by; at most one time bucket; "
+            "custom_field:<key> groups bugs by a custom report field's value",
+        ),
         OneOrMany(),
     ] = None,
     product_ids: Annotated[
@@ -101,8 +112,9 @@ async def query_metrics(
     cursor: Cursor = "",
 ) -> Annotated[CallToolResult, MetricsAnswer]:
     """Metrics of bugs and tests (counts, acceptance and rejection rates, severity score,
-    testers, features...) grouped by up to two dimensions (product, feature, test, tester,
-    severity, status, testing type, day/week/month/quarter, ...), filtered by products,
+    testers, features, numeric custom report fields...) grouped by up to two dimensions
+    (product, feature, test, tester, severity, status, testing type, day/week/month/quarter,
+    platform, browser, device category, a custom report field, ...), filtered by products,
     features, tests, period, severity, status, testing type, tester, known. since/until bound a
     bug's report time and a test's end time (UTC). compare=true adds the previous period. Every
     definition: resource testio://metrics/definitions."""

@@ -224,14 +224,28 @@ async def list_bugs(
     text: Annotated[
         str, Field(max_length=500, description="words in title or results; omit for any")
     ] = "",
+    # Plain ``str`` both (see Cursor): a value "5" or "null" must stay the text it is.
+    field: Annotated[
+        str,
+        Field(
+            pattern="^([a-z0-9_]{1,64})?$",
+            description="only bugs whose custom report has this field (its key, as get_bug "
+            "shows it) filled in; with field_value, with exactly that value; omit for any",
+        ),
+    ] = "",
+    field_value: Annotated[
+        str, Field(max_length=500, description="the value field must have (needs field)")
+    ] = "",
     limit: Limit = 20,
     cursor: Cursor = "",
     detail: Level = "concise",
 ) -> Annotated[CallToolResult, BugList]:
     """List bugs newest first, filtered by product, tests, feature, severity, status, known,
-    report date or words. Each bug names its test and feature. detail="full" adds steps and
-    expected results."""
+    report date, words or a custom report field's value. Each bug names its test and feature.
+    detail="full" adds steps, expected results and the custom report's fields."""
     with tool_errors("list_bugs", not_found_hint="Use list_tests to see test ids."):
+        if field_value and not field:
+            raise ValueError("field_value needs field: the key of the custom field to match")
         chosen = BugFilter(
             product_id=product_id,
             test_ids=test_ids,
@@ -242,6 +256,8 @@ async def list_bugs(
             since=since,
             until=until,
             text=text or None,
+            field=field or None,
+            field_value=field_value or None,
         )
         page = await (await _mirror(ctx)).bugs.list_bugs(chosen, limit=limit, cursor=cursor or None)
         return answer(
@@ -260,7 +276,8 @@ async def get_bug(
     bug_id: Annotated[Id, Field(description="a bug id (see list_bugs)")],
     ctx: ToolContext,
 ) -> Annotated[CallToolResult, BugAnswer]:
-    """One bug in full: steps, actual and expected result, reject reason, test and feature."""
+    """One bug in full: steps, actual and expected result, reject reason, test and feature, and
+    its custom report's fields (custom_fields, with custom_report_configuration_id)."""
     with tool_errors("get_bug", not_found_hint="Use list_bugs to see bug ids."):
         found = await (await _mirror(ctx)).bugs.get_bug(bug_id)
         return answer(ctx, BugAnswer(bug=Bug.of(found.value, "full"), freshness=found.freshness))

@@ -12,6 +12,12 @@ import aiosqlite
 import orjson
 
 from testio_mirror.errors import OfflineError
+from testio_mirror.store.bug_details import (
+    check_field_keys,
+    report_configuration_id,
+    write_bug_details,
+)
+from testio_mirror.store.bug_filters import bug_where, flag
 from testio_mirror.store.bug_stats import GROUPS, count_groups, stats_page
 from testio_mirror.store.exploratory_tests import write_tests
 from testio_mirror.store.outbox_rows import KEEP_TRIAGE_SEEN, triage_text
@@ -28,9 +34,8 @@ from testio_mirror.store.records import (
     Page,
     StatsPage,
 )
-from testio_mirror.store.search import fts_query
 from testio_mirror.store.sqlite.cursor import cursors_after, next_cursor
-from testio_mirror.store.sqlite.filters import Where, newest
+from testio_mirror.store.sqlite.filters import newest
 from testio_mirror.store.sqlite.testers_migration import author_key
 from testio_mirror.store.sqlite.timefmt import from_db, required_from_db, to_db
 from testio_mirror.store.sqlite.upsert import (
@@ -70,6 +75,7 @@ BUG_COLUMNS = (
     "triage",
     "triage_seen_at",
     "tester_id",
+    "report_configuration_id",
 )
 MAX_LIMIT = 200
 _FINAL = tuple(sorted(FINAL_TEST_STATUSES))
@@ -77,12 +83,10 @@ _FINAL = tuple(sorted(FINAL_TEST_STATUSES))
 _NAMES = (
     "(SELECT title FROM tests WHERE tests.id = b.test_id) AS test_title, "
     "(SELECT title FROM features WHERE features.id = b.feature_id) AS feature_title, "
-    "(SELECT name FROM products WHERE products.id = b.product_id) AS product_name"
+    "(SELECT name FROM products WHERE products.id = b.product_id) AS product_name, "
+    "(SELECT json_group_array(json_array(f.key, f.value)) FROM bug_fields f "
+    "WHERE f.bug_id = b.id) AS custom_fields"
 )
-
-
-def _bool(value: bool | None) -> int | None:
-    return None if value is None else int(value)
 
 
 def _row(
@@ -108,8 +112,8 @@ def _row(
         bug.title,
         bug.severity,
         bug.status,
-        _bool(bug.auto_accepted),
-        _bool(bug.known),
+        flag(bug.auto_accepted),
+        flag(bug.known),
         bug.actual_result,
         bug.expected_result,
         orjson.dumps(bug.steps).decode("utf-8"),
@@ -124,6 +128,7 @@ def _row(
         fetched_at,
         # Derived from the author (in raw, so in the hash): the tester of migration 8.
         None if tester is None else testers[tester],
+        report_configuration_id(bug.raw),  # in raw too: derived, as tester_id is
     )
 
 
@@ -176,7 +181,10 @@ async def write_bugs(
     # One row per tester, upserted in this transaction (store/testers.py says why no race).
     testers = await record_testers(conn, ((b.author_name, to_db(b.reported_at)) for b in bugs))
     rows = [_row(b, test_products, reasons, triage[b.id], fetched_at, testers) for b in bugs]
-    stats, _ = await upsert(conn, "bugs", BUG_COLUMNS, rows, fetched_at, updates=KEEP_TRIAGE_SEEN)
+    stats, written = await upsert(
+        conn, "bugs", BUG_COLUMNS, rows, fetched_at, updates=KEEP_TRIAGE_SEEN
+    )
+    await write_bug_details(conn, {b.id: b.raw for b in bugs}, written)
     if complete_for_tests:
         stats.deleted = await tombstone_missing(
             conn,
@@ -227,6 +235,8 @@ def _record(row: aiosqlite.Row, include_raw: bool) -> BugRecord:
         deleted=row["deleted_at"] is not None,
         fetched_at=required_from_db(row["fetched_at"]),
         raw=json.loads(row["raw"]) if include_raw else None,
+        report_configuration_id=row["report_configuration_id"],
+        custom_fields=[(key, value) for key, value in json.loads(row["custom_fields"])],
     )
 
 
@@ -313,7 +323,7 @@ class BugRepository(ReadThroughRepository):
         """
         limit = max(1, min(limit, MAX_LIMIT))
         freshness = await self._freshness(bug_filter)
-        where = _where(bug_filter)
+        where = bug_where(bug_filter)
         if not include_deleted:
             where.add("b.deleted_at IS NULL")
         where.keyset("b.reported_at", "b.id", cursor)
@@ -321,6 +331,8 @@ class BugRepository(ReadThroughRepository):
             f"SELECT b.*, {_NAMES} FROM bugs b{where.sql}{newest('b.reported_at', 'b.id')} LIMIT ?"
         )
         async with self._db.reader() as conn:
+            if bug_filter.field is not None:
+                await check_field_keys(conn, [bug_filter.field])
             rows = list(await conn.execute_fetchall(sql, (*where.params, limit + 1)))
         items = [_record(r, include_raw) for r in rows[:limit]]
         return Page(
@@ -365,7 +377,7 @@ class BugRepository(ReadThroughRepository):
         if group_by not in GROUPS:
             raise ValueError(f"group_by must be one of: {', '.join(GROUPS)}")
         freshness = await self._freshness(bug_filter)
-        where = _where(bug_filter)
+        where = bug_where(bug_filter)
         where.add("b.deleted_at IS NULL")
         async with self._db.reader() as conn:
             groups = await count_groups(conn, group_by, where, by_index=not bug_filter.test_ids)
@@ -484,30 +496,3 @@ class BugRepository(ReadThroughRepository):
         fetched_at = self._policy.stamp()
         async with self._db.transaction() as conn:
             await write_bugs(conn, [bug], fetched_at)
-
-
-def _where(bug_filter: BugFilter) -> Where:
-    """The conditions of ``bug_filter`` over bugs ``b``."""
-    where = Where()
-    where.equal("b.product_id", bug_filter.product_id)
-    if bug_filter.test_ids:
-        where.add(
-            "b.test_id IN (SELECT value FROM json_each(?))", json.dumps(list(bug_filter.test_ids))
-        )
-    where.equal("b.feature_id", bug_filter.feature_id)
-    where.among("b.severity", bug_filter.severities)
-    where.among("b.status", bug_filter.statuses)
-    where.equal("b.known", _bool(bug_filter.known))
-    where.since("b.reported_at", bug_filter.since)
-    where.until("b.reported_at", bug_filter.until)
-    if bug_filter.text is not None:
-        query = fts_query(bug_filter.text)
-        if query is None:
-            where.add("0")  # no searchable word: match nothing rather than everything
-        else:
-            where.add(
-                "b.id IN (SELECT entity_id FROM search_index WHERE search_index MATCH ? "
-                "AND kind = 'bug')",
-                query,
-            )
-    return where

@@ -24,6 +24,7 @@ from typing import Any
 
 import aiosqlite
 
+from testio_mirror.store.bug_details import check_field_keys
 from testio_mirror.store.bugs import BugRepository
 from testio_mirror.store.metrics_buckets import (
     MetricsQueryError,
@@ -31,14 +32,17 @@ from testio_mirror.store.metrics_buckets import (
     buckets_between,
     period_buckets,
 )
+from testio_mirror.store.metrics_fields import dimension, field_keys, metric
 from testio_mirror.store.metrics_sql import MetricsFilter, grouped_sql, scope_sql
 from testio_mirror.store.metrics_vocabulary import (
-    AGGREGATES,
     DIMENSIONS,
     METRICS,
+    Dimension,
+    Metric,
     Partials,
     Side,
     Value,
+    aggregate,
     sides,
 )
 from testio_mirror.store.readthrough.freshness import FreshnessPolicy
@@ -96,24 +100,26 @@ def check(query: MetricsQuery) -> None:
     Raises:
         MetricsQueryError: unknown names, too many dimensions, test metrics by a bug dimension.
     """
+    valid_metrics = _names("metrics", [*METRICS, "field_<count|sum|mean|min|max>:<key>"])
     if not query.metrics:
-        raise MetricsQueryError(f"name at least one metric; {_names('metrics', list(METRICS))}")
+        raise MetricsQueryError(f"name at least one metric; {valid_metrics}")
     for name in query.metrics:
-        if name not in METRICS:
-            raise MetricsQueryError(f"unknown metric {name!r}; {_names('metrics', list(METRICS))}")
+        if metric(name) is None:
+            raise MetricsQueryError(f"unknown metric {name!r}; {valid_metrics}")
     for name in query.dimensions:
-        if name not in DIMENSIONS:
+        if dimension(name) is None:
             raise MetricsQueryError(
-                f"unknown dimension {name!r}; {_names('dimensions', list(DIMENSIONS))}"
+                f"unknown dimension {name!r}; "
+                f"{_names('dimensions', [*DIMENSIONS, 'custom_field:<key>'])}"
             )
     if len(query.dimensions) > MAX_DIMENSIONS or len(set(query.dimensions)) != len(
         query.dimensions
     ):
         raise MetricsQueryError("give 0 to 2 different dimensions")
-    if sum(DIMENSIONS[d].time for d in query.dimensions) > 1:
+    if sum(_dimension(d).time for d in query.dimensions) > 1:
         raise MetricsQueryError("at most one time dimension (day, week, month or quarter)")
-    bug_only = [d for d in query.dimensions if DIMENSIONS[d].test_key is None]
-    counting_tests = [m for m in query.metrics if "tests" in sides(METRICS[m])]
+    bug_only = [d for d in query.dimensions if _dimension(d).test_key is None]
+    counting_tests = [m for m in query.metrics if "tests" in sides(_metric(m))]
     if bug_only and counting_tests:
         raise MetricsQueryError(
             f"{', '.join(counting_tests)} count tests, which have no {bug_only[0]} (a property "
@@ -134,6 +140,18 @@ def check(query: MetricsQuery) -> None:
         and (chosen.until <= chosen.since)
     ):
         raise MetricsQueryError("compare needs until after since")
+
+
+def _metric(name: str) -> Metric:
+    found = metric(name)
+    assert found is not None, "an unknown metric (checked before)"
+    return found
+
+
+def _dimension(name: str) -> Dimension:
+    found = dimension(name)
+    assert found is not None, "an unknown dimension (checked before)"
+    return found
 
 
 def _previous(chosen: MetricsFilter) -> MetricsFilter:
@@ -174,6 +192,7 @@ class MetricsRepository:
             covered = replace(covered, since=previous.since)
         freshness = await self._read_through(covered)
         async with self._db.reader() as conn:
+            await check_field_keys(conn, field_keys([*query.dimensions, *query.metrics]))
             rows = await _grouped(conn, query, query.filter)
             totals = await _total(conn, query, query.filter, rows)
             rows = _fill_buckets(query, query.filter, rows)
@@ -244,21 +263,27 @@ async def _total(
 ) -> dict[str, Value]:
     """Every metric over all of ``chosen``: aggregates that add up summed over ``groups`` (sets
     joined), the others (distinct counts) asked for again without dimensions."""
-    wanted = {a for m in query.metrics for a in METRICS[m].uses}
+    wanted = {a for m in query.metrics for a in _metric(m).uses}
     if query.dimensions:
-        tests_split = any(DIMENSIONS[d].needs_test_features for d in query.dimensions)
+        # A row in several groups (a test by feature, a bug by platform) makes sums count it
+        # more than once: those aggregates are asked for again without dimensions.
+        split: set[Side] = set()
+        if any(_dimension(d).needs_test_features for d in query.dimensions):
+            split.add("tests")
+        if any(_dimension(d).platform_column for d in query.dimensions):
+            split.add("bugs")
         summed = {
             a
             for a in wanted
-            if AGGREGATES[a].kind == "set"
-            or (AGGREGATES[a].additive and not (tests_split and AGGREGATES[a].side == "tests"))
+            if aggregate(a).kind == "set"
+            or (aggregate(a).additive and aggregate(a).side not in split)
         }
     else:
         summed = set()
     total: Group = {}
     for name in summed:
         parts = [group[name] for group in groups.values() if group.get(name) is not None]
-        if AGGREGATES[name].kind == "set":
+        if aggregate(name).kind == "set":
             total[name] = frozenset().union(*parts)
         else:
             total[name] = sum(parts)
@@ -279,16 +304,16 @@ async def _grouped(
     """Every group of ``query`` over ``chosen``: its key and the aggregates its metrics are
     made of. Metrics are computed from them later, for the rows answered only (and the sort
     metric): a grouping by test and tester has thousands of groups."""
-    wanted = set(only) if only is not None else {a for m in query.metrics for a in METRICS[m].uses}
+    wanted = set(only) if only is not None else {a for m in query.metrics for a in _metric(m).uses}
     partials: dict[Key, Group] = {}
     side: Side
     for side in ("bugs", "tests"):
-        names = sorted(a for a in wanted if AGGREGATES[a].side == side)
+        names = sorted(a for a in wanted if aggregate(a).side == side)
         if not names:
             continue
         sql, params = grouped_sql(side, query.dimensions, names, chosen)
         width = len(query.dimensions)  # the keys come first, then the aggregates in order
-        sets = [(width + i, name) for i, name in enumerate(names) if AGGREGATES[name].kind == "set"]
+        sets = [(width + i, name) for i, name in enumerate(names) if aggregate(name).kind == "set"]
         for row in await conn.execute_fetchall(sql, params):
             values = tuple(row)  # by position: thousands of rows, and names cost a lookup each
             found = partials.setdefault(values[:width], {})
@@ -299,12 +324,12 @@ async def _grouped(
 
 
 def _values(query: MetricsQuery, partials: Partials) -> dict[str, Value]:
-    return {name: METRICS[name].compute(partials) for name in query.metrics}
+    return {name: _metric(name).compute(partials) for name in query.metrics}
 
 
 def _time_position(query: MetricsQuery) -> int | None:
     for i, name in enumerate(query.dimensions):
-        if DIMENSIONS[name].time:
+        if _dimension(name).time:
             return i
     return None
 
@@ -398,7 +423,7 @@ def _sorted(query: MetricsQuery, rows: dict[Key, Group]) -> list[tuple[Key, Grou
     sort_by = query.sort_by
     at = _time_position(query)
     if sort_by is None or sort_by in query.metrics:
-        compute = METRICS[sort_by or query.metrics[0]].compute
+        compute = _metric(sort_by or query.metrics[0]).compute
         ordered = sorted(keys_ascending, key=lambda item: _descending(compute(item[1])))
         if sort_by is None and at is not None:
             ordered = sorted(ordered, key=lambda item: _order(item[0][at]))
@@ -417,7 +442,7 @@ async def _labels(
     """Names of the ids on a page (products, features, tests, reject reasons)."""
     found: dict[tuple[int, Any], str | None] = {}
     for i, name in enumerate(query.dimensions):
-        sql = DIMENSIONS[name].label
+        sql = _dimension(name).label
         wanted = sorted({key[i] for key in keys if key[i] is not None}, key=_order)
         if sql is None or not wanted:
             continue
@@ -439,7 +464,7 @@ def _row(
     named = {
         name: labels.get((i, key[i]))
         for i, name in enumerate(query.dimensions)
-        if DIMENSIONS[name].label is not None and key[i] is not None
+        if _dimension(name).label is not None and key[i] is not None
     }
     values = _values(query, partials)
     row = MetricsRow(group=group, labels=named, values=values)

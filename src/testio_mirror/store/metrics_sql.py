@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from testio_mirror.store.metrics_vocabulary import AGGREGATES, DIMENSIONS, Side
+from testio_mirror.store.metrics_fields import dimension
+from testio_mirror.store.metrics_vocabulary import Dimension, Side, aggregate
 from testio_mirror.store.sqlite.filters import Where
 from testio_mirror.store.sqlite.timefmt import to_db
 
@@ -48,21 +49,46 @@ def grouped_sql(
     side: Side, dimensions: Sequence[str], aggregates: Sequence[str], chosen: MetricsFilter
 ) -> tuple[str, list[Any]]:
     """``SELECT k0.., <aggregates> ... GROUP BY k0..`` over ``side`` and its parameters; key
-    columns are ``k0``, ``k1``, aggregates are named as in ``AGGREGATES``."""
-    keys = [
-        (DIMENSIONS[d].bug_key if side == "bugs" else DIMENSIONS[d].test_key) for d in dimensions
-    ]
+    columns are ``k0``, ``k1``, then the aggregates in order (``a0``, ...)."""
+    found = [dimension(d) for d in dimensions]
+    assert all(found), "an unknown dimension (checked before)"
+    dims: list[Dimension] = [d for d in found if d is not None]
+    wanted = [aggregate(name) for name in aggregates]
+    # Each custom field read gets its alias (the key itself is bound, never written).
+    field_alias: dict[str, str] = {}
+    for key in [d.field_key for d in dims] + [a.field_key for a in wanted]:
+        if key is not None and key not in field_alias:
+            field_alias[key] = f"cf{len(field_alias)}"
+    keys = [(d.bug_key if side == "bugs" else d.test_key) for d in dims]
     assert all(keys), "a bugs-only dimension in a test query (checked before)"
+    keys = [
+        key.format(field=field_alias[d.field_key]) if key and d.field_key else key
+        for key, d in zip(keys, dims, strict=True)
+    ]
     columns = [f"{key} AS k{i}" for i, key in enumerate(keys)]
-    columns += [f"{AGGREGATES[name].sql} AS {name}" for name in aggregates]
+    columns += [
+        f"{a.sql.format(field=field_alias[a.field_key]) if a.field_key else a.sql} AS a{i}"
+        for i, a in enumerate(wanted)
+    ]
     params: list[Any] = []
     where = Where()
     if side == "bugs":
         source = "bugs b"
         # A bug's test is read only when a dimension or the filter needs it: a join per bug
         # costs about as much as counting it.
-        if chosen.testing_types or any(DIMENSIONS[d].bug_needs_test for d in dimensions):
+        if chosen.testing_types or any(d.bug_needs_test for d in dims):
             source += " LEFT JOIN tests t ON t.id = b.test_id"
+        # Platforms: the bug's distinct values of the columns asked for, so a bug is in each
+        # of its groups once (two devices on one system: one row).
+        platform = sorted({d.platform_column for d in dims if d.platform_column})
+        if platform:
+            source += (
+                f" LEFT JOIN (SELECT DISTINCT bug_id, {', '.join(platform)} FROM bug_platforms)"
+                " bp ON bp.bug_id = b.id"
+            )
+        for key, alias in field_alias.items():
+            source += f" LEFT JOIN bug_fields {alias} ON {alias}.bug_id = b.id AND {alias}.key = ?"
+            params.append(key)
         where.add("b.deleted_at IS NULL")
         if chosen.product_ids:
             where.add(_in("b.product_id"), _ids(chosen.product_ids))
@@ -81,7 +107,7 @@ def grouped_sql(
     else:
         source = "tests t"
         joins = []
-        if any(DIMENSIONS[d].needs_test_features for d in dimensions):
+        if any(d.needs_test_features for d in dims):
             joins.append(("tf", "LEFT JOIN test_features tf ON tf.test_id = t.id"))
         if "test_features" in aggregates:
             joins.append(("tfs", "LEFT JOIN test_features tfs ON tfs.test_id = t.id"))

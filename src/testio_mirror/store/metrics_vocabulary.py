@@ -9,6 +9,11 @@ Two queries answer a request: one over live bugs ``b`` (their test ``t`` joined 
 over live tests ``t``. A dimension names its group key in each (``bug_key``, ``test_key``); one
 that is a property of bugs only (severity, ...) has no ``test_key``, and metrics that count tests
 cannot be grouped by it. Adding a dimension is one ``Dimension`` in ``DIMENSIONS``.
+
+Platform dimensions read a bug's distinct values from ``bug_platforms`` (``bp``), so a bug can
+be in several groups; custom report fields (``custom_field:<key>``, ``field_mean:<key>``, ...)
+are names made of a pattern and a key, looked up in ``metrics_fields`` (``dimension``,
+``metric``); ``aggregate`` finds an aggregate of either kind.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ class Dimension:
     peer: str | None = None
     needs_test_features: bool = False  # the test query joins test_features tf
     bug_needs_test: bool = False  # bug_key reads the bug's test t (joined only then)
+    # Read from the bug's platforms (bp: its distinct values of this bug_platforms column): a
+    # bug with two values is in both groups, so bug counts over groups do not add up.
+    platform_column: str | None = None
+    # custom_field:<key>: bug_key reads the alias ``{field}`` of the key's bug_fields row
+    field_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class Aggregate:
     # a bug always is; a test is in several with the feature dimension. Distinct counts of
     # something else (testers) are not.
     additive: bool = True
+    field_key: str | None = None  # over a custom field: sql reads the alias ``{field}``
 
 
 @dataclass(frozen=True)
@@ -170,6 +181,32 @@ DIMENSIONS: dict[str, Dimension] = {
             "whether the bug is a known one: true or false",
             "CASE b.known WHEN 1 THEN 'true' WHEN 0 THEN 'false' END",
             None,
+        ),
+        Dimension(
+            "platform",
+            "the operating system a bug was found on (its devices' operating_system.name: "
+            "Android, iOS, Windows, ...); a bug found on two counts in both groups, once in "
+            "totals; none named: the null group",
+            "bp.os",
+            None,
+            peer="platform",
+            platform_column="os",
+        ),
+        Dimension(
+            "browser",
+            "a browser a bug was found in (its devices' browsers); a bug found in two counts in "
+            "both groups, once in totals; a device without a browser (an app): the null group",
+            "bp.browser",
+            None,
+            platform_column="browser",
+        ),
+        Dimension(
+            "device_category",
+            "the category of a device a bug was found on (Desktop, Smartphone, Tablet); a bug "
+            "on two counts in both groups, once in totals",
+            "bp.category",
+            None,
+            platform_column="category",
         ),
     )
 }
@@ -363,11 +400,31 @@ METRICS: dict[str, Metric] = {
 
 
 def sides(metric: Metric) -> set[Side]:
-    return {AGGREGATES[name].side for name in metric.uses}
+    return {aggregate(name).side for name in metric.uses}
+
+
+def aggregate(name: str) -> Aggregate:
+    """The aggregate ``name`` of ``AGGREGATES`` or of a field metric (``field_sum:<key>``).
+
+    Raises:
+        KeyError: no such aggregate.
+    """
+    if name in AGGREGATES:
+        return AGGREGATES[name]
+    from testio_mirror.store.metrics_fields import field_aggregate  # it imports this module
+
+    return field_aggregate(name)
 
 
 def definitions() -> dict[str, object]:
     """Every dimension and metric in words: the ``testio://metrics/definitions`` resource."""
+    from testio_mirror.store.metrics_fields import (
+        CUSTOM_FIELD,
+        CUSTOM_FIELD_PATTERN,
+        FIELD_METRIC_PATTERN,
+        field_metric_forms,
+    )
+
     return {
         "dimensions": [
             {
@@ -377,7 +434,7 @@ def definitions() -> dict[str, object]:
                 "applies_to": "bugs and tests" if d.test_key else "bugs only",
                 "time_bucket": d.time,
             }
-            for d in DIMENSIONS.values()
+            for d in (*DIMENSIONS.values(), CUSTOM_FIELD)
         ],
         "metrics": [
             {
@@ -389,26 +446,39 @@ def definitions() -> dict[str, object]:
             }
             for m in METRICS.values()
         ],
+        # Named by pattern: one per custom report field key the mirror holds.
+        "custom_field_patterns": {
+            "dimension": CUSTOM_FIELD_PATTERN,
+            "metric": FIELD_METRIC_PATTERN,
+        },
+        "field_metrics": [
+            {"name": m.name, "definition": m.description, "denominator": m.denominator}
+            for m in field_metric_forms()
+        ],
     }
 
 
 def markdown() -> str:
     """The tables of ``docs/metrics.md`` between its markers, rendered from the vocabulary."""
+    from testio_mirror.store.metrics_fields import CUSTOM_FIELD, field_metric_forms
+
     lines = [
         "| dimension | peer name | applies to | definition |",
         "|---|---|---|---|",
     ]
-    for d in DIMENSIONS.values():
+    for d in (*DIMENSIONS.values(), CUSTOM_FIELD):
         scope = "bugs and tests" if d.test_key else "bugs only"
-        lines.append(f"| `{d.name}` | {d.peer or ''} | {scope} | {d.description} |")
+        words = d.description.replace("<key>", "`<key>`")
+        lines.append(f"| `{d.name}` | {d.peer or ''} | {scope} | {words} |")
     lines += [
         "",
         "| metric | peer name | counts | definition | denominator |",
         "|---|---|---|---|---|",
     ]
-    for m in METRICS.values():
+    for m in (*METRICS.values(), *field_metric_forms()):
         counted = " and ".join(sorted(sides(m)))
+        words = m.description.replace("<key>", "`<key>`")
         lines.append(
-            f"| `{m.name}` | {m.peer or ''} | {counted} | {m.description} | {m.denominator or ''} |"
+            f"| `{m.name}` | {m.peer or ''} | {counted} | {words} | {m.denominator or ''} |"
         )
     return "\n".join(lines) + "\n"

@@ -28,7 +28,9 @@ class BugFilter:
 
     A field left at None (or an empty sequence) does not filter. ``since`` and ``until`` bound the
     report date (``since`` included, ``until`` not); ``text`` keeps the bugs whose title or results
-    hold every word of it (as a word prefix), and none when it holds no word.
+    hold every word of it (as a word prefix), and none when it holds no word. ``field`` keeps the
+    bugs whose custom report has that key with the value ``field_value`` (exactly), or, without
+    ``field_value``, with any value but a blank one.
 
     Example::
 
@@ -44,6 +46,8 @@ class BugFilter:
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
+    field: str | None = None
+    field_value: str | None = None
 
 
 EVERY_BUG = BugFilter()
@@ -168,6 +172,8 @@ class BugRecord(CompactSchema):
     deleted: bool
     fetched_at: datetime
     raw: dict[str, Any] | None = None
+    report_configuration_id: int | None = None
+    custom_fields: list[tuple[str, str | None]] = Field(default_factory=list)  # (key, value)
 
 
 class SearchHit(CompactSchema):

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import aiosqlite
 
+from testio_mirror.store.sqlite.bug_details_migration import BUG_DETAILS
 from testio_mirror.store.sqlite.outbox_migration import OUTBOX
 from testio_mirror.store.sqlite.testers_migration import SQL_FUNCTIONS, TESTERS
 
@@ -388,6 +389,7 @@ MIGRATIONS: tuple[str, ...] = (
     OUTBOX,  # 7: the outbox of triage changes (outbox_migration.py)
     TESTERS,  # 8: testers, one row per normalised name (testers_migration.py)
     TEST_CASES,  # 9: test-case tests' cases and executions, and when they were fetched
+    BUG_DETAILS,  # 10: bugs' platforms and custom report fields (bug_details_migration.py)
 )
 LATEST_VERSION = len(MIGRATIONS)
 
