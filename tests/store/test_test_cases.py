@@ -64,7 +64,7 @@ async def test_migration_9_upgrades_a_version_8_mirror(tmp_path: Path) -> None:
         assert ("test_cases",) not in tables
     finally:
         await old.close()
-    database = await Database.open(path)
+    database = await Database.open(path, target_version=9)
     try:
         assert await database.schema_version() == 9
         async with database.reader() as conn:
