@@ -78,7 +78,8 @@ def analytics_mix(product_id: int) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
-async def _timed(client: Client, tool: str, arguments: dict[str, Any]) -> float:
+async def timed(client: Client, tool: str, arguments: dict[str, Any]) -> float:
+    """One call's time in ms; a failed call stops the bench (a timing of an error means nothing)."""
     started = time.perf_counter()
     result = await client.call_tool(tool, arguments)
     elapsed = (time.perf_counter() - started) * 1000
@@ -91,6 +92,6 @@ async def analytics_latencies(client: Client, product_id: int) -> dict[str, list
     """Each W7 call's times in ms, after one warm-up call."""
     timings: dict[str, list[float]] = {}
     for label, tool, arguments in analytics_mix(product_id):
-        await _timed(client, tool, arguments)
-        timings[label] = [await _timed(client, tool, arguments) for _ in range(ANALYTICS_CALLS)]
+        await timed(client, tool, arguments)
+        timings[label] = [await timed(client, tool, arguments) for _ in range(ANALYTICS_CALLS)]
     return timings

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from analytics import analytics_latencies, analytics_mix  # bench/, the script's own folder
+from analytics import analytics_latencies, analytics_mix, timed  # bench/, the script's own folder
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -241,15 +241,6 @@ async def startup_seconds(env: dict[str, str]) -> float:
         return time.perf_counter() - started
 
 
-async def _timed(client: Client, tool: str, arguments: dict[str, Any]) -> float:
-    started = time.perf_counter()
-    result = await client.call_tool(tool, arguments)
-    elapsed = (time.perf_counter() - started) * 1000
-    if result.is_error:
-        raise RuntimeError(f"{tool} failed: {result.content}")
-    return elapsed
-
-
 async def _query_mix(client: Client) -> list[tuple[str, dict[str, Any]]]:
     tests = await client.call_tool("list_tests", {"product_id": 101, "limit": 1})
     assert tests.structured_content is not None
@@ -271,8 +262,8 @@ async def query_latencies(env: dict[str, str]) -> tuple[dict[str, list[float]], 
         timings: dict[str, list[float]] = {}
         checks: dict[str, float] = {}
         for tool, arguments in await _query_mix(client):
-            await _timed(client, tool, arguments)  # warm up
-            timings[tool] = [await _timed(client, tool, arguments) for _ in range(QUERY_CALLS)]
+            await timed(client, tool, arguments)  # warm up
+            timings[tool] = [await timed(client, tool, arguments) for _ in range(QUERY_CALLS)]
             checks[tool] = await _check_ms(client, tool, arguments)
         return timings, checks
 
@@ -296,7 +287,7 @@ async def latencies_during_sync(env: dict[str, str]) -> list[float]:
         timings: list[float] = []
         while not sync.done():
             for tool, arguments in mix:
-                timings.append(await _timed(client, tool, arguments))
+                timings.append(await timed(client, tool, arguments))
         await sync
         return timings
 

@@ -4,7 +4,6 @@ nothing heavy); the query itself (``store/metrics.py``) is imported when the too
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -24,6 +23,7 @@ from testio_mirror.server.query_tools import (
     TestingType,
     ToolContext,
     answer,
+    as_utc,
 )
 from testio_mirror.server.state import ServerState
 from testio_mirror.store.metrics_fields import CUSTOM_FIELD_PATTERN, FIELD_METRIC_PATTERN
@@ -135,8 +135,8 @@ async def query_metrics(
                 statuses=status,
                 testers=[tester] if tester else None,
                 known=known,
-                since=_utc(since),
-                until=_utc(until),
+                since=as_utc(since),
+                until=as_utc(until),
             ),
             sort_by=sort_by,
             compare=compare,
@@ -175,13 +175,6 @@ async def query_metrics(
             ),
             found.cursors,
         )
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """A date-time without an offset is UTC (as the argument's description says)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def register(server: MCPServer[ServerState]) -> None:

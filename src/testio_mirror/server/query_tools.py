@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -68,6 +68,13 @@ Cursor = Annotated[str, Field(description="next_cursor of a previous answer; omi
 Since = Annotated[
     datetime | None, Field(description="ISO 8601 date or date-time (UTC if no offset)")
 ]
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A ``Since`` value: a date-time without an offset is UTC (as its description says)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 async def _mirror(ctx: ToolContext) -> Mirror:

@@ -6,7 +6,6 @@ the server lists its tools before the store loads), answer through ``query_tools
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
@@ -15,7 +14,7 @@ from pydantic import Field
 
 from testio_mirror.schema import OneOrMany, tool_description
 from testio_mirror.server.errors import tool_errors
-from testio_mirror.server.query_tools import READ_ONLY, Id, Since, ToolContext, answer
+from testio_mirror.server.query_tools import READ_ONLY, Id, Since, ToolContext, answer, as_utc
 from testio_mirror.server.report_answers import QualityReportAnswer
 from testio_mirror.server.state import ServerState
 
@@ -47,15 +46,10 @@ async def quality_report(
         state = ctx.request_context.lifespan_context
         mirror = (await state.app()).mirror
         reports = QualityReports(mirror, HealthThresholds.from_settings(state.settings))
-        report = await reports.report(product_ids=product_ids, since=_utc(since), until=_utc(until))
+        report = await reports.report(
+            product_ids=product_ids, since=as_utc(since), until=as_utc(until)
+        )
         return answer(ctx, QualityReportAnswer.of(report))
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """A date-time without an offset is UTC (as the argument's description says)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def register(server: MCPServer[ServerState]) -> None:
