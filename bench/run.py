@@ -443,8 +443,10 @@ def main() -> int:
 
 def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\ndataset {args.dataset}, {args.latency_ms:.0f} ms latency, {args.repeat} repeats")
+    width = max([34, *(len(row["metric"]) for row in rows)])  # W7's labels are long
     header = (
-        f"{'metric':34} {'median':>9} {'min':>9} {'max':>9} {'floor':>9} {'ratio':>6} {'target':>7}"
+        f"{'metric':{width}} {'median':>9} {'min':>9} {'max':>9} {'floor':>9} {'ratio':>6} "
+        f"{'target':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -453,7 +455,7 @@ def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         ratio = f"{row['ratio']:.1f}" if row["ratio"] is not None else "-"
         target = f"{row['target']}" if row["target"] is not None else "-"
         print(
-            f"{row['metric']:34} {row['median']:9.3f} {row['min']:9.3f} {row['max']:9.3f} "
+            f"{row['metric']:{width}} {row['median']:9.3f} {row['min']:9.3f} {row['max']:9.3f} "
             f"{floor:>9} {ratio:>6} {target:>7}"
         )
 
