@@ -273,6 +273,12 @@ class Database:
                 if isinstance(exc, sqlite3.Error):
                     raise self._translated(exc) from exc
                 raise
+            if self._closed:
+                # close() ran while this reader was being opened (a sibling query failed, say:
+                # gather does not stop the others): close it now, or its thread keeps the
+                # process alive at exit.
+                await connection.close()
+                self._refuse_if_unusable()
             self._all_readers.append(connection)
             return connection
         return await self._readers.get()
