@@ -25,8 +25,8 @@ from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.timefmt import utc_now
 from testio_mirror.store.summaries import SummaryRepository
 from testio_mirror.store.sync_state import SyncStateRepository, empty_mirror
-from testio_mirror.store.test_cases import TestCaseRepository, forget_test_cases
-from testio_mirror.store.testers import TesterRepository, forget_testers
+from testio_mirror.store.test_cases import TestCaseRepository
+from testio_mirror.store.testers import TesterRepository
 from testio_mirror.upstream.health import UpstreamHealth
 
 
@@ -111,8 +111,6 @@ class Mirror:
                 conn, self.policy.stamp(), "nuke", "the mirror was emptied (sync --nuke)"
             )
             await empty_mirror(conn)
-            await forget_testers(conn)
-            await forget_test_cases(conn)
             if self.account is not None:
                 await bind_account(conn, self.account, self.policy.stamp())
         await self.db.vacuum()

@@ -14,9 +14,14 @@ from testio_mirror.store.sqlite.db import Database
 from testio_mirror.store.sqlite.timefmt import from_db, to_db
 from testio_mirror.upstream.models import FINAL_TEST_STATUSES
 
+# Every table a nuke empties, children before parents; a new entity table is added here.
 ENTITY_TABLES = (
+    "test_case_executions",
+    "test_cases",
+    "test_case_fetches",
     "test_features",
     "bugs",
+    "testers",
     "tests",
     "features",
     "sections",

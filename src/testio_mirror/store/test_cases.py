@@ -11,9 +11,7 @@ a test-case test, and asking again follows the same rules.
 Example::
 
     found = await mirror.test_cases.test_case_run(100_009)
-    if found.value.is_test_case_test:
-        for case in found.value.cases:
-            print(case.title, [run.status for run in case.executions])
+    runs = {case.title: [run.passed for run in case.executions] for case in found.value.cases}
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ EXECUTION_COLUMNS = (
     "raw",
     "fetched_at",
 )
-TEST_CASE_TABLES = ("test_case_executions", "test_cases", "test_case_fetches")
 PASSED = "passed"
 _FROZEN = ConfigDict(frozen=True)
 
@@ -216,12 +213,6 @@ async def write_test_cases(
         "not_a_test_case = excluded.not_a_test_case",
         (test_id, product_id, fetched_at, int(found is None)),
     )
-
-
-async def forget_test_cases(conn: aiosqlite.Connection) -> None:
-    """Delete every test case, execution and fetch record (a nuke empties the mirror)."""
-    for table in TEST_CASE_TABLES:
-        await conn.execute(f"DELETE FROM {table}")
 
 
 def _execution(row: aiosqlite.Row) -> ExecutionRecord:

@@ -92,11 +92,6 @@ async def record_testers(
     return ids
 
 
-async def forget_testers(conn: aiosqlite.Connection) -> None:
-    """Delete every tester (a nuke empties the mirror; its bugs are deleted with it)."""
-    await conn.execute("DELETE FROM testers")
-
-
 @dataclass(frozen=True)
 class TesterStats:
     """One tester's bugs in a scope."""
