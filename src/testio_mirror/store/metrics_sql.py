@@ -116,17 +116,7 @@ def grouped_sql(
             if chosen.feature_ids:  # a feature filter keeps only those features' groups
                 source += f" AND {_in(alias + '.feature_id')}"
                 params.append(_ids(chosen.feature_ids))
-        where.add("t.deleted_at IS NULL")
-        if chosen.product_ids:
-            where.add(_in("t.product_id"), _ids(chosen.product_ids))
-        if chosen.feature_ids:
-            where.add(
-                f"t.id IN (SELECT test_id FROM test_features WHERE {_in('feature_id')})",
-                _ids(chosen.feature_ids),
-            )
-        if chosen.test_ids:
-            where.add(_in("t.id"), _ids(chosen.test_ids))
-        where.among("t.testing_type", chosen.testing_types)
+        _live_tests_in_scope(where, chosen)
         where.since("t.end_at", chosen.since)
         where.until("t.end_at", chosen.until)
     group = f" GROUP BY {', '.join(f'k{i}' for i in range(len(keys)))}" if keys else ""
@@ -134,11 +124,9 @@ def grouped_sql(
     return sql, [*params, *where.params]
 
 
-def scope_sql(chosen: MetricsFilter) -> tuple[str, list[Any]]:
-    """The live tests whose bugs a query may count: the test-level conditions, and a period
-    that overlaps ``since``/``until`` (a bug is reported while its test runs). Columns: id,
-    bugs_fetched_at."""
-    where = Where()
+def _live_tests_in_scope(where: Where, chosen: MetricsFilter) -> None:
+    """The test-level conditions every query over tests shares (``t``: live tests of the
+    chosen products, features, tests and testing types)."""
     where.add("t.deleted_at IS NULL")
     if chosen.product_ids:
         where.add(_in("t.product_id"), _ids(chosen.product_ids))
@@ -150,6 +138,14 @@ def scope_sql(chosen: MetricsFilter) -> tuple[str, list[Any]]:
     if chosen.test_ids:
         where.add(_in("t.id"), _ids(chosen.test_ids))
     where.among("t.testing_type", chosen.testing_types)
+
+
+def scope_sql(chosen: MetricsFilter) -> tuple[str, list[Any]]:
+    """The live tests whose bugs a query may count: the test-level conditions, and a period
+    that overlaps ``since``/``until`` (a bug is reported while its test runs). Columns: id,
+    bugs_fetched_at."""
+    where = Where()
+    _live_tests_in_scope(where, chosen)
     if chosen.since is not None:
         where.add("(t.end_at IS NULL OR t.end_at >= ?)", to_db(chosen.since))
     if chosen.until is not None:
