@@ -141,7 +141,7 @@ async def query_metrics(
             sort_by=sort_by,
             compare=compare,
         )
-        repository = MetricsRepository(mirror.db, mirror.bugs, mirror.policy)
+        repository = MetricsRepository(mirror.db, mirror.bugs, mirror.policy, mirror.bug_facts)
         found = await repository.query(query, limit=limit, cursor=cursor or None)
         previous = found.previous_period
         hint = None

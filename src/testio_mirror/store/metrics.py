@@ -25,6 +25,7 @@ from typing import Any
 import aiosqlite
 
 from testio_mirror.store.bug_details import check_field_keys
+from testio_mirror.store.bug_facts import BugFacts
 from testio_mirror.store.bugs import BugRepository
 from testio_mirror.store.metrics_buckets import (
     MetricsQueryError,
@@ -33,7 +34,8 @@ from testio_mirror.store.metrics_buckets import (
     period_buckets,
 )
 from testio_mirror.store.metrics_fields import dimension, field_keys, metric
-from testio_mirror.store.metrics_sql import MetricsFilter, grouped_sql, scope_sql
+from testio_mirror.store.metrics_grouping import Group, Grouping, Key
+from testio_mirror.store.metrics_sql import SCOPE_FRESHNESS, MetricsFilter, scope_sql
 from testio_mirror.store.metrics_vocabulary import (
     DIMENSIONS,
     METRICS,
@@ -54,8 +56,6 @@ from testio_mirror.store.sqlite.timefmt import from_db
 MAX_DIMENSIONS = 2
 MAX_LIMIT = 100
 READ_THROUGH_TESTS = 200  # more tests in scope: answered from the mirror as sync left it
-Key = tuple[Any, ...]
-Group = dict[str, Any]  # aggregate name -> its value in one group
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 
 
@@ -167,10 +167,17 @@ def _previous(chosen: MetricsFilter) -> MetricsFilter:
 class MetricsRepository:
     """Metrics over the mirror; bugs of the tests in scope read through first."""
 
-    def __init__(self, db: Database, bugs: BugRepository, policy: FreshnessPolicy) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bugs: BugRepository,
+        policy: FreshnessPolicy,
+        facts: BugFacts | None = None,
+    ) -> None:
         self._db = db
         self._bugs = bugs
         self._policy = policy
+        self._facts = facts  # None: bug metrics by SQL only
 
     async def query(
         self, query: MetricsQuery, *, limit: int = 50, cursor: str | None = None
@@ -193,14 +200,15 @@ class MetricsRepository:
         freshness = await self._read_through(covered)
         async with self._db.reader() as conn:
             await check_field_keys(conn, field_keys([*query.dimensions, *query.metrics]))
-            rows = await _grouped(conn, query, query.filter)
-            totals = await _total(conn, query, query.filter, rows)
+            grouping = Grouping(conn, self._facts)
+            rows = await grouping.groups(query, query.filter)
+            totals = await _total(grouping, query, query.filter, rows)
             rows = _fill_buckets(query, query.filter, rows)
             prior: dict[Key, Group] = {}
             prior_totals: dict[str, Value] | None = None
             if previous is not None:
-                before = await _grouped(conn, query, previous)
-                prior_totals = await _total(conn, query, previous, before)
+                before = await grouping.groups(query, previous)
+                prior_totals = await _total(grouping, query, previous, before)
                 prior = _shifted(query, previous, before)
             ordered = _sorted(query, rows)
             page = ordered[start : start + limit]
@@ -228,20 +236,24 @@ class MetricsRepository:
         if chosen.test_ids:
             return await self._bugs.ensure_fresh(chosen.test_ids)
         async with self._db.reader() as conn:
-            tests = list(await conn.execute_fetchall(*scope_sql(chosen)))
-            if not tests:  # nothing in scope: as fresh as the mirror's bug lists are
-                tests = list(await conn.execute_fetchall(*scope_sql(MetricsFilter())))
-                if not tests:
-                    return self._policy.mirror(None, None, "no tests in the mirror: run sync_data")
-            elif len(tests) <= READ_THROUGH_TESTS:
-                return await self._bugs.ensure_fresh([row[0] for row in tests])
-        missing = sum(row[1] is None for row in tests)
-        oldest = min((row[1] for row in tests if row[1] is not None), default=None)
+            sql, params = scope_sql(chosen)
+            tests = await conn.execute_fetchall(f"{sql} LIMIT {READ_THROUGH_TESTS + 1}", params)
+            if 0 < len(list(tests)) <= READ_THROUGH_TESTS:
+                ids = [row[0] for row in tests]
+            else:  # none in scope: as fresh as the mirror's bug lists are
+                ids = None
+                wider = chosen if tests else MetricsFilter()
+                rows = await conn.execute_fetchall(*scope_sql(wider, SCOPE_FRESHNESS))
+                count, missing, oldest = next(iter(rows))
+        if ids is not None:
+            return await self._bugs.ensure_fresh(ids)
+        if not count:
+            return self._policy.mirror(None, None, "no tests in the mirror: run sync_data")
         if missing:
             return self._policy.mirror(
                 from_db(oldest),
                 None,
-                f"bugs of {missing} of {len(tests)} tests were never fetched: run sync_data "
+                f"bugs of {missing} of {count} tests were never fetched: run sync_data "
                 "with include_bugs, or narrow the query",
             )
         return self._policy.mirror(from_db(oldest), self._policy.product_ttl)
@@ -259,7 +271,7 @@ def _digest(query: MetricsQuery) -> str:
 
 
 async def _total(
-    conn: aiosqlite.Connection, query: MetricsQuery, chosen: MetricsFilter, groups: dict[Key, Group]
+    grouping: Grouping, query: MetricsQuery, chosen: MetricsFilter, groups: dict[Key, Group]
 ) -> dict[str, Value]:
     """Every metric over all of ``chosen``: aggregates that add up summed over ``groups`` (sets
     joined), the others (distinct counts) asked for again without dimensions."""
@@ -289,38 +301,9 @@ async def _total(
             total[name] = sum(parts)
     asked = sorted(wanted - summed)
     if asked:
-        found = await _grouped(conn, replace(query, dimensions=()), chosen, only=asked)
+        found = await grouping.groups(replace(query, dimensions=()), chosen, only=asked)
         total.update(found.get((), {}))
     return _values(query, total)
-
-
-async def _grouped(
-    conn: aiosqlite.Connection,
-    query: MetricsQuery,
-    chosen: MetricsFilter,
-    *,
-    only: Sequence[str] | None = None,
-) -> dict[Key, Group]:
-    """Every group of ``query`` over ``chosen``: its key and the aggregates its metrics are
-    made of. Metrics are computed from them later, for the rows answered only (and the sort
-    metric): a grouping by test and tester has thousands of groups."""
-    wanted = set(only) if only is not None else {a for m in query.metrics for a in _metric(m).uses}
-    partials: dict[Key, Group] = {}
-    side: Side
-    for side in ("bugs", "tests"):
-        names = sorted(a for a in wanted if aggregate(a).side == side)
-        if not names:
-            continue
-        sql, params = grouped_sql(side, query.dimensions, names, chosen)
-        width = len(query.dimensions)  # the keys come first, then the aggregates in order
-        sets = [(width + i, name) for i, name in enumerate(names) if aggregate(name).kind == "set"]
-        for row in await conn.execute_fetchall(sql, params):
-            values = tuple(row)  # by position: thousands of rows, and names cost a lookup each
-            found = partials.setdefault(values[:width], {})
-            found.update(zip(names, values[width:], strict=True))
-            for at, name in sets:
-                found[name] = frozenset(str(values[at]).split(",")) if values[at] else frozenset()
-    return partials
 
 
 def _values(query: MetricsQuery, partials: Partials) -> dict[str, Value]:

@@ -37,6 +37,12 @@ class MetricsFilter:
     until: datetime | None = None
 
 
+# Every column the test side and the scope read but the environment's title (in the raw JSON)
+# is in this index (migration 11); without statistics the planner reads the rows instead, each
+# with its raw JSON: 40 to 60 ms more on 30,000 tests.
+TESTS_INDEX = "INDEXED BY tests_for_metrics"
+
+
 def _ids(values: Sequence[Any]) -> str:
     return json.dumps(list(values))
 
@@ -105,7 +111,7 @@ def grouped_sql(
         where.since("b.reported_at", chosen.since)
         where.until("b.reported_at", chosen.until)
     else:
-        source = "tests t"
+        source = f"tests t {TESTS_INDEX}"
         joins = []
         if any(d.needs_test_features for d in dims):
             joins.append(("tf", "LEFT JOIN test_features tf ON tf.test_id = t.id"))
@@ -140,14 +146,19 @@ def _live_tests_in_scope(where: Where, chosen: MetricsFilter) -> None:
     where.among("t.testing_type", chosen.testing_types)
 
 
-def scope_sql(chosen: MetricsFilter) -> tuple[str, list[Any]]:
-    """The live tests whose bugs a query may count: the test-level conditions, and a period
-    that overlaps ``since``/``until`` (a bug is reported while its test runs). Columns: id,
-    bugs_fetched_at."""
+SCOPE_IDS = "t.id"
+# How current the bug lists of the tests in scope are: how many tests, how many never fetched,
+# the oldest fetch (from the tests_bug_freshness index when only products are chosen).
+SCOPE_FRESHNESS = "count(*), count(*) - count(t.bugs_fetched_at), min(t.bugs_fetched_at)"
+
+
+def scope_sql(chosen: MetricsFilter, columns: str = SCOPE_IDS) -> tuple[str, list[Any]]:
+    """``columns`` of the live tests whose bugs a query may count: the test-level conditions,
+    and a period that overlaps ``since``/``until`` (a bug is reported while its test runs)."""
     where = Where()
     _live_tests_in_scope(where, chosen)
     if chosen.since is not None:
         where.add("(t.end_at IS NULL OR t.end_at >= ?)", to_db(chosen.since))
     if chosen.until is not None:
         where.add("(t.start_at IS NULL OR t.start_at < ?)", to_db(chosen.until))
-    return f"SELECT t.id, t.bugs_fetched_at FROM tests t{where.sql}", where.params
+    return f"SELECT {columns} FROM tests t {TESTS_INDEX}{where.sql}", where.params

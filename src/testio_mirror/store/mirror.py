@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from testio_mirror.settings import Settings
 from testio_mirror.store.account import Account, bind_account, check_account
+from testio_mirror.store.bug_facts import BugFacts
 from testio_mirror.store.bugs import BugRepository
 from testio_mirror.store.exploratory_tests import ExploratoryTestRepository
 from testio_mirror.store.features import FeatureRepository
@@ -55,6 +56,8 @@ class Mirror:
         self.summaries = SummaryRepository(db, policy, self.products, self.features, self.bugs)
         self.sync_state = SyncStateRepository(db)
         self.outbox = Outbox(db, policy.stamp)
+        # query_metrics' in-memory bug columns: loaded at the first query, kept per mirror
+        self.bug_facts = BugFacts()
 
     @classmethod
     async def open(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from testio_mirror.store.metrics import MetricsQuery, MetricsRepository, MetricsResult, MetricsRow
 from testio_mirror.store.metrics_buckets import MetricsQueryError
-from testio_mirror.store.metrics_sql import MetricsFilter, scope_sql
+from testio_mirror.store.metrics_sql import SCOPE_FRESHNESS, MetricsFilter, scope_sql
 from testio_mirror.store.records import Freshness
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ class QualityReports:
 
     def __init__(self, mirror: Mirror, thresholds: HealthThresholds) -> None:
         self._mirror = mirror
-        self._metrics = MetricsRepository(mirror.db, mirror.bugs, mirror.policy)
+        self._metrics = MetricsRepository(mirror.db, mirror.bugs, mirror.policy, mirror.bug_facts)
         self._thresholds = thresholds
 
     async def report(
@@ -380,11 +380,11 @@ class QualityReports:
         async with mirror.db.reader() as conn:
             for pid in ids:
                 sql, params = scope_sql(
-                    MetricsFilter(product_ids=[pid], since=chosen.since, until=chosen.until)
+                    MetricsFilter(product_ids=[pid], since=chosen.since, until=chosen.until),
+                    SCOPE_FRESHNESS,
                 )
-                tests = list(await conn.execute_fetchall(sql, params))
-                missing = sum(row[1] is None for row in tests)
-                in_scope += len(tests)
+                count, missing, _ = next(iter(await conn.execute_fetchall(sql, params)))
+                in_scope += count
                 without += missing
                 if missing:
                     unfetched.append(pid)

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import aiosqlite
 
 from testio_mirror.store.sqlite.bug_details_migration import BUG_DETAILS
+from testio_mirror.store.sqlite.generations_migration import BUG_GENERATIONS
 from testio_mirror.store.sqlite.outbox_migration import OUTBOX
 from testio_mirror.store.sqlite.testers_migration import SQL_FUNCTIONS, TESTERS
 
@@ -390,6 +391,7 @@ MIGRATIONS: tuple[str, ...] = (
     TESTERS,  # 8: testers, one row per normalised name (testers_migration.py)
     TEST_CASES,  # 9: test-case tests' cases and executions, and when they were fetched
     BUG_DETAILS,  # 10: bugs' platforms and custom report fields (bug_details_migration.py)
+    BUG_GENERATIONS,  # 11: what query_metrics' in-memory bug columns reload by
 )
 LATEST_VERSION = len(MIGRATIONS)
 
