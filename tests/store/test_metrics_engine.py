@@ -16,15 +16,21 @@ import aiosqlite
 from testio_mirror.store.bug_facts import BugFacts
 from testio_mirror.store.bugs import write_bugs
 from testio_mirror.store.exploratory_tests import write_tests
-from testio_mirror.store.metrics_engine import CODED_DIMENSIONS, TIME_DIMENSIONS, supports
+from testio_mirror.store.metrics_columns import TIME_DIMENSIONS
+from testio_mirror.store.metrics_engine import CODED_DIMENSIONS, supports
+from testio_mirror.store.metrics_engine_tests import TEST_AGGREGATES, TEST_DIMENSIONS
 from testio_mirror.store.metrics_grouping import Group, Grouping, Key
 from testio_mirror.store.metrics_sql import MetricsFilter
-from testio_mirror.store.metrics_vocabulary import AGGREGATES, DIMENSIONS
+from testio_mirror.store.metrics_vocabulary import AGGREGATES, DIMENSIONS, Side
 from testio_mirror.upstream.models import Bug, ExploratoryTest
 from tests.helpers.seeded_mirror import Seeded
 
 BUG_AGGREGATES = sorted(name for name, a in AGGREGATES.items() if a.side == "bugs")
 ENGINE_DIMENSIONS = [*CODED_DIMENSIONS, *TIME_DIMENSIONS]
+SIDES: dict[Side, tuple[list[str], list[str]]] = {  # the dimensions and aggregates of each
+    "bugs": (ENGINE_DIMENSIONS, BUG_AGGREGATES),
+    "tests": (list(TEST_DIMENSIONS), list(TEST_AGGREGATES)),
+}
 
 
 class Metrics:
@@ -42,7 +48,7 @@ async def both(
     dimensions: Sequence[str],
     aggregates: Sequence[str],
     chosen: MetricsFilter,
-) -> tuple[dict[Key, Group], dict[Key, Group]]:
+) -> tuple[dict[Key, Group], dict[Key, Group]]:  # aggregates of one side
     """(SQL's groups, the columns' groups), numbers' NULL read as 0 (SQL's sum of no true
     condition over NULLs is NULL; every metric reads it as 0)."""
     query = Metrics(dimensions, aggregates)
@@ -58,10 +64,50 @@ def _normal(groups: dict[Key, Group]) -> dict[Key, Group]:
     }
 
 
-async def insert_odd_bugs(conn: aiosqlite.Connection) -> None:
+async def insert_odd_rows(conn: aiosqlite.Connection) -> None:
     """Rows a sync rarely writes: NULL in every column the metrics read, a bug of no product,
-    one whose test is not mirrored, an unknown severity, and one tombstoned."""
+    one whose test is not mirrored, an unknown severity, one tombstoned; tests without an end,
+    a type or features, with an environment, one tombstoned; features shared across tests."""
     stamp = "2026-11-21T06:00:00.000000Z"
+    tests: list[tuple[Any, ...]] = [
+        (
+            8_000_001,
+            101,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            '{"test_environment": {"title": "E"}}',
+        ),
+        (
+            8_000_002,
+            102,
+            "running",
+            "coverage",
+            "2025-03-01T00:00:00.000000Z",
+            "a",
+            None,
+            None,
+            "{}",
+        ),
+        (8_000_003, 102, "locked", "rapid", "2026-07-07T10:00:00.000000Z", None, "b", stamp, "{}"),
+    ]
+    for row in tests:
+        await conn.execute(
+            "INSERT INTO tests (id, product_id, status, testing_type, end_at, created_by, "
+            "submitted_by, deleted_at, raw, content_hash, fetched_at, changed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?)",
+            (*row, stamp, stamp),
+        )
+    feature = next(iter(await conn.execute_fetchall("SELECT min(feature_id) FROM test_features")))[
+        0
+    ]
+    for test_id, feature_id in ((8_000_002, feature), (8_000_002, 424), (8_000_003, feature)):
+        await conn.execute(
+            "INSERT INTO test_features (test_id, feature_id) VALUES (?, ?)", (test_id, feature_id)
+        )
     rows: list[tuple[Any, ...]] = [
         (9_000_001, None, None, None, None, None, None, None, None, None, None, None),
         (9_000_002, 424242, 101, None, "Zoë", "weird", "accepted", 1, 0, None, stamp, None),
@@ -133,35 +179,48 @@ async def column_values(conn: aiosqlite.Connection) -> dict[str, list[Any]]:
 async def test_random_queries_are_answered_as_sql_answers_them(seeded: Seeded) -> None:
     facts = BugFacts()
     async with seeded.mirror.db.transaction() as conn:
-        await insert_odd_bugs(conn)
+        await insert_odd_rows(conn)
     rng = random.Random(19)
     async with seeded.mirror.db.reader() as conn:
         values = await column_values(conn)
-        for trial in range(250):
-            dimensions = rng.sample(ENGINE_DIMENSIONS, rng.choice([0, 1, 2, 2, 2]))
+        values["feature_id"].append(424)  # only a test covers it
+        for trial in range(400):
+            side: Side = "bugs" if trial % 2 else "tests"
+            names, aggregates_of_side = SIDES[side]
+            dimensions = rng.sample(names, rng.choice([0, 1, 2, 2, 2]))
             if sum(d in TIME_DIMENSIONS for d in dimensions) > 1:
                 dimensions = dimensions[:1]
-            aggregates = rng.sample(BUG_AGGREGATES, rng.randint(1, len(BUG_AGGREGATES)))
+            aggregates = rng.sample(aggregates_of_side, rng.randint(1, len(aggregates_of_side)))
             chosen = random_filter(rng, values)
             by_sql, by_columns = await both(conn, facts, dimensions, aggregates, chosen)
-            assert by_columns == by_sql, (trial, dimensions, aggregates, chosen)
+            assert by_columns == by_sql, (trial, side, dimensions, aggregates, chosen)
 
 
-async def test_the_columns_answer_every_bug_aggregate_and_dimension_but_platforms() -> None:
-    assert supports(ENGINE_DIMENSIONS, BUG_AGGREGATES)
-    by_sql = [name for name, d in DIMENSIONS.items() if not supports([name], ["bugs"])]
+async def test_the_columns_answer_every_aggregate_and_dimension_but_platforms() -> None:
+    assert supports("bugs", ENGINE_DIMENSIONS, BUG_AGGREGATES)
+    by_sql = [name for name in DIMENSIONS if not supports("bugs", [name], ["bugs"])]
     assert by_sql == ["platform", "browser", "device_category"]
-    assert not supports(["custom_field:size"], ["bugs"])
+    assert not supports("bugs", ["custom_field:size"], ["bugs"])
+    test_side = [n for n, a in AGGREGATES.items() if a.side == "tests"]
+    with_tests = [n for n, d in DIMENSIONS.items() if d.test_key is not None]
+    assert supports("tests", with_tests, test_side)
 
 
 EVERYTHING = ("product", "status")
 
 
 async def answered_alike(seeded: Seeded, facts: BugFacts, *dimensions: str) -> dict[Key, Group]:
+    """The bug groups by ``dimensions``, once both ways agree on them and on the test groups
+    by the same dimensions (those tests have) and by feature and month."""
+    dimensions = dimensions or EVERYTHING
+    test_dimensions = [d for d in dimensions if d in TEST_DIMENSIONS]
     async with seeded.mirror.db.reader() as conn:
-        by_sql, by_columns = await both(
-            conn, facts, dimensions or EVERYTHING, BUG_AGGREGATES, MetricsFilter()
-        )
+        by_sql, by_columns = await both(conn, facts, dimensions, BUG_AGGREGATES, MetricsFilter())
+        for chosen in (test_dimensions, ["feature", "month"]):
+            tests_by_sql, tests_by_columns = await both(
+                conn, facts, chosen, list(TEST_AGGREGATES), MetricsFilter()
+            )
+            assert tests_by_columns == tests_by_sql
     assert by_columns == by_sql
     return by_columns
 
@@ -196,6 +255,26 @@ async def test_every_write_reloads_what_it_changed(seeded: Seeded) -> None:
         await write_tests(conn, [ExploratoryTest.from_wire(test)], stamp)
     moved = await answered_alike(seeded, facts, "testing_type")
     assert ("usability-renamed",) in moved
+    # A test's end moves to another month, and it covers one more feature.
+    test["end_at"] = "2019-01-15T10:00:00Z"
+    test["features"] = [*test["features"], {**test["features"][0], "feature_id": 987_654}]
+    async with seeded.mirror.db.transaction() as conn:
+        await write_tests(conn, [ExploratoryTest.from_wire(test)], stamp)
+    async with seeded.mirror.db.reader() as conn:
+        _, by_columns = await both(conn, facts, ["feature", "month"], ["tests"], MetricsFilter())
+    assert by_columns[(987_654, "2019-01")] == {"tests": 1}
+    await answered_alike(seeded, facts, "month")
+    # Features written alone, and a test's end alone (no write path does: the triggers see it).
+    async with seeded.mirror.db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO test_features (test_id, feature_id) VALUES (?, 987655)", (test["id"],)
+        )
+        await conn.execute(
+            "UPDATE tests SET end_at = '2018-02-01T00:00:00.000000Z' WHERE id = ?", (test["id"],)
+        )
+    async with seeded.mirror.db.reader() as conn:
+        _, by_columns = await both(conn, facts, ["feature", "month"], ["tests"], MetricsFilter())
+    assert by_columns[(987_655, "2018-02")] == {"tests": 1}
     assert moved != by_type
     # A test tombstoned takes its bugs (a trigger); a bug moved to another product counts there.
     async with seeded.mirror.db.transaction() as conn:

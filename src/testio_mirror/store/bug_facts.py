@@ -15,7 +15,7 @@ reloads again, never older.
 Example::
 
     facts = await mirror.bug_facts.current(conn)  # conn: a reader of mirror.db
-    facts.columns["severity"], facts.codes["severity"].values
+    facts.bugs.columns["severity"], facts.codes["severity"].values
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ Codes = npt.NDArray[np.int32]
 Times = npt.NDArray[np.datetime64]
 NO_PRODUCT = -1  # the generation row of bugs without a product
 
-# Coded columns: read from the bug row, or from its test (LEFT JOIN: NULL without one).
+# Coded columns of a bug: read from the bug row, or from its test (LEFT JOIN: NULL without one).
 BUG_COLUMNS = (
     "product_id",
     "feature_id",
@@ -48,9 +48,10 @@ BUG_COLUMNS = (
 )
 TEST_COLUMNS = ("testing_type", "test_status", "test_environment")
 CODED = BUG_COLUMNS + TEST_COLUMNS
-# Numbers, not codes: the UTC day of reported_at (days since 1970-01-01) and its month (months
-# since 1970-01), which the time buckets are made of; NO_TIME for a bug without reported_at.
-TIME_COLUMNS = ("reported_day", "reported_month")
+# Numbers, not codes: the UTC day of a row's time (days since 1970-01-01; a bug's reported_at, a
+# test's end_at) and its month (months since 1970-01), which the time buckets are made of;
+# NO_TIME for a row without one.
+TIME_COLUMNS = ("day", "month")
 NO_TIME = np.iinfo(np.int32).min
 
 # From the index alone (migration 11 widened it for this): the rows hold the raw JSON, and
@@ -59,11 +60,21 @@ _BUGS_SQL = (
     f"SELECT {', '.join(BUG_COLUMNS)}, reported_at FROM bugs INDEXED BY bugs_for_stats "
     "WHERE deleted_at IS NULL AND product_id {product}"
 )
+_ENVIRONMENT = "json_extract(raw, '$.test_environment.title')"
 # A bug reads its test's testing type, status and environment title, as the SQL dimensions do
 # through ``LEFT JOIN tests t`` (whatever the test's deleted_at).
-_TESTS_SQL = (
-    "SELECT id, testing_type, status, json_extract(raw, '$.test_environment.title') FROM tests "
+_TESTS_OF_BUGS_SQL = (
+    f"SELECT id, testing_type, status, {_ENVIRONMENT} FROM tests "
     "WHERE id IN (SELECT value FROM json_each(?))"
+)
+# The live tests of a product, for the test side; created and submitted: whether someone is named.
+_TESTS_SQL = (
+    f"SELECT product_id, id, testing_type, status, {_ENVIRONMENT}, created_by IS NOT NULL, "
+    "submitted_by IS NOT NULL, end_at FROM tests WHERE deleted_at IS NULL AND product_id {product}"
+)
+_TEST_FEATURES_SQL = (
+    "SELECT tf.test_id, tf.feature_id FROM test_features tf JOIN tests t ON t.id = tf.test_id "
+    "WHERE t.deleted_at IS NULL AND t.product_id {product}"
 )
 
 
@@ -90,24 +101,44 @@ class Coding:
         return [self.index[value] for value in wanted if value is not None and value in self.index]
 
 
-@dataclass
-class Segment:
-    generation: int
+@dataclass(frozen=True)
+class Table:
+    """Rows of one kind (bugs, or tests), a column each: codes, and the time numbers."""
+
     columns: dict[str, Codes]
-    reported_at: Times
+    moments: Times  # a bug's reported_at, a test's end_at; NaT: none
+
+    @property
+    def size(self) -> int:
+        return len(self.moments)
+
+    @staticmethod
+    def joined(tables: Sequence[Table], names: Sequence[str]) -> Table:
+        if not tables:
+            return Table({n: np.zeros(0, np.int32) for n in names}, np.zeros(0, "datetime64[us]"))
+        columns = {n: np.concatenate([t.columns[n] for t in tables]) for n in names}
+        return Table(columns, np.concatenate([t.moments for t in tables]))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One product's live bugs and tests, as loaded at ``generation``."""
+
+    generation: int
+    bugs: Table
+    tests: Table
+    # (test, feature) pairs of its tests: ``test_row`` a row of ``tests``, ``feature_id`` a code
+    features: dict[str, Codes]
 
 
 @dataclass(frozen=True)
 class Facts:
-    """Every live bug's columns, one row per bug (the segments joined)."""
+    """Every live bug and test (the segments joined) and the values behind their codes."""
 
-    columns: dict[str, Codes]
-    reported_at: Times  # NaT: no reported_at
+    bugs: Table
+    tests: Table
+    test_features: dict[str, Codes]  # test_row (a row of tests), feature_id (a code)
     codes: dict[str, Coding]
-
-    @property
-    def size(self) -> int:
-        return len(self.reported_at)
 
 
 class BugFacts:
@@ -141,6 +172,29 @@ class BugFacts:
 
     async def _load(self, conn: aiosqlite.Connection, product: int, generation: int) -> Segment:
         chosen = "IS NULL" if product == NO_PRODUCT else f"= {int(product)}"
+        bugs = await self._load_bugs(conn, chosen)
+        rows = list(await conn.execute_fetchall(_TESTS_SQL.format(product=chosen)))
+        by_column = list(zip(*rows, strict=True)) if rows else [()] * 8
+        columns = {
+            name: self._coded(name, by_column[at])
+            for at, name in enumerate(("product_id", "test_id", *TEST_COLUMNS))
+        }
+        for at, name in ((5, "created"), (6, "submitted")):
+            columns[name] = np.array(by_column[at], np.int32)
+        tests = _with_times(columns, by_column[7])
+        row_of = {test_id: at for at, test_id in enumerate(by_column[1])}
+        pairs = [
+            (row_of[row[0]], row[1])
+            for row in await conn.execute_fetchall(_TEST_FEATURES_SQL.format(product=chosen))
+        ]
+        test_rows, feature_ids = zip(*pairs, strict=True) if pairs else ((), ())
+        features = {
+            "test_row": np.array(test_rows, np.int32),
+            "feature_id": self._coded("feature_id", feature_ids),
+        }
+        return Segment(generation, bugs, tests, features)
+
+    async def _load_bugs(self, conn: aiosqlite.Connection, chosen: str) -> Table:
         bugs = list(await conn.execute_fetchall(_BUGS_SQL.format(product=chosen)))
         by_column = list(zip(*bugs, strict=True)) if bugs else [()] * (len(BUG_COLUMNS) + 1)
         columns = {name: self._coded(name, by_column[at]) for at, name in enumerate(BUG_COLUMNS)}
@@ -148,42 +202,47 @@ class BugFacts:
         wanted = json.dumps(sorted({t for t in test_ids if t is not None}))
         tests = {
             row[0]: (row[1], row[2], row[3])
-            for row in await conn.execute_fetchall(_TESTS_SQL, (wanted,))
+            for row in await conn.execute_fetchall(_TESTS_OF_BUGS_SQL, (wanted,))
         }
         none = (None, None, None)
         of_test = list(zip(*(tests.get(t, none) for t in test_ids), strict=True)) or [()] * 3
         for at, name in enumerate(TEST_COLUMNS):
             columns[name] = self._coded(name, of_test[at])
-        # Stored times are fixed-width UTC text ending in Z (timefmt.to_db); numpy reads them
-        # without the Z. NULL becomes NaT, which compares false with every bound, as in SQL.
-        reported = np.array(
-            ["NaT" if t is None else t[:-1] for t in by_column[len(BUG_COLUMNS)]],
-            dtype="datetime64[us]",
-        )
-        missing = np.isnat(reported)
-        for name, unit in zip(TIME_COLUMNS, ("D", "M"), strict=True):
-            numbers = reported.astype(f"datetime64[{unit}]").astype(np.int64)
-            columns[name] = np.where(missing, NO_TIME, numbers).astype(np.int32)
-        return Segment(generation, columns, reported)
+        return _with_times(columns, by_column[len(BUG_COLUMNS)])
 
     def _coded(self, name: str, values: Sequence[Any]) -> Codes:
         coding = self._codes[name]
-        for value in set(values):  # new values get their codes once, not once per bug
+        for value in set(values):  # new values get their codes once, not once per row
             coding.code(value)
         index = coding.index
         return np.fromiter(map(index.__getitem__, values), np.int32, len(values))
 
     def _joined(self) -> Facts:
         segments = [self._segments[p] for p in sorted(self._segments)]
-        columns = {
-            name: np.concatenate([s.columns[name] for s in segments])
-            if segments
-            else np.zeros(0, np.int32)
-            for name in CODED + TIME_COLUMNS
+        bugs = Table.joined([s.bugs for s in segments], [*CODED, *TIME_COLUMNS])
+        test_names = ["product_id", "test_id", *TEST_COLUMNS, "created", "submitted"]
+        tests = Table.joined([s.tests for s in segments], [*test_names, *TIME_COLUMNS])
+        offset = 0
+        rows, features = [], []
+        for segment in segments:  # a pair's test row counts from the first segment's first test
+            rows.append(segment.features["test_row"] + offset)
+            features.append(segment.features["feature_id"])
+            offset += segment.tests.size
+        pairs = {
+            "test_row": np.concatenate(rows) if rows else np.zeros(0, np.int32),
+            "feature_id": np.concatenate(features) if features else np.zeros(0, np.int32),
         }
-        reported = (
-            np.concatenate([s.reported_at for s in segments])
-            if segments
-            else np.zeros(0, "datetime64[us]")
-        )
-        return Facts(columns, reported, self._codes)
+        return Facts(bugs, tests, pairs, self._codes)
+
+
+def _with_times(columns: dict[str, Codes], times: Sequence[str | None]) -> Table:
+    """A table of ``columns`` and the times of its rows, with their day and month numbers.
+
+    Stored times are fixed-width UTC text ending in Z (timefmt.to_db); numpy reads them without
+    the Z. NULL becomes NaT, which compares false with every bound, as in SQL."""
+    moments = np.array(["NaT" if t is None else t[:-1] for t in times], dtype="datetime64[us]")
+    missing = np.isnat(moments)
+    for name, unit in zip(TIME_COLUMNS, ("D", "M"), strict=True):
+        numbers = moments.astype(f"datetime64[{unit}]").astype(np.int64)
+        columns[name] = np.where(missing, NO_TIME, numbers).astype(np.int32)
+    return Table(columns, moments)

@@ -1,4 +1,4 @@
-"""The grouped aggregates of a ``query_metrics`` request: bug ones over the in-memory columns
+"""The grouped aggregates of a ``query_metrics`` request: over the in-memory columns
 (``bug_facts``, ``metrics_engine``) when those answer them, the others by SQL
 (``metrics_sql.grouped_sql``). Both give the same groups: a key (a tuple, one value per
 dimension) and the aggregates its metrics are made of.
@@ -38,8 +38,8 @@ def _uses(name: str) -> tuple[str, ...]:
 
 
 class Grouping:
-    """Runs a query's grouped aggregates: bug ones over the in-memory columns when those answer
-    them (``metrics_engine.supports``), the rest by SQL over ``conn``."""
+    """Runs a query's grouped aggregates: over the in-memory columns when those answer them
+    (``metrics_engine.supports``), the rest by SQL over ``conn``."""
 
     def __init__(self, conn: aiosqlite.Connection, facts: BugFacts | None) -> None:
         self._conn = conn
@@ -58,9 +58,9 @@ class Grouping:
             names = sorted(a for a in wanted if aggregate(a).side == side)
             if not names:
                 continue
-            if side == "bugs" and self._facts is not None and supports(query.dimensions, names):
+            if self._facts is not None and supports(side, query.dimensions, names):
                 facts = await self._facts.current(self._conn)
-                for key, values in grouped(facts, query.dimensions, names, chosen).items():
+                for key, values in grouped(facts, side, query.dimensions, names, chosen).items():
                     partials.setdefault(key, {}).update(values)
                 continue
             await self._by_sql(side, query, names, chosen, partials)

@@ -1,18 +1,22 @@
-"""Migration 11: a generation per product that moves whenever what its bugs count toward changes.
+"""Migration 11: a generation per product that moves whenever what its bugs and tests count
+toward changes.
 
-``query_metrics`` keeps the columns of every live bug in memory (``store/bug_facts.py``): a
+``query_metrics`` keeps the columns of every live bug and test in memory (``store/bug_facts.py``): a
 grouped count over 300,000 bugs is ~15 ms there, against 150 to 1,600 ms in SQLite, whose
 GROUP BY sorts every row. It reloads a product's bugs when that product's generation differs
 from the one it loaded, so the answers stay exact under every write, whoever makes it (a sync, a
 read-through, the triage desk, the tombstone triggers, a nuke): the triggers are the one place
 that sees them all.
 
-- ``bug_generations``: one row per product that ever had a bug (``product_id`` -1 stands for
-  bugs without a product); rows are never deleted, so a generation never repeats in a file.
+- ``bug_generations``: one row per product that ever had a bug or a test (``product_id`` -1
+  stands for those without a product); rows are never deleted, so a generation never repeats in
+  a file.
 - A bug's insert or delete moves its product's generation; an update does when a column the
   metrics read changes (for both products, when the bug moved).
-- A test's insert, delete or an update of what bugs read from it (testing type, status, the raw
-  JSON holding its environment, deleted_at) moves the generations of its bugs' products.
+- A test's insert, delete or an update of what the metrics read from it (its product, end,
+  testing type, status, who created and submitted it, the raw JSON holding its environment,
+  deleted_at) moves its product's generation and those of its bugs' products; so does a change
+  to the features it covers (test_features).
 
 Two indexes serve the reads: ``bugs_for_stats`` (bug_stats' own, migration 4) gains the three
 columns the metrics read besides its own, so a product's bugs load from the index alone (0.4 s
@@ -29,6 +33,23 @@ _BUMP = """INSERT INTO bug_generations (product_id, generation) VALUES (coalesce
 _BUMP_BUGS_OF_TEST = """UPDATE bug_generations SET generation = generation + 1
     WHERE product_id IN (
         SELECT DISTINCT coalesce(product_id, -1) FROM bugs WHERE test_id = {tid});"""
+
+_BUMP_TEST = (
+    _BUMP.format(pid="{row}.product_id") + "\n    " + _BUMP_BUGS_OF_TEST.format(tid="{row}.id")
+)
+_BUMP_FEATURES_OF_TEST = """UPDATE bug_generations SET generation = generation + 1
+    WHERE product_id = (SELECT coalesce(product_id, -1) FROM tests WHERE id = {tid});"""
+_TEST_COLUMNS = (
+    "product_id",
+    "end_at",
+    "testing_type",
+    "status",
+    "created_by",
+    "submitted_by",
+    "raw",
+    "deleted_at",
+)
+_TEST_CHANGED = " OR ".join(f"old.{c} IS NOT new.{c}" for c in _TEST_COLUMNS)
 
 # The bug columns store/bug_facts.py loads: a change to any of them changes an answer.
 _READ_COLUMNS = (
@@ -62,7 +83,7 @@ CREATE TABLE bug_generations (
     generation INTEGER NOT NULL
 );
 INSERT INTO bug_generations (product_id, generation)
-SELECT DISTINCT coalesce(product_id, -1), 1 FROM bugs;
+SELECT coalesce(product_id, -1), 1 FROM bugs UNION SELECT coalesce(product_id, -1), 1 FROM tests;
 
 CREATE TRIGGER bugs_generation_insert AFTER INSERT ON bugs BEGIN
     {_BUMP.format(pid="new.product_id")}
@@ -76,14 +97,20 @@ CREATE TRIGGER bugs_generation_update AFTER UPDATE ON bugs WHEN {_CHANGED} BEGIN
 END;
 
 CREATE TRIGGER tests_generation_insert AFTER INSERT ON tests BEGIN
-    {_BUMP_BUGS_OF_TEST.format(tid="new.id")}
+    {_BUMP_TEST.format(row="new")}
 END;
 CREATE TRIGGER tests_generation_delete AFTER DELETE ON tests BEGIN
-    {_BUMP_BUGS_OF_TEST.format(tid="old.id")}
+    {_BUMP_TEST.format(row="old")}
 END;
-CREATE TRIGGER tests_generation_update AFTER UPDATE ON tests
-WHEN old.testing_type IS NOT new.testing_type OR old.status IS NOT new.status
-    OR old.raw IS NOT new.raw OR old.deleted_at IS NOT new.deleted_at BEGIN
-    {_BUMP_BUGS_OF_TEST.format(tid="new.id")}
+CREATE TRIGGER tests_generation_update AFTER UPDATE ON tests WHEN {_TEST_CHANGED} BEGIN
+    {_BUMP_TEST.format(row="old")}
+    {_BUMP.format(pid="new.product_id")}
+END;
+
+CREATE TRIGGER test_features_generation_insert AFTER INSERT ON test_features BEGIN
+    {_BUMP_FEATURES_OF_TEST.format(tid="new.test_id")}
+END;
+CREATE TRIGGER test_features_generation_delete AFTER DELETE ON test_features BEGIN
+    {_BUMP_FEATURES_OF_TEST.format(tid="old.test_id")}
 END;
 """
