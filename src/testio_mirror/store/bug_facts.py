@@ -52,6 +52,7 @@ CODED = BUG_COLUMNS + TEST_COLUMNS
 # test's end_at) and its month (months since 1970-01), which the time buckets are made of;
 # NO_TIME for a row without one.
 TIME_COLUMNS = ("day", "month")
+TIME_UNITS = ("day", "week", "month", "quarter")
 NO_TIME = np.iinfo(np.int32).min
 
 # From the index alone (migration 11 widened it for this): the rows hold the raw JSON, and
@@ -103,10 +104,15 @@ class Coding:
 
 @dataclass(frozen=True)
 class Table:
-    """Rows of one kind (bugs, or tests), a column each: codes, and the time numbers."""
+    """Rows of one kind (bugs, or tests), a column each: codes, and the time numbers; once
+    joined, the time buckets too (``joined``)."""
 
     columns: dict[str, Codes]
     moments: Times  # a bug's reported_at, a test's end_at; NaT: none
+    # Per time unit, the number (days, weeks as their Monday's day, months, quarters since
+    # 1970) of bucket code 1; column "<unit>_bucket" holds each row's code, 0 without a time.
+    first_bucket: dict[str, int] = field(default_factory=dict)
+    buckets: dict[str, int] = field(default_factory=dict)  # unit -> how many codes
 
     @property
     def size(self) -> int:
@@ -114,10 +120,26 @@ class Table:
 
     @staticmethod
     def joined(tables: Sequence[Table], names: Sequence[str]) -> Table:
-        if not tables:
-            return Table({n: np.zeros(0, np.int32) for n in names}, np.zeros(0, "datetime64[us]"))
-        columns = {n: np.concatenate([t.columns[n] for t in tables]) for n in names}
-        return Table(columns, np.concatenate([t.moments for t in tables]))
+        """The tables one after another, with every row's time bucket of every unit."""
+        if tables:
+            columns = {n: np.concatenate([t.columns[n] for t in tables]) for n in names}
+            moments = np.concatenate([t.moments for t in tables])
+        else:
+            columns = {n: np.zeros(0, np.int32) for n in names}
+            moments = np.zeros(0, "datetime64[us]")
+        first_bucket, buckets = {}, {}
+        missing = columns["day"] == NO_TIME
+        for unit in TIME_UNITS:
+            numbers = columns["day" if unit in ("day", "week") else "month"].astype(np.int64)
+            if unit == "week":  # back to the Monday: 1970-01-01 was a Thursday
+                numbers = numbers - (numbers + 3) % 7
+            elif unit == "quarter":
+                numbers = numbers // 3
+            first = int(numbers[~missing].min()) if not missing.all() else 0
+            codes = np.where(missing, 0, numbers - first + 1).astype(np.int32)
+            columns[f"{unit}_bucket"] = codes
+            first_bucket[unit], buckets[unit] = first, int(codes.max(initial=0)) + 1
+        return Table(columns, moments, first_bucket, buckets)
 
 
 @dataclass(frozen=True)

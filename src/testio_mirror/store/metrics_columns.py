@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from testio_mirror.store.bug_facts import NO_TIME, Codes, Coding, Table
+from testio_mirror.store.bug_facts import TIME_UNITS, Codes, Coding, Table
 from testio_mirror.store.sqlite.timefmt import to_db
 
 Ints = npt.NDArray[np.int64]
@@ -20,7 +20,7 @@ Mask = npt.NDArray[np.bool_]
 Key = tuple[Any, ...]
 Group = dict[str, Any]
 KeyCodes = tuple[Ints, int, Callable[[int], Any]]  # codes 0..size-1, size, code -> key value
-TIME_DIMENSIONS = ("day", "week", "month", "quarter")
+TIME_DIMENSIONS = TIME_UNITS
 DIRECT_GROUPS = 1 << 18  # fewer possible groups: counted in place, without sorting the keys
 _EPOCH = date(1970, 1, 1)
 
@@ -76,21 +76,10 @@ def coded_key(values: list[Any], codes: Any, known: bool = False) -> KeyCodes:
 _KNOWN = {1: "true", 0: "false"}
 
 
-def time_key(unit: str, cols: dict[str, Any]) -> KeyCodes:
-    """Buckets as numbers (days since 1970, or months, or quarters), offset so the first is 1;
-    0 is the NULL bucket of a row without a time. Keys as the SQL writes them."""
-    numbers = cols["day" if unit in ("day", "week") else "month"]
-    missing = numbers == NO_TIME
-    numbers = numbers.astype(np.int64)
-    if unit == "week":  # back to the Monday: 1970-01-01 was a Thursday
-        numbers = numbers - (numbers + 3) % 7
-    elif unit == "quarter":
-        numbers = numbers // 3
-    if missing.all():
-        return np.zeros(len(numbers), np.int64), 1, lambda _: None
-    first = int(numbers[~missing].min())
-    codes: Ints = np.where(missing, 0, numbers - first + 1)
-
+def time_key(unit: str, cols: dict[str, Any], table: Table) -> KeyCodes:
+    """The row's bucket of ``unit`` (``Table.joined`` numbered them: code 0 is the NULL bucket
+    of a row without a time); keys as the SQL writes them."""
+    first = table.first_bucket[unit]
     written: dict[int, str | None] = {0: None}  # thousands of groups share a few buckets
 
     def decode(code: int) -> str | None:
@@ -99,7 +88,7 @@ def time_key(unit: str, cols: dict[str, Any]) -> KeyCodes:
             found = written[code] = _bucket_text(unit, first + code - 1)
         return found
 
-    return codes, int(codes.max()) + 1, decode
+    return cols[f"{unit}_bucket"], table.buckets[unit], decode
 
 
 _UNWRITTEN = ""  # no bucket's text is empty
@@ -143,15 +132,15 @@ def groups_of(keys: Sequence[KeyCodes], size: int) -> tuple[Ints, int, Callable[
 
 def distinct_pairs(group: Ints, values: Any, size: int) -> Ints:
     """The distinct (group, value) pairs of non-NULL values (code 0), as numbers in order
-    (group * size + value): marked in place when that many could exist, else sorted out."""
-    held = values != 0
-    numbers = group[held] * size + values[held]  # int64: the groups' numbers are
+    (group * size + value): counted in place when that many could exist, else sorted out."""
+    numbers = group * size + values  # int64: the groups' numbers are
     possible = (int(group.max()) + 1) * size if len(group) else 0
     if possible <= DIRECT_GROUPS * 4:
-        seen = np.zeros(possible, np.bool_)
-        seen[numbers] = True
-        return np.flatnonzero(seen)
-    return np.unique(numbers)
+        counted = np.bincount(numbers, minlength=possible)
+        counted[::size] = 0  # value code 0: NULL, which no distinct count counts
+        found: Ints = np.flatnonzero(counted)
+        return found
+    return np.unique(numbers[values != 0])
 
 
 def sets_of(pairs: Ints, size: int, values: list[Any]) -> dict[int, frozenset[str]]:

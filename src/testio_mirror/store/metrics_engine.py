@@ -12,6 +12,7 @@ distinct (group, value) pairs.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,7 @@ def grouped(
     size = int(np.count_nonzero(keep))
     cols = Kept(facts.bugs.columns, None if size == facts.bugs.size else keep)
     keys = [
-        time_key(name, cols)
+        time_key(name, cols, facts.bugs)
         if name in TIME_DIMENSIONS
         else coded_key(
             facts.codes[CODED_DIMENSIONS[name]].values,
@@ -89,9 +90,9 @@ def grouped(
         for name in dimensions
     ]
     group, count, decode = groups_of(keys, size)
-    result = {name: _AGGREGATES[name](facts, cols, group, count) for name in aggregates}
-    rows = result["bugs"] if "bugs" in result else np.bincount(group, minlength=count)
-    return answered(dimensions, aggregates, result, rows, decode)
+    counting = _Counting(facts, cols, group, count)
+    result = {name: _AGGREGATES[name](counting) for name in aggregates}
+    return answered(dimensions, aggregates, result, counting.bugs, decode)
 
 
 def _kept(facts: Facts, chosen: MetricsFilter) -> Mask:
@@ -111,64 +112,92 @@ def _kept(facts: Facts, chosen: MetricsFilter) -> Mask:
     return keep
 
 
-Aggregate = Callable[[Facts, dict[str, Any], Ints, int], Any]
+class _Counting:
+    """One query's groups and the counts its aggregates share, each counted once: the bugs per
+    group and status, per group and severity (one ``bincount`` each, not one per aggregate)."""
+
+    def __init__(self, facts: Facts, cols: dict[str, Any], group: Ints, count: int) -> None:
+        self.facts = facts
+        self.cols = cols
+        self.group = group
+        self.count = count
+
+    def code(self, column: str, value: Any) -> int | None:
+        return self.facts.codes[column].index.get(value)  # None: no bug holds it
+
+    def per(self, column: str) -> Ints:
+        """Bugs per group (rows) and value code of ``column`` (columns)."""
+        size = len(self.facts.codes[column].values)
+        numbers = self.group * size + self.cols[column]
+        counted: Ints = np.bincount(numbers, minlength=self.count * size)
+        return counted.reshape(self.count, size)
+
+    @cached_property
+    def by_status(self) -> Ints:
+        return self.per("status")
+
+    @cached_property
+    def by_severity(self) -> Ints:
+        return self.per("severity")
+
+    @cached_property
+    def bugs(self) -> Ints:
+        counted: Ints = np.bincount(self.group, minlength=self.count)
+        return counted
+
+    def status(self, name: str) -> Ints:
+        code = self.code("status", name)
+        return self.by_status[:, code] if code is not None else np.zeros(self.count, np.int64)
 
 
-def _coded(facts: Facts, column: str, value: Any) -> int:
-    return facts.codes[column].index.get(value, -1)  # -1: no bug holds it
-
-
-def _where(group: Ints, count: int, condition: Mask) -> Ints:
-    return np.bincount(group[condition], minlength=count)
+Aggregate = Callable[[_Counting], Any]
 
 
 def _status(name: str) -> Aggregate:
-    def counted(facts: Facts, cols: dict[str, Any], group: Ints, count: int) -> Ints:
-        return _where(group, count, cols["status"] == _coded(facts, "status", name))
+    return lambda counting: counting.status(name)
 
+
+def _auto_accepted(counting: _Counting) -> Ints:
+    accepted, automatic = counting.code("status", "accepted"), counting.code("auto_accepted", 1)
+    if accepted is None or automatic is None:
+        return np.zeros(counting.count, np.int64)
+    both = (counting.cols["status"] == accepted) & (counting.cols["auto_accepted"] == automatic)
+    counted: Ints = np.bincount(counting.group[both], minlength=counting.count)
     return counted
 
 
-def _bugs(facts: Facts, cols: dict[str, Any], group: Ints, count: int) -> Ints:
-    return np.bincount(group, minlength=count)
+def _critical(counting: _Counting) -> Ints:
+    code = counting.code("severity", "critical")
+    return counting.by_severity[:, code] if code is not None else np.zeros(counting.count, np.int64)
 
 
-def _auto_accepted(facts: Facts, cols: dict[str, Any], group: Ints, count: int) -> Ints:
-    accepted = cols["status"] == _coded(facts, "status", "accepted")
-    automatic = cols["auto_accepted"] == _coded(facts, "auto_accepted", 1)
-    return _where(group, count, accepted & automatic)
-
-
-def _critical(facts: Facts, cols: dict[str, Any], group: Ints, count: int) -> Ints:
-    return _where(group, count, cols["severity"] == _coded(facts, "severity", "critical"))
-
-
-def _severity_points(facts: Facts, cols: dict[str, Any], group: Ints, count: int) -> Ints:
+def _severity_points(counting: _Counting) -> Ints:
     weights = np.array(
         [
             SEVERITY_WEIGHTS.get(v, 0) if isinstance(v, str) else 0
-            for v in facts.codes["severity"].values
+            for v in counting.facts.codes["severity"].values
         ],
-        np.float64,
+        np.int64,
     )
-    points = np.bincount(group, weights=weights[cols["severity"]], minlength=count)
-    return np.rint(points).astype(np.int64)
+    points: Ints = counting.by_severity @ weights
+    return points
 
 
-def _testers(facts: Facts, cols: dict[str, Any], group: Ints, count: int) -> Ints:
-    size = len(facts.codes["author"].values)
-    return np.bincount(distinct_pairs(group, cols["author"], size) // size, minlength=count)
+def _testers(counting: _Counting) -> Ints:
+    size = len(counting.facts.codes["author"].values)
+    pairs = distinct_pairs(counting.group, counting.cols["author"], size)
+    counted: Ints = np.bincount(pairs // size, minlength=counting.count)
+    return counted
 
 
-def _bug_features(
-    facts: Facts, cols: dict[str, Any], group: Ints, count: int
-) -> dict[int, frozenset[str]]:
-    values = facts.codes["feature_id"].values
-    return sets_of(distinct_pairs(group, cols["feature_id"], len(values)), len(values), values)
+def _bug_features(counting: _Counting) -> dict[int, frozenset[str]]:
+    values = counting.facts.codes["feature_id"].values
+    pairs = distinct_pairs(counting.group, counting.cols["feature_id"], len(values))
+    return sets_of(pairs, len(values), values)
 
 
 _AGGREGATES: dict[str, Aggregate] = {
-    "bugs": _bugs,
+    "bugs": lambda counting: counting.bugs,
     "accepted": _status("accepted"),
     "rejected": _status("rejected"),
     "forwarded": _status("forwarded"),

@@ -74,7 +74,7 @@ def test_groups(
         cols = Kept(tests.columns, rows)
         cols["feature_id"] = np.concatenate([pair_features, np.zeros(len(alone), np.int32)])
     keys = [
-        time_key(name, cols)
+        time_key(name, cols, tests)
         if name in TIME_DIMENSIONS
         else coded_key(
             facts.codes[CODED_TEST_DIMENSIONS[name]].values, cols[CODED_TEST_DIMENSIONS[name]]

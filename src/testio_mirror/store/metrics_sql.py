@@ -161,4 +161,7 @@ def scope_sql(chosen: MetricsFilter, columns: str = SCOPE_IDS) -> tuple[str, lis
         where.add("(t.end_at IS NULL OR t.end_at >= ?)", to_db(chosen.since))
     if chosen.until is not None:
         where.add("(t.start_at IS NULL OR t.start_at < ?)", to_db(chosen.until))
-    return f"SELECT {columns} FROM tests t {TESTS_INDEX}{where.sql}", where.params
+    # Without a period or testing types the planner's own choice, tests_bug_freshness (product,
+    # bugs_fetched_at), is narrower and twice as quick to read.
+    wide = chosen.since or chosen.until or chosen.testing_types
+    return f"SELECT {columns} FROM tests t {TESTS_INDEX if wide else ''}{where.sql}", where.params
