@@ -39,12 +39,12 @@ REFUSED: list[tuple[str, JSON, list[str]]] = [
     ("search", {"query": ""}, ['query was ""', "text of 1 to 500 characters"]),
     ("list_bugs", {"test_ids": list(range(1, 300))}, ["a list of 299 items", "up to 200"]),
     ("sync_data", {"product_ids": [0]}, ["product_ids[0] was 0", f"from 1 to {JS_SAFE}"]),
-    # A list argument refused as a whole: what was given, then the list and its items' shape
-    # (an enum or a pattern, from the items' anyOf).
-    ("query_metrics", {"metrics": "nope"}, ['metrics was "nope" (a string)', *METRIC_SHAPE]),
+    # A list argument refused as a whole: what was given (and its kind when no value of that
+    # kind is taken), then the list and its items' shape (an enum or a pattern, their anyOf).
+    ("query_metrics", {"metrics": "nope"}, ['metrics was "nope", expected', *METRIC_SHAPE]),
     ("query_metrics", {"metrics": 5}, ["metrics was 5 (a number)", *METRIC_SHAPE]),
     ("query_metrics", {"metrics": {"a": 1}}, ['metrics was {"a": 1} (an object)', *METRIC_SHAPE]),
-    ("query_metrics", {"metrics": []}, ["metrics was [] (an empty list)", *METRIC_SHAPE]),
+    ("query_metrics", {"metrics": []}, ["metrics was [], expected", *METRIC_SHAPE]),
     ("query_metrics", {"metrics": ["bug_count"] * 25}, ["a list of 25 items", *METRIC_SHAPE]),
     ("query_metrics", {"metrics": [1]}, ["metrics[0] was 1 (a number)", METRIC_NAMES]),
     (

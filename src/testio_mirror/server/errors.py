@@ -110,8 +110,8 @@ class ArgumentExplainingServer(MCPServer[LifespanT], Generic[LifespanT]):
 
 def refused_arguments(error: ValidationError, schema: JSON, arguments: JSON) -> str:
     """One line naming every refused argument, what it was and what ``schema`` (the tool's
-    input schema) accepts: ``invalid arguments: limit was 0 (a number), expected an integer from
-    1 to 100``; inside an object, the path to the field (``changes[0].action was ...``).
+    input schema) accepts: ``invalid arguments: limit was 0, expected an integer from 1 to
+    100``; inside an object, the path to the field (``changes[0].action was ...``).
     ``arguments`` are the ones given."""
     properties: JSON = _inline_refs(schema, schema.get("$defs", {})).get("properties", {})
     # Items refused for the same reason (metrics[0], metrics[1]) share one expectation: said
@@ -167,7 +167,8 @@ def _refusal(details: ErrorDetails, properties: JSON, arguments: JSON) -> tuple[
         what = target.get("description")
         known = ", ".join(p for p in (what, accepted) if p)
         return f"{path} is required", f": {known}" if known else ""
-    return f"{path} was {_shown(details['input'])}", f", expected {accepted or 'another value'}"
+    given = details["input"]
+    return f"{path} was {_shown(given, target)}", f", expected {accepted or 'another value'}"
 
 
 def _fields(schema: JSON) -> JSON:
@@ -289,28 +290,45 @@ def _run_length(run: re.Match[str]) -> str:
     return f"{low} to {high}" if high else f"at least {low}"
 
 
-def _shown(value: object) -> str:
-    """A refused value as JSON, cut to a bound, and what kind of value it is."""
+def _shown(value: object, schema: JSON) -> str:
+    """A refused value as JSON, cut to a bound; with its kind when ``schema`` takes no value of
+    that kind (``5 (a number)`` where a list of names is expected), the kind being the mistake."""
     if isinstance(value, list) and len(value) > 5:
         return f"a list of {len(value)} items"
-    kind = _kind(value)
     text = _cut(json.dumps(value, ensure_ascii=False, default=str))
-    return f"{text} ({kind})" if kind else text
+    kind, json_types = _kind(value)
+    if not kind or json_types & _types(schema):
+        return text
+    return f"{text} ({kind})"
 
 
-def _kind(value: object) -> str:
+def _kind(value: object) -> tuple[str, set[str]]:
+    """What ``value`` is, in words and as the JSON schema types that take it."""
     # bool before int: JSON's true is no number, Python's True is an int.
     if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
+        return "a boolean", {"boolean"}
+    if isinstance(value, int):
+        return "a number", {"integer", "number"}
+    if isinstance(value, float):
+        return "a number", {"number"}
     if isinstance(value, str):
-        return "a string"
+        return "a string", {"string"}
     if isinstance(value, list):
-        return "a list" if value else "an empty list"
+        return ("a list" if value else "an empty list"), {"array"}
     if isinstance(value, Mapping):
-        return "an object"
-    return ""  # null says what it is
+        return "an object", {"object"}
+    return "", set()  # null says what it is
+
+
+def _types(schema: JSON) -> set[str]:
+    """The JSON types ``schema`` takes, through its anyOf (nested, as a list's items are)."""
+    found: set[str] = set()
+    for choice in _choices(schema):
+        if "anyOf" in choice:
+            found |= _types(choice)
+        elif isinstance(choice.get("type"), str):
+            found.add(choice["type"])
+    return found
 
 
 def _cut(text: str) -> str:
