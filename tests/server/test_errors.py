@@ -15,6 +15,9 @@ from tests.helpers.settings import make_settings
 TINY = DatasetSpec(seed=7, products=1, section_products=0, tests_per_product=3, bugs_per_test=1)
 JS_SAFE = 2**53 - 1  # the largest id the tools take: what JavaScript reads exactly
 TEST_STATUSES = "initialized, waiting, running, locked, customer_finalized, archived, cancelled"
+METRIC_NAMES = "one of test_count, bug_count, bugs_per_test, accepted, rejected, forwarded"
+FIELD_METRIC = "field_<count|sum|mean|min|max>:<1 to 64 of [a-z0-9_]>"
+METRIC_SHAPE = [METRIC_NAMES, FIELD_METRIC, "or a list of 1 to 24 of them"]
 
 # (tool, arguments, what the message must say)
 REFUSED: list[tuple[str, JSON, list[str]]] = [
@@ -36,6 +39,24 @@ REFUSED: list[tuple[str, JSON, list[str]]] = [
     ("search", {"query": ""}, ['query was ""', "text of 1 to 500 characters"]),
     ("list_bugs", {"test_ids": list(range(1, 300))}, ["a list of 299 items", "up to 200"]),
     ("sync_data", {"product_ids": [0]}, ["product_ids[0] was 0", f"from 1 to {JS_SAFE}"]),
+    # A list argument refused as a whole: what was given (and its kind when no value of that
+    # kind is taken), then the list and its items' shape (an enum or a pattern, their anyOf).
+    ("query_metrics", {"metrics": "nope"}, ['metrics was "nope", expected', *METRIC_SHAPE]),
+    ("query_metrics", {"metrics": 5}, ["metrics was 5 (a number)", *METRIC_SHAPE]),
+    ("query_metrics", {"metrics": {"a": 1}}, ['metrics was {"a": 1} (an object)', *METRIC_SHAPE]),
+    ("query_metrics", {"metrics": []}, ["metrics was [], expected", *METRIC_SHAPE]),
+    ("query_metrics", {"metrics": ["bug_count"] * 25}, ["a list of 25 items", *METRIC_SHAPE]),
+    ("query_metrics", {"metrics": [1]}, ["metrics[0] was 1 (a number)", METRIC_NAMES]),
+    (
+        "query_metrics",
+        {"metrics": ["bug_count"], "dimensions": ["product", "day", "week"]},
+        ["dimensions was", "a list of up to 2 of them", "one of product, feature, test"],
+    ),
+    (
+        "query_metrics",
+        {"metrics": ["bug_count"], "sort_by": "zz"},
+        ['sort_by was "zz"', "test_count, bug_count", "more", "field_<count|sum|mean|min|max>:"],
+    ),
 ]
 
 
@@ -64,3 +85,15 @@ async def test_every_refused_argument_is_named_once(
     assert text.startswith("Error executing tool list_bugs: invalid arguments: "), text
     for part in ("limit was 0", 'severity[0] was "blocker"', 'severity[1] was "major"', "until"):
         assert text.count(part) == 1, (part, text)
+
+
+async def test_items_refused_alike_share_one_expectation(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    # Each item is shown as the value it is (not the whole list), and what every item must be
+    # is said once, not once per item.
+    async with connect(make_settings(make_sandbox(TINY), tmp_path / "home")) as client:
+        text = await call_error(client, "query_metrics", {"metrics": [1, 2]})
+    assert "metrics[0] was 1 (a number), metrics[1] was 2 (a number), expected " in text, text
+    assert "[1, 2]" not in text, text
+    assert text.count(METRIC_NAMES) == 1, text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -70,7 +71,9 @@ def _short(exc: UpstreamError) -> str:
 
 LifespanT = TypeVar("LifespanT")
 JSON = Mapping[str, Any]
-_SHOWN = 80  # characters of a refused value an error repeats
+_SHOWN = 80  # characters of a refused value (or of a pattern) an error repeats
+_VALUES_SHOWN = 20  # values of an enum an error lists; the rest are counted
+_SUBJECTS_SHOWN = 5  # refused items named before one expectation; the rest are counted
 
 
 class ArgumentExplainingServer(MCPServer[LifespanT], Generic[LifespanT]):
@@ -111,10 +114,22 @@ def refused_arguments(error: ValidationError, schema: JSON, arguments: JSON) -> 
     100``; inside an object, the path to the field (``changes[0].action was ...``).
     ``arguments`` are the ones given."""
     properties: JSON = _inline_refs(schema, schema.get("$defs", {})).get("properties", {})
-    parts = [
-        _refusal(details, properties, arguments) for details in error.errors(include_url=False)
-    ]
-    return "invalid arguments: " + "; ".join(dict.fromkeys(parts))
+    # Items refused for the same reason (metrics[0], metrics[1]) share one expectation: said
+    # once, it keeps a long list of bad items from repeating a long enum.
+    subjects: dict[str, list[str]] = {}
+    for details in error.errors(include_url=False):
+        subject, expectation = _refusal(details, properties, arguments)
+        alike = subjects.setdefault(expectation, [])
+        if subject not in alike:
+            alike.append(subject)
+    parts = [_subjects(alike) + expectation for expectation, alike in subjects.items()]
+    return "invalid arguments: " + "; ".join(parts)
+
+
+def _subjects(subjects: list[str]) -> str:
+    shown = ", ".join(subjects[:_SUBJECTS_SHOWN])
+    more = len(subjects) - _SUBJECTS_SHOWN
+    return f"{shown} and {more} more like them" if more > 0 else shown
 
 
 def _inline_refs(value: Any, definitions: JSON) -> Any:
@@ -129,30 +144,31 @@ def _inline_refs(value: Any, definitions: JSON) -> Any:
     return value
 
 
-def _refusal(details: ErrorDetails, properties: JSON, arguments: JSON) -> str:
+def _refusal(details: ErrorDetails, properties: JSON, arguments: JSON) -> tuple[str, str]:
+    """What was refused (``limit was 0 (a number)``) and what is expected instead
+    (``, expected an integer from 1 to 100``): the message is the two joined."""
     loc = details["loc"]
     if not loc:
-        return "the arguments must be a JSON object"
+        return "the arguments must be a JSON object", ""
     name = str(loc[0])
     argument: JSON = properties.get(name, {})
     listed = isinstance(arguments.get(name), list)
-    target, path, followed = argument, name, True
+    target, path = argument, name
     for part in loc[1:]:
         fields = _fields(target)
         if isinstance(part, int) and listed:
             target, path = _within(target, [part]), f"{path}[{part}]"
         elif isinstance(part, str) and part in fields:
             target, path = fields[part], f"{path}.{part}"
-        else:
-            # One value given for a list (schema.OneOrMany), or pydantic naming a union's
-            # branch: speak of what was given.
-            followed = False
+        # Else one value given for a list (schema.OneOrMany: its index is pydantic's), or
+        # pydantic naming a union's branch: the value refused is still the one at ``path``.
     accepted = _accepted(target)
     if details["type"] == "missing":
         what = target.get("description")
-        return f"{path} is required: " + ", ".join(p for p in (what, accepted) if p)
-    given = details["input"] if followed else arguments.get(name)
-    return f"{path} was {_shown(given)}, expected {accepted or 'another value'}"
+        known = ", ".join(p for p in (what, accepted) if p)
+        return f"{path} is required", f": {known}" if known else ""
+    given = details["input"]
+    return f"{path} was {_shown(given, target)}", f", expected {accepted or 'another value'}"
 
 
 def _fields(schema: JSON) -> JSON:
@@ -182,14 +198,30 @@ def _accepted(schema: JSON) -> str:
     arrays = [c for c in choices if c.get("type") == "array"]
     if len(choices) == 2 and len(arrays) == 1 and arrays[0].get("items") in choices:
         array = arrays[0]  # one value or a list of them (schema.OneOrMany)
-        most = f"up to {array['maxItems']}" if "maxItems" in array else "any number"
-        return f"{_one(array.get('items', {}))}, or a list of {most} of them"
-    return " or ".join(_one(c) for c in choices)
+        return f"{_one(array.get('items', {}))}, or a list of {_how_many(array)} of them"
+    return _either(choices)
+
+
+def _either(choices: Sequence[JSON]) -> str:
+    # Branches that read the same (two patterns too rich to show) are said once.
+    return " or ".join(dict.fromkeys(_one(c) for c in choices))
+
+
+def _how_many(array: JSON) -> str:
+    low, high = array.get("minItems", 0), array.get("maxItems")
+    if high is not None:
+        return f"{low} to {high}" if low else f"up to {high}"
+    return f"at least {low}" if low else "any number"
 
 
 def _one(schema: JSON) -> str:
+    if "anyOf" in schema:  # the items of a list may be a union (an enum or a pattern)
+        return _either(_choices(schema))
     if "enum" in schema:
-        return "one of " + ", ".join(str(v) for v in schema["enum"])
+        values = [str(v) for v in schema["enum"]]
+        more = len(values) - _VALUES_SHOWN
+        cut = f" (and {more} more in the tool's schema)" if more > 0 else ""
+        return "one of " + ", ".join(values[:_VALUES_SHOWN]) + cut
     kind = schema.get("type")
     if kind in ("integer", "number"):
         noun = "an integer" if kind == "integer" else "a number"
@@ -202,6 +234,9 @@ def _one(schema: JSON) -> str:
     if kind == "string":
         if schema.get("format") == "date-time":
             return "an ISO 8601 date or date-time (2026-11-01 or 2026-11-01T09:30:00Z)"
+        if "pattern" in schema:
+            pattern = str(schema["pattern"])
+            return _pattern_in_words(pattern) or f"text matching {_cut(pattern)}"
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if high is not None:
             return (
@@ -217,13 +252,84 @@ def _one(schema: JSON) -> str:
         keys = [k if k in required else f"{k}?" for k in schema.get("properties", {})]
         return "an object {" + ", ".join(keys) + "}"
     if kind == "array":
-        most = f"up to {schema['maxItems']}" if "maxItems" in schema else "any number of"
-        return f"a list of {most} items, each {_one(schema.get('items', {}))}"
+        return f"a list of {_how_many(schema)} items, each {_one(schema.get('items', {}))}"
     return "a value of another type" if kind is None else f"a JSON {kind}"
 
 
-def _shown(value: object) -> str:
+# A pattern made only of literal text, alternatives and runs of a character class reads as a
+# template: ^field_(count|sum):[a-z_]{1,64}$ as field_<count|sum>:<1 to 64 of [a-z_]>.
+_LITERAL = re.compile(r"[A-Za-z0-9_:/ -]+|\\[.:/_-]")
+_ALTERNATIVES = re.compile(r"\(([A-Za-z0-9_]+(?:\|[A-Za-z0-9_]+)*)\)")
+_RUN = re.compile(r"\[([^\]\\]+)\](?:\{(\d+)(,(\d*))?\}|(\+))")
+
+
+def _pattern_in_words(pattern: str) -> str | None:
+    """``pattern`` as a template (see above); None when it uses anything else."""
+    if not (pattern.startswith("^") and pattern.endswith("$")):
+        return None  # a pattern that matches anywhere in the text is no template
+    body, at, words = pattern[1:-1], 0, []
+    while at < len(body):
+        if found := _LITERAL.match(body, at):
+            words.append(found.group().replace("\\", ""))
+        elif found := _ALTERNATIVES.match(body, at):
+            words.append(f"<{found.group(1)}>")
+        elif found := _RUN.match(body, at):
+            words.append(f"<{_run_length(found)} of [{found.group(1)}]>")
+        else:
+            return None
+        at = found.end()
+    return "".join(words) or None
+
+
+def _run_length(run: re.Match[str]) -> str:
+    low, comma, high = run.group(2), run.group(3), run.group(4)
+    if run.group(5):  # +
+        return "1 or more"
+    if not comma:
+        return low
+    return f"{low} to {high}" if high else f"at least {low}"
+
+
+def _shown(value: object, schema: JSON) -> str:
+    """A refused value as JSON, cut to a bound; with its kind when ``schema`` takes no value of
+    that kind (``5 (a number)`` where a list of names is expected), the kind being the mistake."""
     if isinstance(value, list) and len(value) > 5:
         return f"a list of {len(value)} items"
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = _cut(json.dumps(value, ensure_ascii=False, default=str))
+    kind, json_types = _kind(value)
+    if not kind or json_types & _types(schema):
+        return text
+    return f"{text} ({kind})"
+
+
+def _kind(value: object) -> tuple[str, set[str]]:
+    """What ``value`` is, in words and as the JSON schema types that take it."""
+    # bool before int: JSON's true is no number, Python's True is an int.
+    if isinstance(value, bool):
+        return "a boolean", {"boolean"}
+    if isinstance(value, int):
+        return "a number", {"integer", "number"}
+    if isinstance(value, float):
+        return "a number", {"number"}
+    if isinstance(value, str):
+        return "a string", {"string"}
+    if isinstance(value, list):
+        return ("a list" if value else "an empty list"), {"array"}
+    if isinstance(value, Mapping):
+        return "an object", {"object"}
+    return "", set()  # null says what it is
+
+
+def _types(schema: JSON) -> set[str]:
+    """The JSON types ``schema`` takes, through its anyOf (nested, as a list's items are)."""
+    found: set[str] = set()
+    for choice in _choices(schema):
+        if "anyOf" in choice:
+            found |= _types(choice)
+        elif isinstance(choice.get("type"), str):
+            found.add(choice["type"])
+    return found
+
+
+def _cut(text: str) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
