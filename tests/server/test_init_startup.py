@@ -32,3 +32,36 @@ def test_building_the_server_loads_nothing_the_first_answers_do_not_need() -> No
     loaded = set(json.loads(found.stdout.strip().splitlines()[-1]))
     assert "testio_mirror.server.answers" in loaded  # the probe did build the server
     assert sorted(loaded & set(LOADED_WITH_THE_APP)) == []
+    assert "numpy" not in loaded  # the first metrics query loads it
+
+
+MIRROR_PROBE = """
+import asyncio, json, sys, tempfile
+import testio_mirror.cli.main, testio_mirror.sync.service
+from testio_mirror.settings import load_settings
+from testio_mirror.store.mirror import Mirror
+
+async def main():
+    mirror = await Mirror.open(load_settings(mirror_home=tempfile.mkdtemp()), None)
+    try:
+        before = "numpy" in sys.modules
+        async with mirror.db.reader() as conn:
+            await mirror.bug_facts.current(conn)
+        print(json.dumps([before, "numpy" in sys.modules]))
+    finally:
+        await mirror.close()
+
+asyncio.run(main())
+"""
+
+
+def test_numpy_is_loaded_by_the_first_metrics_query_only() -> None:
+    # About 15 MB and 80 ms: a sync, the CLI and a server nobody asks for metrics go without.
+    found = subprocess.run(
+        [sys.executable, "-c", MIRROR_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(found.stdout.strip().splitlines()[-1]) == [False, True]

@@ -9,9 +9,10 @@ Example::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from testio_mirror.settings import Settings
 from testio_mirror.store.account import Account, bind_account, check_account
-from testio_mirror.store.bug_facts import BugFacts
 from testio_mirror.store.bugs import BugRepository
 from testio_mirror.store.exploratory_tests import ExploratoryTestRepository
 from testio_mirror.store.features import FeatureRepository
@@ -29,6 +30,9 @@ from testio_mirror.store.sync_state import SyncStateRepository, empty_mirror
 from testio_mirror.store.test_cases import TestCaseRepository
 from testio_mirror.store.testers import TesterRepository
 from testio_mirror.upstream.health import UpstreamHealth
+
+if TYPE_CHECKING:
+    from testio_mirror.store.bug_facts import BugFacts
 
 
 class Mirror:
@@ -56,8 +60,18 @@ class Mirror:
         self.summaries = SummaryRepository(db, policy, self.products, self.features, self.bugs)
         self.sync_state = SyncStateRepository(db)
         self.outbox = Outbox(db, policy.stamp)
-        # query_metrics' in-memory bug columns: loaded at the first query, kept per mirror
-        self.bug_facts = BugFacts()
+        self._bug_facts: BugFacts | None = None
+
+    @property
+    def bug_facts(self) -> BugFacts:
+        """query_metrics' in-memory columns, kept per mirror and loaded at the first query;
+        numpy is imported then, so a sync or a server nobody asks for metrics never loads it
+        (about 15 MB and 80 ms)."""
+        if self._bug_facts is None:
+            from testio_mirror.store.bug_facts import BugFacts
+
+            self._bug_facts = BugFacts()
+        return self._bug_facts
 
     @classmethod
     async def open(
