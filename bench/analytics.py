@@ -74,6 +74,23 @@ def analytics_mix(product_id: int) -> list[tuple[str, str, dict[str, Any]]]:
                 "product_ids": [product_id],
             },
         ),
+        (
+            "query_metrics platform x month, a period",
+            "query_metrics",
+            {
+                "metrics": ["bug_count", "acceptance_rate"],
+                "dimensions": ["platform", "month"],
+                **period,
+            },
+        ),
+        (
+            "query_metrics custom field x product",
+            "query_metrics",
+            {
+                "metrics": ["bug_count", "field_mean:affected_users"],
+                "dimensions": ["custom_field:customer_impact", "product"],
+            },
+        ),
         ("quality_report one product", "quality_report", {"product_ids": [product_id], **period}),
     ]
 

@@ -58,7 +58,7 @@ NO_TIME = np.iinfo(np.int32).min
 # From the index alone (migration 11 widened it for this): the rows hold the raw JSON, and
 # reading them costs four times as much. The planner, without statistics, takes another index.
 _BUGS_SQL = (
-    f"SELECT {', '.join(BUG_COLUMNS)}, reported_at FROM bugs INDEXED BY bugs_for_stats "
+    f"SELECT {', '.join(BUG_COLUMNS)}, reported_at, id FROM bugs INDEXED BY bugs_for_stats "
     "WHERE deleted_at IS NULL AND product_id {product}"
 )
 _ENVIRONMENT = "json_extract(raw, '$.test_environment.title')"
@@ -73,6 +73,18 @@ _TESTS_SQL = (
     f"SELECT product_id, id, testing_type, status, {_ENVIRONMENT}, created_by IS NOT NULL, "
     "submitted_by IS NOT NULL, end_at FROM tests WHERE deleted_at IS NULL AND product_id {product}"
 )
+# A live bug's platforms (bug_platforms) and custom report fields (bug_fields): rows of their own,
+# read by the bug they belong to.
+_PLATFORMS_SQL = (
+    "SELECT bp.bug_id, bp.os, bp.browser, bp.category FROM bug_platforms bp "
+    "JOIN bugs b ON b.id = bp.bug_id WHERE b.deleted_at IS NULL AND b.product_id {product}"
+)
+_FIELDS_SQL = (
+    "SELECT bf.bug_id, bf.key, bf.value, bf.number FROM bug_fields bf "
+    "JOIN bugs b ON b.id = bf.bug_id WHERE b.deleted_at IS NULL AND b.product_id {product}"
+)
+PLATFORM_COLUMNS = ("os", "browser", "category")
+DETAIL_CODED = (*PLATFORM_COLUMNS, "field_key", "field_value")
 _TEST_FEATURES_SQL = (
     "SELECT tf.test_id, tf.feature_id FROM test_features tf JOIN tests t ON t.id = tf.test_id "
     "WHERE t.deleted_at IS NULL AND t.product_id {product}"
@@ -118,6 +130,10 @@ class Table:
     def size(self) -> int:
         return len(self.moments)
 
+    def part(self, names: Sequence[str], start: int, stop: int) -> Table:
+        """Rows ``start`` to ``stop`` of ``names`` (views of this table's arrays)."""
+        return Table({n: self.columns[n][start:stop] for n in names}, self.moments[start:stop])
+
     @staticmethod
     def joined(tables: Sequence[Table], names: Sequence[str]) -> Table:
         """The tables one after another, with every row's time bucket of every unit."""
@@ -151,6 +167,10 @@ class Segment:
     tests: Table
     # (test, feature) pairs of its tests: ``test_row`` a row of ``tests``, ``feature_id`` a code
     features: dict[str, Codes]
+    # its bugs' platforms (bug_row, os, browser, category) and fields (bug_row, field_key,
+    # field_value codes; number, NaN when not a number): ``bug_row`` a row of ``bugs``
+    platforms: dict[str, Any]
+    fields: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -161,13 +181,15 @@ class Facts:
     tests: Table
     test_features: dict[str, Codes]  # test_row (a row of tests), feature_id (a code)
     codes: dict[str, Coding]
+    platforms: dict[str, Any]  # bug_row (a row of bugs), os, browser, category (codes)
+    fields: dict[str, Any]  # bug_row, field_key, field_value (codes), number (float, NaN)
 
 
 class BugFacts:
     """The in-memory columns of one mirror's live bugs, reloaded per product as it changes."""
 
     def __init__(self) -> None:
-        self._codes = {name: Coding() for name in CODED}
+        self._codes = {name: Coding() for name in (*CODED, *DETAIL_CODED)}
         self._segments: dict[int, Segment] = {}
         self._facts: Facts | None = None
         self._lock = asyncio.Lock()
@@ -194,7 +216,8 @@ class BugFacts:
 
     async def _load(self, conn: aiosqlite.Connection, product: int, generation: int) -> Segment:
         chosen = "IS NULL" if product == NO_PRODUCT else f"= {int(product)}"
-        bugs = await self._load_bugs(conn, chosen)
+        bugs, bug_ids = await self._load_bugs(conn, chosen)
+        platforms, fields = await self._load_details(conn, chosen, bug_ids)
         rows = list(await conn.execute_fetchall(_TESTS_SQL.format(product=chosen)))
         by_column = list(zip(*rows, strict=True)) if rows else [()] * 8
         columns = {
@@ -214,11 +237,13 @@ class BugFacts:
             "test_row": np.array(test_rows, np.int32),
             "feature_id": self._coded("feature_id", feature_ids),
         }
-        return Segment(generation, bugs, tests, features)
+        return Segment(generation, bugs, tests, features, platforms, fields)
 
-    async def _load_bugs(self, conn: aiosqlite.Connection, chosen: str) -> Table:
+    async def _load_bugs(
+        self, conn: aiosqlite.Connection, chosen: str
+    ) -> tuple[Table, Sequence[int]]:
         bugs = list(await conn.execute_fetchall(_BUGS_SQL.format(product=chosen)))
-        by_column = list(zip(*bugs, strict=True)) if bugs else [()] * (len(BUG_COLUMNS) + 1)
+        by_column = list(zip(*bugs, strict=True)) if bugs else [()] * (len(BUG_COLUMNS) + 2)
         columns = {name: self._coded(name, by_column[at]) for at, name in enumerate(BUG_COLUMNS)}
         test_ids = by_column[BUG_COLUMNS.index("test_id")]
         wanted = json.dumps(sorted({t for t in test_ids if t is not None}))
@@ -230,7 +255,27 @@ class BugFacts:
         of_test = list(zip(*(tests.get(t, none) for t in test_ids), strict=True)) or [()] * 3
         for at, name in enumerate(TEST_COLUMNS):
             columns[name] = self._coded(name, of_test[at])
-        return _with_times(columns, by_column[len(BUG_COLUMNS)])
+        return _with_times(columns, by_column[len(BUG_COLUMNS)]), by_column[-1]
+
+    async def _load_details(
+        self, conn: aiosqlite.Connection, chosen: str, bug_ids: Sequence[int]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        row_of = {bug_id: at for at, bug_id in enumerate(bug_ids)}
+        rows = list(await conn.execute_fetchall(_PLATFORMS_SQL.format(product=chosen)))
+        by_column = list(zip(*rows, strict=True)) if rows else [()] * 4
+        platforms: dict[str, Any] = {
+            "bug_row": np.array([row_of[b] for b in by_column[0]], np.int32),
+            **{n: self._coded(n, by_column[1 + at]) for at, n in enumerate(PLATFORM_COLUMNS)},
+        }
+        rows = list(await conn.execute_fetchall(_FIELDS_SQL.format(product=chosen)))
+        by_column = list(zip(*rows, strict=True)) if rows else [()] * 4
+        fields: dict[str, Any] = {
+            "bug_row": np.array([row_of[b] for b in by_column[0]], np.int32),
+            "field_key": self._coded("field_key", by_column[1]),
+            "field_value": self._coded("field_value", by_column[2]),
+            "number": np.array([np.nan if n is None else n for n in by_column[3]], np.float64),
+        }
+        return platforms, fields
 
     def _coded(self, name: str, values: Sequence[Any]) -> Codes:
         coding = self._codes[name]
@@ -240,10 +285,26 @@ class BugFacts:
         return np.fromiter(map(index.__getitem__, values), np.int32, len(values))
 
     def _joined(self) -> Facts:
-        segments = [self._segments[p] for p in sorted(self._segments)]
-        bugs = Table.joined([s.bugs for s in segments], [*CODED, *TIME_COLUMNS])
-        test_names = ["product_id", "test_id", *TEST_COLUMNS, "created", "submitted"]
-        tests = Table.joined([s.tests for s in segments], [*test_names, *TIME_COLUMNS])
+        products = sorted(self._segments)
+        segments = [self._segments[p] for p in products]
+        bug_names = [*CODED, *TIME_COLUMNS]
+        bugs = Table.joined([s.bugs for s in segments], bug_names)
+        test_names = ["product_id", "test_id", *TEST_COLUMNS, "created", "submitted", *TIME_COLUMNS]
+        tests = Table.joined([s.tests for s in segments], test_names)
+        # Each segment now reads its rows from the joined arrays (views, not copies), so the
+        # columns are held once; the next join copies them out of these views.
+        at_bug = at_test = 0
+        for product, segment in zip(products, segments, strict=True):
+            self._segments[product] = Segment(
+                segment.generation,
+                bugs.part(bug_names, at_bug, at_bug + segment.bugs.size),
+                tests.part(test_names, at_test, at_test + segment.tests.size),
+                segment.features,
+                segment.platforms,
+                segment.fields,
+            )
+            at_bug += segment.bugs.size
+            at_test += segment.tests.size
         offset = 0
         rows, features = [], []
         for segment in segments:  # a pair's test row counts from the first segment's first test
@@ -254,7 +315,38 @@ class BugFacts:
             "test_row": np.concatenate(rows) if rows else np.zeros(0, np.int32),
             "feature_id": np.concatenate(features) if features else np.zeros(0, np.int32),
         }
-        return Facts(bugs, tests, pairs, self._codes)
+        sizes = [s.bugs.size for s in segments]
+        return Facts(
+            bugs,
+            tests,
+            pairs,
+            self._codes,
+            _stacked([s.platforms for s in segments], sizes, ["bug_row", *PLATFORM_COLUMNS]),
+            _stacked(
+                [s.fields for s in segments],
+                sizes,
+                ["bug_row", "field_key", "field_value", "number"],
+            ),
+        )
+
+
+def _stacked(
+    parts: Sequence[dict[str, Any]], sizes: Sequence[int], names: Sequence[str]
+) -> dict[str, Any]:
+    """Rows of a bug's own kind (platforms, fields) one segment after another, ``bug_row``
+    counted from the first segment's first bug."""
+    if not parts:
+        return {name: np.zeros(0, np.float64 if name == "number" else np.int32) for name in names}
+    offsets = np.cumsum([0, *sizes[:-1]])
+    return {
+        name: np.concatenate(
+            [
+                part[name] + offset if name == "bug_row" else part[name]
+                for part, offset in zip(parts, offsets, strict=True)
+            ]
+        )
+        for name in names
+    }
 
 
 def _with_times(columns: dict[str, Codes], times: Sequence[str | None]) -> Table:

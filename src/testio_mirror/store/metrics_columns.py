@@ -140,7 +140,20 @@ def distinct_pairs(group: Ints, values: Any, size: int) -> Ints:
         counted[::size] = 0  # value code 0: NULL, which no distinct count counts
         found: Ints = np.flatnonzero(counted)
         return found
-    return np.unique(numbers[values != 0])
+    return distinct(numbers[values != 0])
+
+
+def distinct(numbers: Ints) -> Ints:
+    """The distinct numbers in order. By sorting: numpy 2's ``unique`` hashes instead, ten
+    times slower on a few hundred thousand numbers (155 ms against 16 for 360,000)."""
+    ordered = np.sort(numbers)
+    if len(ordered) == 0:
+        return ordered
+    first = np.empty(len(ordered), np.bool_)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    found: Ints = ordered[first]
+    return found
 
 
 def sets_of(pairs: Ints, size: int, values: list[Any]) -> dict[int, frozenset[str]]:
@@ -173,4 +186,6 @@ def _at(values: Any, present: Ints) -> list[Any]:
     if isinstance(values, dict):  # sets: only the groups that have a value
         return [values.get(at, frozenset()) for at in present.tolist()]
     taken: list[Any] = values[present].tolist()
+    if values.dtype.kind == "f":  # NaN: a field's sum, min or max over no number (SQL's NULL)
+        return [None if value != value else value for value in taken]
     return taken

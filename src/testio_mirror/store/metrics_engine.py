@@ -24,6 +24,7 @@ from testio_mirror.store.metrics_columns import (
     Ints,
     Kept,
     Key,
+    KeyCodes,
     Mask,
     among,
     answered,
@@ -33,6 +34,15 @@ from testio_mirror.store.metrics_columns import (
     in_period,
     sets_of,
     time_key,
+)
+from testio_mirror.store.metrics_engine_details import (
+    PLATFORM_DIMENSIONS,
+    field_aggregate,
+    field_of,
+    number_column,
+    platform_rows,
+    value_column,
+    with_fields,
 )
 from testio_mirror.store.metrics_engine_tests import TEST_AGGREGATES, TEST_DIMENSIONS, test_groups
 from testio_mirror.store.metrics_sql import MetricsFilter
@@ -60,9 +70,13 @@ def supports(side: Side, dimensions: Sequence[str], aggregates: Sequence[str]) -
         return all(d in TEST_DIMENSIONS for d in dimensions) and all(
             a in TEST_AGGREGATES for a in aggregates
         )
-    return all(d in CODED_DIMENSIONS or d in TIME_DIMENSIONS for d in dimensions) and all(
-        a in _AGGREGATES for a in aggregates
-    )
+    return all(
+        d in CODED_DIMENSIONS
+        or d in TIME_DIMENSIONS
+        or d in PLATFORM_DIMENSIONS
+        or field_of(d) is not None
+        for d in dimensions
+    ) and all(a in _AGGREGATES or field_of(a) is not None for a in aggregates)
 
 
 def grouped(
@@ -77,22 +91,43 @@ def grouped(
     if side == "tests":
         return test_groups(facts, dimensions, aggregates, chosen)
     keep = _kept(facts, chosen)
-    size = int(np.count_nonzero(keep))
-    cols = Kept(facts.bugs.columns, None if size == facts.bugs.size else keep)
-    keys = [
-        time_key(name, cols, facts.bugs)
-        if name in TIME_DIMENSIONS
-        else coded_key(
-            facts.codes[CODED_DIMENSIONS[name]].values,
-            cols[CODED_DIMENSIONS[name]],
-            known=name == "known",
-        )
-        for name in dimensions
-    ]
+    keys_read = [found[1] for found in map(field_of, [*dimensions, *aggregates]) if found]
+    columns = with_fields(facts, keys_read) if keys_read else facts.bugs.columns
+    wanted = sorted({PLATFORM_DIMENSIONS[d] for d in dimensions if d in PLATFORM_DIMENSIONS})
+    if wanted:  # a bug in each of its platforms' groups: one row per bug and value
+        rows, platforms = platform_rows(facts, keep, wanted)
+        cols = Kept(columns, rows)
+        cols.update(platforms)
+        size = len(rows)
+    else:
+        size = int(np.count_nonzero(keep))
+        cols = Kept(columns, None if size == facts.bugs.size else keep)
+    keys = [_key(facts, name, cols) for name in dimensions]
     group, count, decode = groups_of(keys, size)
     counting = _Counting(facts, cols, group, count)
-    result = {name: _AGGREGATES[name](counting) for name in aggregates}
+    result = {name: _aggregate(name, counting) for name in aggregates}
     return answered(dimensions, aggregates, result, counting.bugs, decode)
+
+
+def _key(facts: Facts, name: str, cols: dict[str, Any]) -> KeyCodes:
+    if name in TIME_DIMENSIONS:
+        return time_key(name, cols, facts.bugs)
+    if name in PLATFORM_DIMENSIONS:
+        column = PLATFORM_DIMENSIONS[name]
+        return coded_key(facts.codes[column].values, cols[column])
+    field = field_of(name)
+    if field is not None:
+        return coded_key(facts.codes["field_value"].values, cols[value_column(field[1])])
+    column = CODED_DIMENSIONS[name]
+    return coded_key(facts.codes[column].values, cols[column], known=name == "known")
+
+
+def _aggregate(name: str, counting: _Counting) -> Any:
+    field = field_of(name)
+    if field is None:
+        return _AGGREGATES[name](counting)
+    kind, key = field
+    return field_aggregate(kind, counting.cols[number_column(key)], counting.group, counting.count)
 
 
 def _kept(facts: Facts, chosen: MetricsFilter) -> Mask:

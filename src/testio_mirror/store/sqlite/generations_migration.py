@@ -16,7 +16,8 @@ that sees them all.
 - A test's insert, delete or an update of what the metrics read from it (its product, end,
   testing type, status, who created and submitted it, the raw JSON holding its environment,
   deleted_at) moves its product's generation and those of its bugs' products; so does a change
-  to the features it covers (test_features).
+  to the features it covers (test_features), and to a bug's platforms or custom report fields
+  (bug_platforms, bug_fields: rows are only ever inserted and deleted).
 
 Two indexes serve the reads: ``bugs_for_stats`` (bug_stats' own, migration 4) gains the three
 columns the metrics read besides its own, so a product's bugs load from the index alone (0.4 s
@@ -39,6 +40,8 @@ _BUMP_TEST = (
 )
 _BUMP_FEATURES_OF_TEST = """UPDATE bug_generations SET generation = generation + 1
     WHERE product_id = (SELECT coalesce(product_id, -1) FROM tests WHERE id = {tid});"""
+_BUMP_PRODUCT_OF_BUG = """UPDATE bug_generations SET generation = generation + 1
+    WHERE product_id = (SELECT coalesce(product_id, -1) FROM bugs WHERE id = {bid});"""
 _TEST_COLUMNS = (
     "product_id",
     "end_at",
@@ -107,6 +110,18 @@ CREATE TRIGGER tests_generation_update AFTER UPDATE ON tests WHEN {_TEST_CHANGED
     {_BUMP.format(pid="new.product_id")}
 END;
 
+CREATE TRIGGER bug_platforms_generation_insert AFTER INSERT ON bug_platforms BEGIN
+    {_BUMP_PRODUCT_OF_BUG.format(bid="new.bug_id")}
+END;
+CREATE TRIGGER bug_platforms_generation_delete AFTER DELETE ON bug_platforms BEGIN
+    {_BUMP_PRODUCT_OF_BUG.format(bid="old.bug_id")}
+END;
+CREATE TRIGGER bug_fields_generation_insert AFTER INSERT ON bug_fields BEGIN
+    {_BUMP_PRODUCT_OF_BUG.format(bid="new.bug_id")}
+END;
+CREATE TRIGGER bug_fields_generation_delete AFTER DELETE ON bug_fields BEGIN
+    {_BUMP_PRODUCT_OF_BUG.format(bid="old.bug_id")}
+END;
 CREATE TRIGGER test_features_generation_insert AFTER INSERT ON test_features BEGIN
     {_BUMP_FEATURES_OF_TEST.format(tid="new.test_id")}
 END;
