@@ -399,23 +399,41 @@ def _order(value: Any) -> tuple[int, Any]:
 def _sorted(query: MetricsQuery, rows: dict[Key, Group]) -> list[tuple[Key, Group]]:
     """Groups in the answer's order: ``sort_by`` a dimension ascending or a metric descending
     (nulls last); by default the time dimension in time order, then the first metric; ties by
-    the keys ascending. One sort, each group's sort key computed once (thousands of groups)."""
+    the keys ascending. One sort; each group's key made once, of orders computed once per
+    distinct value (thousands of groups share a few products and months)."""
     sort_by = query.sort_by
     at = _time_position(query)
+    orders: dict[tuple[type, Any], tuple[int, Any]] = {}
 
-    def keys(item: tuple[Key, Group]) -> tuple[tuple[int, Any], ...]:
-        return tuple(_order(k) for k in item[0])
+    def order(value: Any) -> tuple[int, Any]:
+        cached = orders.get((type(value), value))
+        if cached is None:
+            cached = orders[(type(value), value)] = _order(value)
+        return cached
 
+    def keys(key: Key) -> tuple[tuple[int, Any], ...]:
+        return tuple(map(order, key))
+
+    items = list(rows.items())
     if sort_by is None or sort_by in query.metrics:
         compute = _metric(sort_by or query.metrics[0]).compute
         if sort_by is None and at is not None:
-            return sorted(
-                rows.items(),
-                key=lambda item: (_order(item[0][at]), _descending(compute(item[1])), keys(item)),
-            )
-        return sorted(rows.items(), key=lambda item: (_descending(compute(item[1])), keys(item)))
-    position = list(query.dimensions).index(sort_by)
-    return sorted(rows.items(), key=lambda item: (_order(item[0][position]), keys(item)))
+            decorated = [
+                (order(key[at]), _descending(compute(group)), keys(key), n)
+                for n, (key, group) in enumerate(items)
+            ]
+        else:
+            decorated = [
+                ((0, 0), _descending(compute(group)), keys(key), n)
+                for n, (key, group) in enumerate(items)
+            ]
+    else:
+        position = list(query.dimensions).index(sort_by)
+        decorated = [
+            (order(key[position]), (0, 0.0), keys(key), n) for n, (key, _) in enumerate(items)
+        ]
+    decorated.sort()
+    return [items[entry[-1]] for entry in decorated]
 
 
 def _descending(value: Value) -> tuple[int, float]:

@@ -60,7 +60,11 @@ class Grouping:
                 continue
             if self._facts is not None and supports(side, query.dimensions, names):
                 facts = await self._facts.current(self._conn)
-                for key, values in grouped(facts, side, query.dimensions, names, chosen).items():
+                found = grouped(facts, side, query.dimensions, names, chosen)
+                if not partials:  # the first side's groups are the groups (thousands of them)
+                    partials = found
+                    continue
+                for key, values in found.items():
                     partials.setdefault(key, {}).update(values)
                 continue
             await self._by_sql(side, query, names, chosen, partials)
