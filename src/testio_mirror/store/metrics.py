@@ -236,14 +236,15 @@ class MetricsRepository:
         if chosen.test_ids:
             return await self._bugs.ensure_fresh(chosen.test_ids)
         async with self._db.reader() as conn:
-            sql, params = scope_sql(chosen)
-            tests = await conn.execute_fetchall(f"{sql} LIMIT {READ_THROUGH_TESTS + 1}", params)
-            if 0 < len(list(tests)) <= READ_THROUGH_TESTS:
-                ids = [row[0] for row in tests]
-            else:  # none in scope: as fresh as the mirror's bug lists are
-                ids = None
-                wider = chosen if tests else MetricsFilter()
-                rows = await conn.execute_fetchall(*scope_sql(wider, SCOPE_FRESHNESS))
+            # How many tests, how fresh their bug lists: one statement; their ids only when
+            # few enough to read through.
+            rows = await conn.execute_fetchall(*scope_sql(chosen, SCOPE_FRESHNESS))
+            count, missing, oldest = next(iter(rows))
+            ids = None
+            if 0 < count <= READ_THROUGH_TESTS:
+                ids = [row[0] for row in await conn.execute_fetchall(*scope_sql(chosen))]
+            elif not count:  # none in scope: as fresh as the mirror's bug lists are
+                rows = await conn.execute_fetchall(*scope_sql(MetricsFilter(), SCOPE_FRESHNESS))
                 count, missing, oldest = next(iter(rows))
         if ids is not None:
             return await self._bugs.ensure_fresh(ids)

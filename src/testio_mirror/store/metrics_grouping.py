@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from testio_mirror.store.bug_facts import BugFacts
+from testio_mirror.store.bug_facts import BugFacts, Facts
 from testio_mirror.store.metrics_engine import grouped, supports
 from testio_mirror.store.metrics_fields import metric
 from testio_mirror.store.metrics_sql import MetricsFilter, grouped_sql
@@ -44,6 +44,7 @@ class Grouping:
     def __init__(self, conn: aiosqlite.Connection, facts: BugFacts | None) -> None:
         self._conn = conn
         self._facts = facts
+        self._snapshot: Facts | None = None
 
     async def groups(
         self, query: Query, chosen: MetricsFilter, *, only: Sequence[str] | None = None
@@ -59,7 +60,9 @@ class Grouping:
             if not names:
                 continue
             if self._facts is not None and supports(side, query.dimensions, names):
-                facts = await self._facts.current(self._conn)
+                if self._snapshot is None:  # once per request: every side reads one state
+                    self._snapshot = await self._facts.current(self._conn)
+                facts = self._snapshot
                 found = grouped(facts, side, query.dimensions, names, chosen)
                 if not partials:  # the first side's groups are the groups (thousands of them)
                     partials = found
