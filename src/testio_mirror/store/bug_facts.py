@@ -1,13 +1,14 @@
-"""The columns of every live bug that ``query_metrics`` groups and counts, held in memory.
+"""The columns of every live bug and test that ``query_metrics`` groups and counts, in memory.
 
-SQLite answers a grouped count over a large account by sorting every bug it reads (its GROUP BY
+SQLite answers a grouped count over a large account by sorting every row it reads (its GROUP BY
 has no hash aggregation): on 300,000 bugs that is 150 to 1,600 ms a query, where the same
-counts over numpy arrays take ~15 ms (docs/performance.md, "W7"). So the bugs' metric columns
-are kept here as arrays of small integer codes (one per distinct value, 0 for NULL), one segment
-per product, and ``store/metrics_engine.py`` groups them.
+counts over numpy arrays take ~15 ms (docs/performance.md, "W7"). So the metric columns of bugs
+and tests (and the tests' features, the bugs' platforms and custom report fields) are kept here
+as arrays of small integer codes (one per distinct value, 0 for NULL), one segment per product,
+and ``store/metrics_engine.py`` groups them.
 
 Exactness: each segment remembers the generation of its product (``bug_generations``, moved by
-triggers on every write to bugs and to the tests they read: migration 11). Every query first
+triggers on every write to the tables read here: migration 11). Every query first
 reads the generations, then reloads the segments whose generation moved, in that order: a write
 committed between the two leaves a segment newer than its generation, which the next query
 reloads again, never older.
@@ -186,7 +187,8 @@ class Facts:
 
 
 class BugFacts:
-    """The in-memory columns of one mirror's live bugs, reloaded per product as it changes."""
+    """The in-memory columns of one mirror's live bugs and tests, reloaded per product as it
+    changes (a lock: one reload at a time, and a query waiting for it reads its result)."""
 
     def __init__(self) -> None:
         self._codes = {name: Coding() for name in (*CODED, *DETAIL_CODED)}
