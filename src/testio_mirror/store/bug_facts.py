@@ -218,10 +218,12 @@ class BugFacts:
 
     async def _load(self, conn: aiosqlite.Connection, product: int, generation: int) -> Segment:
         chosen = "IS NULL" if product == NO_PRODUCT else f"= {int(product)}"
-        bugs, bug_ids = await self._load_bugs(conn, chosen)
-        platforms, fields = await self._load_details(conn, chosen, bug_ids)
         rows = list(await conn.execute_fetchall(_TESTS_SQL.format(product=chosen)))
         by_column = list(zip(*rows, strict=True)) if rows else [()] * 8
+        # What the product's bugs read of their tests: mostly these same tests.
+        of_tests = {row[1]: (row[2], row[3], row[4]) for row in rows}
+        bugs, bug_ids = await self._load_bugs(conn, chosen, of_tests)
+        platforms, fields = await self._load_details(conn, chosen, bug_ids)
         columns = {
             name: self._coded(name, by_column[at])
             for at, name in enumerate(("product_id", "test_id", *TEST_COLUMNS))
@@ -242,17 +244,22 @@ class BugFacts:
         return Segment(generation, bugs, tests, features, platforms, fields)
 
     async def _load_bugs(
-        self, conn: aiosqlite.Connection, chosen: str
+        self,
+        conn: aiosqlite.Connection,
+        chosen: str,
+        of_tests: dict[int, tuple[Any, Any, Any]],
     ) -> tuple[Table, Sequence[int]]:
+        """The product's bugs; ``of_tests``: the testing type, status and environment of its
+        live tests by id (a bug's test that is not among them is read here)."""
         bugs = list(await conn.execute_fetchall(_BUGS_SQL.format(product=chosen)))
         by_column = list(zip(*bugs, strict=True)) if bugs else [()] * (len(BUG_COLUMNS) + 2)
         columns = {name: self._coded(name, by_column[at]) for at, name in enumerate(BUG_COLUMNS)}
         test_ids = by_column[BUG_COLUMNS.index("test_id")]
-        wanted = json.dumps(sorted({t for t in test_ids if t is not None}))
-        tests = {
-            row[0]: (row[1], row[2], row[3])
-            for row in await conn.execute_fetchall(_TESTS_OF_BUGS_SQL, (wanted,))
-        }
+        tests = dict(of_tests)
+        others = sorted({t for t in test_ids if t is not None and t not in tests})
+        if others:  # a tombstoned test, or one of another product
+            for row in await conn.execute_fetchall(_TESTS_OF_BUGS_SQL, (json.dumps(others),)):
+                tests[row[0]] = (row[1], row[2], row[3])
         none = (None, None, None)
         of_test = list(zip(*(tests.get(t, none) for t in test_ids), strict=True)) or [()] * 3
         for at, name in enumerate(TEST_COLUMNS):
